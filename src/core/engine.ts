@@ -1,0 +1,121 @@
+/**
+ * The counting engine: the one place that turns requests from every front-end
+ * (anvil socket, policy services, guard proxy) into store operations, keeps
+ * peak statistics and keeps the table swept. Front-ends never touch the store.
+ *
+ * Keys are "service:client" strings, e.g. "smtp:203.0.113.9" — for the anvil
+ * service, exactly the ident Postfix sends.
+ */
+import type { Logger } from 'pino';
+import { then } from './awaitable.js';
+import type { Clock } from './clock.js';
+import { EMPTY_SNAPSHOT, type KeySnapshot, type RateMetric } from './metrics.js';
+import { PeakStats } from './peaks.js';
+import type { AcquireResult, Awaitable, CounterStore, HitResult, Owner } from '../store/types.js';
+
+export interface EngineOptions {
+  readonly rateUnitMs: number;
+  /** How often peak statistics are logged (and reset). */
+  readonly statusUpdateMs: number;
+  /** How often the table is swept of expired keys. */
+  readonly sweepIntervalMs?: number;
+}
+
+/** At most one "table is full" warning per this interval, with the counts since the last. */
+const FULL_WARNING_INTERVAL_MS = 60_000;
+
+export class Engine {
+  readonly peaks = new PeakStats();
+  private readonly store: CounterStore;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly opts: EngineOptions;
+  private timers: NodeJS.Timeout[] = [];
+  private reportedFull = { evicted: 0, untracked: 0, at: 0 };
+
+  constructor(store: CounterStore, clock: Clock, log: Logger, opts: EngineOptions) {
+    this.store = store;
+    this.clock = clock;
+    this.log = log;
+    this.opts = opts;
+  }
+
+  /** Starts the sweep and statistics timers. They never keep the process alive. */
+  start(): void {
+    const sweep = setInterval(() => this.maintain(), this.opts.sweepIntervalMs ?? 1000);
+    const status = setInterval(() => this.logStatistics(), this.opts.statusUpdateMs);
+    sweep.unref();
+    status.unref();
+    this.timers.push(sweep, status);
+  }
+
+  /** Stops the timers and logs the final statistics, as anvil does at exit. */
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    this.logStatistics();
+    await this.store.close();
+  }
+
+  createOwner(label: string): Owner {
+    return this.store.createOwner(label);
+  }
+
+  connect(key: string, owner: Owner): Awaitable<AcquireResult> {
+    const now = this.clock.now();
+    return then(this.store.acquire(key, owner, now), (r) => {
+      this.peaks.update('count', r.count, key, now);
+      this.peaks.update('conn', r.rate, key, now);
+      return r;
+    });
+  }
+
+  disconnect(key: string, owner: Owner): Awaitable<number> {
+    return this.store.release(key, owner, this.clock.now());
+  }
+
+  /** Counts one event; `holder` is given a connection first if it holds none of `key`. */
+  event(key: string, metric: RateMetric, holder?: Owner): Awaitable<HitResult> {
+    const now = this.clock.now();
+    return then(this.store.hit(key, metric, now, holder), (r) => {
+      this.peaks.update(metric, r.rate, key, now);
+      if (holder !== undefined) this.peaks.update('count', r.count, key, now);
+      return r;
+    });
+  }
+
+  lookup(key: string): Awaitable<KeySnapshot> {
+    return then(this.store.read(key, this.clock.now()), (s) => s ?? EMPTY_SNAPSHOT);
+  }
+
+  /** Releases everything `owner` holds: its process or socket went away. */
+  closeOwner(owner: Owner): Awaitable<number> {
+    return this.store.releaseOwner(owner, this.clock.now());
+  }
+
+  get entries(): number {
+    return this.store.stats().entries;
+  }
+
+  /** Sweeps a slice of the table, records its size, warns when it is full. */
+  maintain(): void {
+    const now = this.clock.now();
+    this.store.sweep(now);
+    const s = this.store.stats();
+    this.peaks.update('entries', s.entries, '', now);
+    const evicted = s.evicted - this.reportedFull.evicted;
+    const untracked = s.untracked - this.reportedFull.untracked;
+    if ((evicted > 0 || untracked > 0) && now - this.reportedFull.at >= FULL_WARNING_INTERVAL_MS) {
+      this.log.warn(
+        { entries: s.entries, evicted, untracked },
+        'counter table full (engine.max_entries): idle clients evicted, new clients answered untracked',
+      );
+      this.reportedFull = { evicted: s.evicted, untracked: s.untracked, at: now };
+    }
+  }
+
+  logStatistics(): void {
+    this.peaks.update('entries', this.store.stats().entries, '', this.clock.now());
+    for (const line of this.peaks.report(this.opts.rateUnitMs)) this.log.info(line);
+  }
+}

@@ -1,0 +1,24 @@
+/**
+ * The events the engine keeps a rate of, per (service, client) key. The index
+ * of each is its column in the stores' rate tables; append, never reorder.
+ */
+export const RATE_METRICS = ['conn', 'mail', 'rcpt', 'newtls', 'auth', 'authfail'] as const;
+export type RateMetric = (typeof RATE_METRICS)[number];
+export const METRIC_COUNT = RATE_METRICS.length;
+
+export const METRIC_INDEX: { readonly [M in RateMetric]: number } = Object.freeze(
+  Object.fromEntries(RATE_METRICS.map((m, i) => [m, i])) as { [M in RateMetric]: number },
+);
+
+/** Counts and rates of one key at one instant. */
+export interface KeySnapshot {
+  /** Concurrent connections now. */
+  readonly count: number;
+  /** Events per rate time unit, one per metric. */
+  readonly rates: { readonly [M in RateMetric]: number };
+}
+
+export const EMPTY_SNAPSHOT: KeySnapshot = Object.freeze({
+  count: 0,
+  rates: Object.freeze({ conn: 0, mail: 0, rcpt: 0, newtls: 0, auth: 0, authfail: 0 }),
+});

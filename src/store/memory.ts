@@ -1,0 +1,217 @@
+/**
+ * The embedded counter store: one process, no I/O, synchronous.
+ *
+ * Layout: a Map from key to slot number, and per slot a few typed-array cells
+ * (count, window start, current and previous count per metric). A tracked
+ * client costs its key string, a Map entry and 60 bytes of arrays, with no
+ * per-key object for the garbage collector to trace.
+ *
+ * A full table (maxEntries keys) first gives up its oldest idle key (count 0);
+ * a key with live connections is never dropped, because its count would come
+ * back wrong. When no idle key is found in a short scan, the new key is
+ * answered as a first-time client without being stored ("untracked"): the
+ * caller logs it and Doorman keeps serving.
+ */
+import { METRIC_COUNT, METRIC_INDEX, RATE_METRICS, type KeySnapshot, type RateMetric } from '../core/metrics.js';
+import type { RateAlgorithm, RateTable } from '../core/rate.js';
+import type { AcquireResult, CounterStore, HitResult, Owner, StoreStats } from './types.js';
+
+export interface MemoryStoreOptions {
+  readonly rate: RateAlgorithm;
+  readonly maxEntries: number;
+  /** Keys examined per sweep() call. */
+  readonly sweepBudget?: number;
+}
+
+/** How far to look for an idle key to evict before giving up on storing a new one. */
+const EVICT_SCAN = 64;
+const INITIAL_CAPACITY = 1024;
+
+class MemoryOwner implements Owner {
+  readonly id: string;
+  /** key → connections this owner holds on it. */
+  readonly keys = new Map<string, number>();
+  held = 0;
+  constructor(id: string) {
+    this.id = id;
+  }
+}
+
+export class MemoryStore implements CounterStore {
+  readonly kind = 'memory';
+  private readonly rate: RateAlgorithm;
+  private readonly maxEntries: number;
+  private readonly sweepBudget: number;
+  private readonly index = new Map<string, number>();
+  private capacity = 0;
+  private count = new Int32Array(0);
+  private table: RateTable = { start: new Float64Array(0), counts: new Int32Array(0) };
+  private free: number[] = [];
+  private nextSlot = 0;
+  private ownerSeq = 0;
+  private sweepIter: Iterator<[string, number]> | null = null;
+  private evictIter: Iterator<[string, number]> | null = null;
+  private evicted = 0;
+  private untracked = 0;
+
+  constructor(opts: MemoryStoreOptions) {
+    this.rate = opts.rate;
+    this.maxEntries = opts.maxEntries;
+    this.sweepBudget = opts.sweepBudget ?? 20_000;
+    this.grow(Math.min(INITIAL_CAPACITY, opts.maxEntries));
+  }
+
+  createOwner(label: string): Owner {
+    return new MemoryOwner(`${label}#${++this.ownerSeq}`);
+  }
+
+  acquire(key: string, owner: Owner, now: number): AcquireResult {
+    const slot = this.slotFor(key, now);
+    if (slot < 0) return { count: 1, rate: 1, tracked: false };
+    return { count: this.take(slot, key, owner as MemoryOwner), rate: this.rate.hit(this.table, slot, 0, now), tracked: true };
+  }
+
+  release(key: string, owner: Owner, now: number): number {
+    void now;
+    const slot = this.index.get(key);
+    if (slot === undefined) return 0;
+    const o = owner as MemoryOwner;
+    const held = o.keys.get(key);
+    if (held === undefined) return this.count[slot] as number;
+    if (held === 1) o.keys.delete(key);
+    else o.keys.set(key, held - 1);
+    o.held--;
+    const c = (this.count[slot] as number) - 1;
+    this.count[slot] = c;
+    return c;
+  }
+
+  hit(key: string, metric: RateMetric, now: number, holder?: Owner): HitResult {
+    const slot = this.slotFor(key, now);
+    if (slot < 0) return { rate: 1, count: holder ? 1 : 0, tracked: false };
+    if (holder !== undefined && !(holder as MemoryOwner).keys.has(key)) {
+      this.take(slot, key, holder as MemoryOwner);
+      this.rate.hit(this.table, slot, 0, now);
+    }
+    const rate = this.rate.hit(this.table, slot, METRIC_INDEX[metric], now);
+    return { rate, count: this.count[slot] as number, tracked: true };
+  }
+
+  read(key: string, now: number): KeySnapshot | null {
+    const slot = this.index.get(key);
+    if (slot === undefined) return null;
+    const rates = {} as Record<RateMetric, number>;
+    for (let m = 0; m < METRIC_COUNT; m++) rates[RATE_METRICS[m] as RateMetric] = this.rate.read(this.table, slot, m, now);
+    return { count: this.count[slot] as number, rates };
+  }
+
+  releaseOwner(owner: Owner, now: number): number {
+    void now;
+    const o = owner as MemoryOwner;
+    let released = 0;
+    for (const [key, held] of o.keys) {
+      const slot = this.index.get(key);
+      if (slot === undefined) continue;
+      this.count[slot] = Math.max(0, (this.count[slot] as number) - held);
+      released += held;
+    }
+    o.keys.clear();
+    o.held = 0;
+    return released;
+  }
+
+  sweep(now: number): void {
+    let budget = Math.min(this.sweepBudget, this.index.size);
+    let restarted = false;
+    while (budget > 0) {
+      if (this.sweepIter === null) this.sweepIter = this.index.entries();
+      const next = this.sweepIter.next();
+      if (next.done) {
+        // End of the table: start over from the oldest key, once per call.
+        this.sweepIter = null;
+        if (restarted) return;
+        restarted = true;
+        continue;
+      }
+      budget--;
+      const [key, slot] = next.value;
+      if (this.count[slot] === 0 && this.rate.idle(this.table, slot, now)) this.drop(key, slot);
+    }
+  }
+
+  stats(): StoreStats {
+    return { entries: this.index.size, evicted: this.evicted, untracked: this.untracked };
+  }
+
+  close(): void {
+    this.index.clear();
+    this.sweepIter = null;
+    this.evictIter = null;
+  }
+
+  /** Gives `owner` one more connection on the slot; returns the key's count. */
+  private take(slot: number, key: string, owner: MemoryOwner): number {
+    owner.keys.set(key, (owner.keys.get(key) ?? 0) + 1);
+    owner.held++;
+    const c = (this.count[slot] as number) + 1;
+    this.count[slot] = c;
+    return c;
+  }
+
+  /** The key's slot, made if need be; -1 when the table is full of live keys. */
+  private slotFor(key: string, now: number): number {
+    const found = this.index.get(key);
+    if (found !== undefined) return found;
+    if (this.index.size >= this.maxEntries && !this.evictOne(now)) {
+      this.untracked++;
+      return -1;
+    }
+    let slot = this.free.pop();
+    if (slot === undefined) {
+      if (this.nextSlot >= this.capacity) this.grow(Math.min(this.maxEntries, this.capacity * 2));
+      slot = this.nextSlot++;
+    }
+    this.index.set(key, slot);
+    this.count[slot] = 0;
+    this.rate.init(this.table, slot, now);
+    return slot;
+  }
+
+  /** Drops the oldest idle key we find within EVICT_SCAN keys. */
+  private evictOne(now: number): boolean {
+    for (let i = 0; i < EVICT_SCAN; i++) {
+      if (this.evictIter === null) this.evictIter = this.index.entries();
+      const next = this.evictIter.next();
+      if (next.done) {
+        this.evictIter = null;
+        continue;
+      }
+      const [key, slot] = next.value;
+      if (this.count[slot] === 0) {
+        void now;
+        this.drop(key, slot);
+        this.evicted++;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private drop(key: string, slot: number): void {
+    this.index.delete(key);
+    this.free.push(slot);
+  }
+
+  private grow(capacity: number): void {
+    if (capacity <= this.capacity) return;
+    const count = new Int32Array(capacity);
+    count.set(this.count);
+    const start = new Float64Array(capacity);
+    start.set(this.table.start);
+    const counts = new Int32Array(capacity * METRIC_COUNT * 2);
+    counts.set(this.table.counts);
+    this.count = count;
+    this.table = { start, counts };
+    this.capacity = capacity;
+  }
+}

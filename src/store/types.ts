@@ -1,0 +1,67 @@
+/**
+ * The counter-store interface. A store only counts: it offers atomic
+ * primitives over (key → concurrent count, rates) and knows which owner holds
+ * which connections. What the counts mean — limits, refusals — is decided once,
+ * above it, in src/core. The memory store answers synchronously; a networked
+ * store (Redis) answers with promises, hence Awaitable.
+ */
+import type { KeySnapshot, RateMetric } from '../core/metrics.js';
+
+export type Awaitable<T> = T | Promise<T>;
+
+/**
+ * Something that holds connections: one anvil client socket, one proxy
+ * listener. When it goes away every connection it holds is released, so a
+ * count never outlives the process that reported it.
+ */
+export interface Owner {
+  readonly id: string;
+  /** Connections held now, over all keys. */
+  readonly held: number;
+}
+
+export interface AcquireResult {
+  /** Concurrent connections of the key, this one included. */
+  readonly count: number;
+  /** Connection rate of the key, this one included. */
+  readonly rate: number;
+  /** False when the table was full and the key could not be stored. */
+  readonly tracked: boolean;
+}
+
+export interface HitResult {
+  readonly rate: number;
+  readonly count: number;
+  readonly tracked: boolean;
+}
+
+export interface StoreStats {
+  readonly entries: number;
+  /** Keys dropped to make room when the table was full (idle ones only). */
+  readonly evicted: number;
+  /** Requests for new keys answered without storing them: the table was full of live keys. */
+  readonly untracked: number;
+}
+
+export interface CounterStore {
+  readonly kind: string;
+  createOwner(label: string): Owner;
+  /** One more connection of `key`, held by `owner`; counts a connection event. */
+  acquire(key: string, owner: Owner, now: number): Awaitable<AcquireResult>;
+  /** One connection of `key` fewer, if `owner` holds one (else nothing changes). Returns the count after. */
+  release(key: string, owner: Owner, now: number): Awaitable<number>;
+  /**
+   * Counts one `metric` event of `key` and returns its rate. With `holder`, a
+   * holder that holds no connection of `key` is first given one, as anvil does
+   * for a session it did not see connect (after a restart of either side).
+   */
+  hit(key: string, metric: RateMetric, now: number, holder?: Owner): Awaitable<HitResult>;
+  /** Counts and rates without changing anything; null for an unknown key. */
+  read(key: string, now: number): Awaitable<KeySnapshot | null>;
+  /** Releases every connection `owner` holds; returns how many. The owner is done. */
+  releaseOwner(owner: Owner, now: number): Awaitable<number>;
+  /** Drops keys whose count is zero and whose rates have decayed; bounded work per call. */
+  sweep(now: number): void;
+  stats(): StoreStats;
+  close(): Awaitable<void>;
+}
