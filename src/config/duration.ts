@@ -1,0 +1,13 @@
+/** Durations in the configuration: a number of seconds, or "500ms", "60s", "10m", "1h", "1d". */
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+export const DURATION_EXPECTED = 'a duration such as 500ms, 60s, 10m, 1h or a number of seconds';
+
+/** Milliseconds, or null when `v` is not a duration. */
+export function parseDuration(v: unknown): number | null {
+  if (typeof v === 'number') return Number.isFinite(v) && v >= 0 ? Math.round(v * 1000) : null;
+  if (typeof v !== 'string') return null;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/.exec(v);
+  if (!m) return null;
+  return Math.round(Number(m[1]) * (UNIT_MS[m[2] as string] as number));
+}

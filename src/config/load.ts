@@ -1,0 +1,122 @@
+/**
+ * Loads the configuration once: read the YAML, validate it against the schema,
+ * and return a deep-frozen Config. Every problem found is reported together,
+ * each naming the file, the key, the value found and what was expected.
+ * `doorman config check` calls this same function.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError, type ConfigIssue } from '../errors.js';
+import { configSchema, type ConfigData } from './schema.js';
+
+export type Config = DeepReadonly<ConfigData> & { readonly source: string };
+
+type DeepReadonly<T> = T extends (infer U)[]
+  ? ReadonlyArray<DeepReadonly<U>>
+  : T extends object
+    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    : T;
+
+export const DEFAULT_CONFIG_FILE = 'doorman.yaml';
+export const EMBEDDED_DEFAULTS = '(embedded defaults)';
+
+/**
+ * With `path`, that file must exist. Without it, ./doorman.yaml is used when
+ * present, else the embedded defaults.
+ */
+export function loadConfig(path?: string): Config {
+  if (path === undefined) {
+    if (!existsSync(DEFAULT_CONFIG_FILE)) return parseConfig({}, EMBEDDED_DEFAULTS);
+    path = DEFAULT_CONFIG_FILE;
+  }
+  const file = resolve(path);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? String(err);
+    throw new ConfigError([{ file, key: '', value: undefined, expected: `a readable YAML file (${reason})` }]);
+  }
+  return parseConfigText(text, file);
+}
+
+/** Parses YAML text; `file` is only used in messages. */
+export function parseConfigText(text: string, file: string): Config {
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      doc.errors.map((e) => ({
+        file: e.linePos ? `${file}:${e.linePos[0].line}:${e.linePos[0].col}` : file,
+        key: '',
+        value: undefined,
+        expected: `valid YAML (${e.message.split('\n')[0]})`,
+      })),
+    );
+  }
+  const data: unknown = doc.toJS() ?? {};
+  return parseConfig(data, file);
+}
+
+/** Validates already-parsed data. */
+export function parseConfig(data: unknown, file: string): Config {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw new ConfigError([{ file, key: '', value: data, expected: 'a mapping of sections (log, engine, store, anvil)' }]);
+  }
+  const result = configSchema.safeParse(data);
+  if (!result.success) throw new ConfigError(result.error.issues.flatMap((i) => toIssues(i, data, file)));
+  return deepFreeze({ ...result.data, source: file }) as Config;
+}
+
+function toIssues(issue: z.core.$ZodIssue, data: unknown, file: string): ConfigIssue[] {
+  const path = issue.path.map(String);
+  if (issue.code === 'unrecognized_keys') {
+    const parent = valueAt(data, path);
+    const known = knownKeys(path);
+    return issue.keys.map((k) => ({
+      file,
+      key: [...path, k].join('.'),
+      value: (parent as Record<string, unknown> | undefined)?.[k],
+      expected: known.length > 0 ? `no such key; known keys here: ${known.join(', ')}` : 'no such key',
+    }));
+  }
+  return [{ file, key: path.join('.'), value: valueAt(data, path), expected: issue.message }];
+}
+
+function valueAt(data: unknown, path: readonly string[]): unknown {
+  let v: unknown = data;
+  for (const p of path) {
+    if (typeof v !== 'object' || v === null) return undefined;
+    v = (v as Record<string, unknown>)[p];
+  }
+  return v;
+}
+
+/** The keys the schema allows at `path`, for "did you mean" style messages. */
+function knownKeys(path: readonly string[]): string[] {
+  let s: unknown = configSchema;
+  for (const p of path) {
+    s = unwrap(s);
+    const shape = (s as { shape?: Record<string, unknown> }).shape;
+    if (!shape) return [];
+    s = shape[p];
+  }
+  s = unwrap(s);
+  const shape = (s as { shape?: Record<string, unknown> }).shape;
+  return shape ? Object.keys(shape) : [];
+}
+
+function unwrap(s: unknown): unknown {
+  let cur = s as { def?: { innerType?: unknown; type?: string } } | undefined;
+  while (cur?.def?.innerType) cur = cur.def.innerType as typeof cur;
+  return cur;
+}
+
+export function deepFreeze<T>(o: T): T {
+  if (typeof o === 'object' && o !== null && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}

@@ -1,0 +1,83 @@
+/**
+ * The configuration schema: every key, its default, and in words what it
+ * expects (the words appear in error messages). Keys are snake_case, as in the
+ * YAML file and the README reference.
+ */
+import { z } from 'zod';
+import { DURATION_EXPECTED, parseDuration } from './duration.js';
+
+/** A duration, turned into milliseconds; `min` in ms. */
+function duration(def: string, min = 1) {
+  const expected = min > 1 ? `${DURATION_EXPECTED}, at least ${min} ms` : DURATION_EXPECTED;
+  return z
+    .unknown()
+    .optional()
+    .transform((v, ctx) => {
+      const ms = parseDuration(v ?? def);
+      if (ms === null || ms < min) {
+        ctx.addIssue({ code: 'custom', message: expected });
+        return z.NEVER;
+      }
+      return ms;
+    });
+}
+
+function int(def: number, min: number, max: number) {
+  return z
+    .number({ error: `an integer from ${min} to ${max}` })
+    .int({ error: `an integer from ${min} to ${max}` })
+    .min(min, { error: `an integer from ${min} to ${max}` })
+    .max(max, { error: `an integer from ${min} to ${max}` })
+    .default(def);
+}
+
+function oneOf<const T extends readonly [string, ...string[]]>(values: T, def: T[number]) {
+  return z.enum(values, { error: `one of: ${values.join(', ')}` }).default(def);
+}
+
+const userOrId = z
+  .union([z.string().min(1), z.number().int().min(0)], { error: 'a user or group name, or a numeric id' })
+  .nullable()
+  .default(null);
+
+const section = (name: string) => ({ error: `a mapping of ${name} settings` });
+
+export const logSchema = z.strictObject({
+  level: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], 'info'),
+  format: oneOf(['auto', 'json', 'pretty'], 'auto'),
+}, section('log'));
+
+export const engineSchema = z.strictObject({
+  rate_time_unit: duration('60s', 1000),
+  rate_algorithm: oneOf(['sliding-window', 'fixed-window'], 'sliding-window'),
+  status_update_time: duration('600s', 1000),
+  max_entries: int(1_000_000, 1, 100_000_000),
+}, section('engine'));
+
+export const storeSchema = z.strictObject({
+  type: oneOf(['memory'], 'memory'),
+}, section('store'));
+
+export const anvilSchema = z.strictObject({
+  enabled: z.boolean({ error: 'true or false' }).default(true),
+  socket: z.string({ error: 'a path for the UNIX socket' }).min(1, { error: 'a path for the UNIX socket' }).default('./run/anvil'),
+  socket_mode: z
+    .string({ error: 'a quoted octal mode such as "0666"' })
+    .regex(/^0?[0-7]{3}$/, { error: 'a quoted octal mode such as "0666"' })
+    .default('0666'),
+  owner: userOrId,
+  group: userOrId,
+  max_clients: int(1000, 1, 100_000),
+  request_timeout: duration('10s', 10),
+  idle_timeout: duration('1h', 10),
+  max_bad_requests: int(10, 1, 10_000),
+}, section('anvil'));
+
+export const configSchema = z.strictObject({
+  log: logSchema.default(() => logSchema.parse({})),
+  engine: engineSchema.default(() => engineSchema.parse({})),
+  store: storeSchema.default(() => storeSchema.parse({})),
+  anvil: anvilSchema.default(() => anvilSchema.parse({})),
+});
+
+export type ConfigData = z.output<typeof configSchema>;
