@@ -70,3 +70,11 @@ test('loadConfig: a named file must exist; its path is the source', () => {
   assert.equal(c.source, f);
   assert.equal(c.anvil.enabled, false);
 });
+
+test('doorman.example.yaml lists exactly the defaults', async () => {
+  const { fileURLToPath } = await import('node:url');
+  const example = fileURLToPath(new URL('../../../doorman.example.yaml', import.meta.url));
+  const { source: _a, ...fromFile } = loadConfig(example);
+  const { source: _b, ...defaults } = parseConfigText('', 'x');
+  assert.deepEqual(fromFile, defaults);
+});
