@@ -74,6 +74,8 @@ export class AttrReader {
     const { maxLine, maxAttrs, maxBlock } = this.limits;
     let pos = 0;
     const end = data.length;
+    // One scan per chunk: a NUL anywhere ahead will be inside some line we reach.
+    const nul = data.indexOf(NUL);
     while (pos < end) {
       const nl = data.indexOf(LF, pos);
       if (nl === -1) {
@@ -100,7 +102,6 @@ export class AttrReader {
         throw new ProtocolError('DOORMAN_ERR_ATTR_NO_VALUE', `attribute line without "=": ${preview(data, pos, nl)}`);
       }
       if (eq === pos) throw new ProtocolError('DOORMAN_ERR_ATTR_NO_NAME', 'attribute line with an empty name');
-      const nul = data.indexOf(NUL, pos);
       if (nul !== -1 && nul < nl) throw new ProtocolError('DOORMAN_ERR_ATTR_NUL', 'NUL byte in attribute');
       if (this.attrs.length >= maxAttrs * 2) {
         throw new ProtocolError('DOORMAN_ERR_ATTR_TOO_MANY', `more than ${maxAttrs} attributes in one block`);
