@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -61,8 +61,9 @@ test('YAML syntax errors and wrong shapes are config errors with a position', ()
   assert.match(issues('engine:\n  max_entries: 1\nengine:\n  max_entries: 2\n').message, /valid YAML/);
 });
 
-test('loadConfig: a named file must exist; its path is the source', () => {
+test('loadConfig: a named file must exist; its path is the source', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'doorman-cfg-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   assert.throws(() => loadConfig(join(dir, 'missing.yaml')), /missing\.yaml: \(top level\): got \(missing\), expected a readable YAML file \(ENOENT\)/);
   const f = join(dir, 'd.yaml');
   writeFileSync(f, 'anvil:\n  enabled: false\n');

@@ -1,0 +1,208 @@
+/**
+ * Runs the compiled daemon (`dist/src/cli/main.js serve`) as a child process
+ * for integration tests: writes the given config as YAML into a temp dir,
+ * collects stdout and stderr, parses the JSON log lines, and waits for
+ * `doorman ready`. Every wait is bounded; a daemon that dies or never gets
+ * ready fails the test with everything it printed.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+
+/** dist/test/helpers/daemon.js → the repository root, three levels up. */
+export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+export const DOORMAN_MAIN = join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
+
+/** A cold start compiles nothing but still loads zod, pino and the config; 10 s is generous on 2 cores. */
+const READY_TIMEOUT_MS = 10_000;
+/** Shutdown closes clients and dumps statistics; past this the daemon is hung and gets SIGKILL. */
+const STOP_TIMEOUT_MS = 5_000;
+/** Output kept for error messages; a chatty daemon at debug level must not grow a test without bound. */
+const MAX_OUTPUT_LINES = 20_000;
+
+export type LogLine = Record<string, unknown>;
+
+export interface DoormanOptions {
+  /** How long to wait for `doorman ready` (default 10 s). */
+  readyTimeoutMs?: number;
+  /** Extra environment for the child. */
+  env?: NodeJS.ProcessEnv;
+  /** Extra arguments after `serve --config FILE`. */
+  args?: string[];
+}
+
+export interface DoormanProcess {
+  readonly proc: ChildProcess;
+  /** The temp dir holding the config (removed by stop()). */
+  readonly dir: string;
+  readonly configPath: string;
+  /** Every JSON log line so far, parsed. */
+  logs(): LogLine[];
+  /** Everything printed so far, stderr lines prefixed with `stderr: `. */
+  output(): string;
+  /** The first log line (past or future) that matches; rejects on timeout or exit, with the output. */
+  waitForLog(pred: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  /** Resolves with the exit code (null if killed by a signal) once the process is gone. */
+  readonly exited: Promise<number | null>;
+  /**
+   * Sends `signal`, waits (bounded) for the exit, SIGKILLs if needed, removes
+   * the temp dir and resolves with the exit code (null after a kill).
+   * Idempotent: later calls return the first call's result.
+   */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Children not yet reaped; SIGKILLed if the test process exits first. */
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
+
+/** Starts Doorman with `config` and waits until it logs `doorman ready`. */
+export async function startDoorman(config: object, opts: DoormanOptions = {}): Promise<DoormanProcess> {
+  if (!existsSync(DOORMAN_MAIN)) throw new Error(`${DOORMAN_MAIN} not found: run \`npx tsc -b\` first`);
+  const dir = await mkdtemp(join(tmpdir(), 'doorman-'));
+  const configPath = join(dir, 'doorman.yaml');
+  await writeFile(configPath, stringify(config));
+
+  const proc = spawn(process.execPath, [DOORMAN_MAIN, 'serve', '--config', configPath, ...(opts.args ?? [])], {
+    cwd: dir,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(proc);
+
+  const lines: string[] = [];
+  const logs: LogLine[] = [];
+  const watchers = new Set<(line: LogLine | null) => void>();
+  let exitCode: number | null | undefined;
+  let exitDesc = '';
+
+  const onLine = (stream: 'stdout' | 'stderr', line: string): void => {
+    if (lines.length < MAX_OUTPUT_LINES) lines.push(stream === 'stderr' ? `stderr: ${line}` : line);
+    if (stream !== 'stdout' || !line.startsWith('{')) return;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(line);
+    } catch {
+      return;
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return;
+    const entry = parsed as LogLine;
+    if (logs.length < MAX_OUTPUT_LINES) logs.push(entry);
+    for (const w of [...watchers]) w(entry);
+  };
+  splitLines(proc.stdout, (l) => onLine('stdout', l));
+  splitLines(proc.stderr, (l) => onLine('stderr', l));
+
+  // 'close' comes after both pipes ended, so output() is complete by then.
+  const exited = new Promise<number | null>((resolve) => {
+    proc.once('close', (code, signal) => {
+      live.delete(proc);
+      exitCode = code;
+      exitDesc = code === null ? `killed by ${signal}` : `exited with code ${code}`;
+      for (const w of [...watchers]) w(null);
+      resolve(code);
+    });
+  });
+  proc.once('error', (err) => {
+    lines.push(`spawn error: ${err.message}`);
+  });
+
+  const output = (): string => lines.join('\n');
+
+  const waitForLog = (pred: (line: LogLine) => boolean, timeoutMs = 5000): Promise<LogLine> => {
+    const found = logs.find(pred);
+    if (found) return Promise.resolve(found);
+    if (exitCode !== undefined) {
+      return Promise.reject(new Error(`doorman ${exitDesc} before the awaited log line; output:\n${output()}`));
+    }
+    return new Promise<LogLine>((resolve, reject) => {
+      const watcher = (line: LogLine | null): void => {
+        if (line === null) {
+          done();
+          reject(new Error(`doorman ${exitDesc} before the awaited log line; output:\n${output()}`));
+        } else if (pred(line)) {
+          done();
+          resolve(line);
+        }
+      };
+      const t = setTimeout(() => {
+        done();
+        reject(new Error(`awaited log line not seen within ${timeoutMs} ms; output:\n${output()}`));
+      }, timeoutMs);
+      const done = (): void => {
+        clearTimeout(t);
+        watchers.delete(watcher);
+      };
+      watchers.add(watcher);
+    });
+  };
+
+  let stopping: Promise<number | null> | undefined;
+  const stop = (signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> => {
+    stopping ??= (async () => {
+      if (exitCode === undefined) {
+        proc.kill(signal);
+        let t: NodeJS.Timeout | undefined;
+        const timedOut = await Promise.race([
+          exited.then(() => false),
+          new Promise<boolean>((resolve) => {
+            t = setTimeout(() => resolve(true), STOP_TIMEOUT_MS);
+          }),
+        ]);
+        clearTimeout(t);
+        if (timedOut) {
+          lines.push(`(test helper: no exit ${STOP_TIMEOUT_MS} ms after ${signal}; sending SIGKILL)`);
+          proc.kill('SIGKILL');
+        }
+      }
+      const code = await exited;
+      await rm(dir, { recursive: true, force: true });
+      return code;
+    })();
+    return stopping;
+  };
+
+  const daemon: DoormanProcess = {
+    proc,
+    dir,
+    configPath,
+    logs: () => [...logs],
+    output,
+    waitForLog,
+    exited,
+    stop,
+  };
+
+  try {
+    await waitForLog((l) => l['msg'] === 'doorman ready', opts.readyTimeoutMs ?? READY_TIMEOUT_MS);
+  } catch (err) {
+    await stop('SIGKILL');
+    throw new Error(`doorman did not get ready: ${(err as Error).message}`);
+  }
+  return daemon;
+}
+
+/** Calls `onLine` for every complete line of `stream` (and a final unterminated one). */
+function splitLines(stream: NodeJS.ReadableStream | null, onLine: (line: string) => void): void {
+  if (!stream) return;
+  let buf = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) !== -1) {
+      onLine(buf.slice(0, nl).replace(/\r$/, ''));
+      buf = buf.slice(nl + 1);
+    }
+  });
+  stream.on('end', () => {
+    if (buf) onLine(buf);
+    buf = '';
+  });
+}

@@ -1,0 +1,228 @@
+/**
+ * Doorman as the anvil of a real Postfix: a private Postfix instance whose
+ * master.cf has no anvil service, so its smtpd connects to Doorman on
+ * `$queue_directory/private/anvil`, and Postfix's own limits
+ * (smtpd_client_connection_count_limit, smtpd_client_message_rate_limit)
+ * are enforced from Doorman's counts.
+ *
+ * The expected replies and counts are what Postfix 3.7.11 does with its own
+ * anvil (measured with the same scenario and `ownAnvil: true`):
+ * - 4th concurrent session: greeting `421 4.7.0 <myhostname> Error: too many
+ *   connections from 127.0.0.1`; smtpd sends `disconnect` for it at once, so
+ *   lookup shows count 3 again; the log says `warning: Connection concurrency
+ *   limit exceeded: 4 from localhost[127.0.0.1] for service <service>`.
+ * - 3rd MAIL FROM with a limit of 2: `450 4.7.1 Error: too much mail from
+ *   127.0.0.1`; the refused request is counted too, so lookup shows mail=3.
+ * - startPostfix's readiness probe is one SMTP session, so after four more
+ *   connects lookup shows rate=5.
+ *
+ * Needs root and the postfix package; skipped (loudly) without them.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { test, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { AnvilReply } from '../../src/protocols/anvil.js';
+import { AnvilTestClient } from '../helpers/anvil-client.js';
+import { startDoorman, type DoormanProcess } from '../helpers/daemon.js';
+import { postfixAvailable, prepareQueueDir, startPostfix, type PostfixDirs, type PostfixInstance } from '../helpers/postfix.js';
+import { SmtpTestClient, type SmtpReply } from '../helpers/smtp.js';
+
+const SKIP = postfixAvailable()
+  ? false
+  : 'postfix is not installed (apt-get install postfix); the real-Postfix anvil tests did not run';
+if (SKIP) {
+  process.stderr.write(`\n${'!'.repeat(78)}\n!!! SKIPPED: ${SKIP}\n${'!'.repeat(78)}\n\n`);
+}
+
+const HOSTNAME = 'doorman-test.localdomain';
+/** Counts settle within milliseconds on loopback; this only bounds a failure. */
+const SETTLE_MS = 3000;
+
+/** One Doorman, one Postfix using it, and an anvil client to look at Doorman's counts. */
+interface Rig {
+  dirs: PostfixDirs;
+  doorman: DoormanProcess;
+  postfix: PostfixInstance;
+  anvil: AnvilTestClient;
+  /** smtpd's anvil ident for our client: `127.0.0.1:PORT:127.0.0.1`. */
+  ident: string;
+  /** Opens an SMTP session to Postfix; closed (destroyed) at teardown. */
+  smtp(): Promise<SmtpTestClient>;
+  /** Doorman's lookup for `ident`. */
+  lookup(): Promise<AnvilReply<'lookup'>>;
+}
+
+/**
+ * Starts Doorman on the queue dir's anvil socket, then Postfix, and registers
+ * a teardown that runs even when the test fails: SMTP sessions, anvil client,
+ * Postfix, Doorman, dir — in that order, so Doorman can still remove its own
+ * socket.
+ */
+async function setup(t: TestContext, mainCf: Record<string, string>): Promise<Rig> {
+  const cleanups: Array<() => Promise<unknown>> = [];
+  t.after(async () => {
+    const errors: unknown[] = [];
+    for (const c of cleanups.reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+    if (errors.length > 0) throw new AggregateError(errors, 'teardown failed');
+  });
+
+  const dirs = await prepareQueueDir();
+  cleanups.push(() => dirs.remove());
+  const doorman = await startDoorman({
+    log: { level: 'info', format: 'json' },
+    engine: { rate_time_unit: '60s', status_update_time: '600s' },
+    anvil: { socket: dirs.anvilSocket, socket_mode: '0666' },
+  });
+  cleanups.push(() => doorman.stop());
+  await doorman.waitForLog((l) => l['msg'] === 'anvil service listening' && l['socket'] === dirs.anvilSocket, 1000);
+
+  const postfix = await startPostfix({ ownAnvil: false, mainCf, dirs });
+  cleanups.push(() => postfix.stop());
+  const anvil = await AnvilTestClient.open(dirs.anvilSocket);
+  cleanups.push(() => anvil.close());
+  const sessions: SmtpTestClient[] = [];
+  cleanups.push(async () => {
+    for (const s of sessions) s.destroy();
+  });
+  const ident = `${postfix.service}:127.0.0.1`;
+  return {
+    dirs,
+    doorman,
+    postfix,
+    anvil,
+    ident,
+    async smtp() {
+      const s = await SmtpTestClient.open('127.0.0.1', postfix.port);
+      sessions.push(s);
+      return s;
+    },
+    lookup: () => anvil.request('lookup', ident),
+  };
+}
+
+/** Polls `get` until `ok` holds; fails with the last value seen after `timeoutMs`. */
+async function until<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = SETTLE_MS): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await get();
+    if (ok(v)) return v;
+    if (Date.now() > deadline) assert.fail(`${what}: still ${JSON.stringify(v)} after ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
+
+async function maillogContains(pf: PostfixInstance, text: string): Promise<void> {
+  await until(`Postfix maillog line containing ${JSON.stringify(text)}`, async () => pf.maillog(), (log) => log.includes(text)).catch(
+    (err: Error) => {
+      throw new Error(`${err.message.slice(0, 200)}\n--- maillog ---\n${pf.maillog()}`);
+    },
+  );
+}
+
+/** Three sessions, a fourth refused, all closed again; returns once Doorman's count is back to 0. */
+async function connectionLimitTraffic(rig: Rig): Promise<void> {
+  const open: SmtpTestClient[] = [];
+  for (let i = 1; i <= 3; i++) {
+    const s = await rig.smtp();
+    assert.equal(s.greeting.code, 220, `session ${i} greeting: ${s.greeting.lines.join(' | ')}`);
+    open.push(s);
+  }
+  await until('lookup count with 3 sessions open', rig.lookup, (r) => r.count === 3);
+
+  const fourth = await rig.smtp();
+  assert.equal(fourth.greeting.code, 421, `4th session greeting: ${fourth.greeting.lines.join(' | ')}`);
+  assert.equal(fourth.greeting.text, `4.7.0 ${HOSTNAME} Error: too many connections from 127.0.0.1`);
+  await fourth.waitClosed();
+  // smtpd counted the 4th (count 4), refused it, and sent disconnect for it.
+  const during = await until('lookup count after the refused 4th session', rig.lookup, (r) => r.count === 3);
+  assert.equal(during.status, 0);
+  assert.equal(during.rate, 5, 'connection rate: readiness probe + 4 connects, as Postfix’s own anvil counts');
+
+  for (const s of open) {
+    const bye = await s.close();
+    assert.equal(bye?.code, 221);
+  }
+  await until('lookup count after QUIT of all sessions', rig.lookup, (r) => r.count === 0);
+}
+
+test('Postfix smtpd enforces smtpd_client_connection_count_limit with counts from Doorman', { skip: SKIP }, async (t) => {
+  const rig = await setup(t, { smtpd_client_connection_count_limit: '3' });
+  await connectionLimitTraffic(rig);
+  await maillogContains(
+    rig.postfix,
+    `warning: Connection concurrency limit exceeded: 4 from localhost[127.0.0.1] for service ${rig.postfix.service}`,
+  );
+});
+
+test('Postfix smtpd enforces smtpd_client_message_rate_limit with rates from Doorman', { skip: SKIP }, async (t) => {
+  const rig = await setup(t, { smtpd_client_message_rate_limit: '2' });
+  const s = await rig.smtp();
+  assert.equal(s.greeting.code, 220);
+  assert.equal((await s.command('EHLO client.example')).code, 250);
+  const replies: SmtpReply[] = [];
+  for (let i = 0; i < 3; i++) {
+    replies.push(await s.command('MAIL FROM:<sender@example.com>'));
+    assert.equal((await s.command('RSET')).code, 250);
+  }
+  assert.deepEqual(
+    replies.map((r) => r.code),
+    [250, 250, 450],
+    `MAIL FROM replies: ${replies.map((r) => r.lines.join(' | ')).join(' / ')}`,
+  );
+  assert.equal(replies[2]?.text, '4.7.1 Error: too much mail from 127.0.0.1');
+
+  const r = await rig.lookup();
+  assert.equal(r.count, 1, 'the session is still open');
+  assert.equal(r.mail, 3, 'every MAIL FROM is counted, the refused one too');
+  await maillogContains(
+    rig.postfix,
+    `warning: Message delivery request rate limit exceeded: 3 from localhost[127.0.0.1] for service ${rig.postfix.service}`,
+  );
+  assert.equal((await s.close())?.code, 221);
+  await until('lookup count after QUIT', rig.lookup, (v) => v.count === 0);
+});
+
+test('Doorman releases the counts of an smtpd that goes away without disconnect', { skip: SKIP }, async (t) => {
+  const rig = await setup(t, { smtpd_client_connection_count_limit: '3' });
+  const s = await rig.smtp();
+  assert.equal(s.greeting.code, 220);
+  await until('lookup count with 1 session open', rig.lookup, (r) => r.count === 1);
+
+  // Stopping Postfix kills smtpd mid-session: its anvil connection just closes.
+  await rig.postfix.stop();
+  await s.waitClosed();
+  await until('lookup count after smtpd died', rig.lookup, (r) => r.count === 0);
+  assert.equal(rig.doorman.proc.exitCode, null, 'Doorman is still running');
+});
+
+test('Doorman on SIGTERM exits 0, removes its socket and logs peak statistics', { skip: SKIP }, async (t) => {
+  const rig = await setup(t, { smtpd_client_connection_count_limit: '3' });
+  await connectionLimitTraffic(rig);
+  await rig.anvil.close();
+  await rig.postfix.stop();
+  assert.ok(existsSync(rig.dirs.anvilSocket), 'socket exists before SIGTERM');
+
+  const code = await rig.doorman.stop('SIGTERM');
+  const out = rig.doorman.output();
+  assert.equal(code, 0, `exit code; output:\n${out}`);
+  assert.ok(!existsSync(rig.dirs.anvilSocket), `socket ${rig.dirs.anvilSocket} removed; output:\n${out}`);
+
+  const stats = rig.doorman
+    .logs()
+    .map((l) => l['msg'])
+    .filter((m): m is string => typeof m === 'string' && m.startsWith('statistics: '));
+  const counts = stats.filter((m) => m.startsWith('statistics: max connection count'));
+  assert.ok(counts.length >= 1, `a 'statistics: max connection count' line; statistics lines: ${JSON.stringify(stats)}\noutput:\n${out}`);
+  // The refused 4th session was counted before smtpd disconnected it, so the peak is 4.
+  assert.ok(
+    counts.some((m) => m.startsWith(`statistics: max connection count 4 for (${rig.ident})`)),
+    `peak of 4 for (${rig.ident}) in ${JSON.stringify(counts)}`,
+  );
+});
