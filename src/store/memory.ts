@@ -1,15 +1,18 @@
 /**
  * The embedded counter store: one process, no I/O, synchronous.
  *
- * Layout: a Map from key to slot number, and per slot a few typed-array cells
- * (count, window start, current and previous count per metric). A tracked
- * client costs its key string, a Map entry and 60 bytes of arrays, with no
- * per-key object for the garbage collector to trace. The arrays come in pages
- * of PAGE_SIZE slots that are added, never copied: growing by doubling left
- * the old arrays behind as garbage, about 75 bytes per client of RSS at a
- * million clients.
+ * Layout: a KeyIndex from key to slot number (key bytes in typed arrays, see
+ * ./key-index.ts), and per slot a few typed-array cells (count, window start,
+ * current and previous count per metric): about 120 bytes a tracked client,
+ * with no per-key object for the garbage collector to trace. The arrays come
+ * in pages of PAGE_SIZE slots that are added, never copied: growing by
+ * doubling left the old arrays behind as garbage, about 75 bytes per client
+ * of RSS at a million clients.
  *
- * A full table (maxEntries keys) first gives up its oldest idle key (count 0);
+ * Sweeping and eviction walk the slots round-robin with a cursor, a bounded
+ * number per call.
+ *
+ * A full table (maxEntries keys) first gives up an idle key (count 0);
  * a key with live connections is never dropped, because its count would come
  * back wrong. When no idle key is found in a short scan, the new key is
  * answered as a first-time client without being stored ("untracked"): the
@@ -17,6 +20,7 @@
  */
 import { METRIC_COUNT, METRIC_INDEX, RATE_METRICS, type KeySnapshot, type RateMetric } from '../core/metrics.js';
 import type { RateAlgorithm, RateTable } from '../core/rate.js';
+import { KeyIndex } from './key-index.js';
 import type { AcquireResult, CounterStore, HitResult, Owner, StoreStats } from './types.js';
 
 export interface MemoryStoreOptions {
@@ -53,14 +57,14 @@ export class MemoryStore implements CounterStore {
   private readonly rate: RateAlgorithm;
   private readonly maxEntries: number;
   private readonly sweepBudget: number;
-  private readonly index = new Map<string, number>();
+  private readonly index = new KeyIndex();
   private capacity = 0;
   private readonly pages: Page[] = [];
   private free: number[] = [];
   private nextSlot = 0;
   private ownerSeq = 0;
-  private sweepIter: Iterator<[string, number]> | null = null;
-  private evictIter: Iterator<[string, number]> | null = null;
+  private sweepCursor = 0;
+  private evictCursor = 0;
   private evicted = 0;
   private untracked = 0;
 
@@ -85,7 +89,7 @@ export class MemoryStore implements CounterStore {
   release(key: string, owner: Owner, now: number): number {
     void now;
     const slot = this.index.get(key);
-    if (slot === undefined) return 0;
+    if (slot < 0) return 0;
     const page = this.pages[slot >>> PAGE_BITS] as Page;
     const i = slot & PAGE_MASK;
     const o = owner as MemoryOwner;
@@ -114,7 +118,7 @@ export class MemoryStore implements CounterStore {
 
   read(key: string, now: number): KeySnapshot | null {
     const slot = this.index.get(key);
-    if (slot === undefined) return null;
+    if (slot < 0) return null;
     const page = this.pages[slot >>> PAGE_BITS] as Page;
     const i = slot & PAGE_MASK;
     const rates = {} as Record<RateMetric, number>;
@@ -128,7 +132,7 @@ export class MemoryStore implements CounterStore {
     let released = 0;
     for (const [key, held] of o.keys) {
       const slot = this.index.get(key);
-      if (slot === undefined) continue;
+      if (slot < 0) continue;
       const page = this.pages[slot >>> PAGE_BITS] as Page;
       const i = slot & PAGE_MASK;
       page.count[i] = Math.max(0, (page.count[i] as number) - held);
@@ -140,23 +144,14 @@ export class MemoryStore implements CounterStore {
   }
 
   sweep(now: number): void {
-    let budget = Math.min(this.sweepBudget, this.index.size);
-    let restarted = false;
-    while (budget > 0) {
-      if (this.sweepIter === null) this.sweepIter = this.index.entries();
-      const next = this.sweepIter.next();
-      if (next.done) {
-        // End of the table: start over from the oldest key, once per call.
-        this.sweepIter = null;
-        if (restarted) return;
-        restarted = true;
-        continue;
-      }
-      budget--;
-      const [key, slot] = next.value;
+    let budget = Math.min(this.sweepBudget, this.nextSlot);
+    while (budget-- > 0) {
+      if (this.sweepCursor >= this.nextSlot) this.sweepCursor = 0;
+      const slot = this.sweepCursor++;
+      if (!this.index.used(slot)) continue;
       const page = this.pages[slot >>> PAGE_BITS] as Page;
       const i = slot & PAGE_MASK;
-      if (page.count[i] === 0 && this.rate.idle(page, i, now)) this.drop(key, slot);
+      if (page.count[i] === 0 && this.rate.idle(page, i, now)) this.drop(slot);
     }
   }
 
@@ -166,8 +161,10 @@ export class MemoryStore implements CounterStore {
 
   close(): void {
     this.index.clear();
-    this.sweepIter = null;
-    this.evictIter = null;
+    this.pages.length = 0;
+    this.free = [];
+    this.capacity = 0;
+    this.nextSlot = 0;
   }
 
   /** Gives `owner` one more connection on slot i of the page; returns the key's count. */
@@ -182,7 +179,7 @@ export class MemoryStore implements CounterStore {
   /** The key's slot, made if need be; -1 when the table is full of live keys. */
   private slotFor(key: string, now: number): number {
     const found = this.index.get(key);
-    if (found !== undefined) return found;
+    if (found >= 0) return found;
     if (this.index.size >= this.maxEntries && !this.evictOne(now)) {
       this.untracked++;
       return -1;
@@ -192,26 +189,21 @@ export class MemoryStore implements CounterStore {
       if (this.nextSlot >= this.capacity) this.addPage();
       slot = this.nextSlot++;
     }
-    this.index.set(key, slot);
+    this.index.insert(key, slot);
     const page = this.pages[slot >>> PAGE_BITS] as Page;
     page.count[slot & PAGE_MASK] = 0;
     this.rate.init(page, slot & PAGE_MASK, now);
     return slot;
   }
 
-  /** Drops the oldest idle key we find within EVICT_SCAN keys. */
+  /** Drops the next idle key the eviction cursor finds within EVICT_SCAN slots. */
   private evictOne(now: number): boolean {
-    for (let i = 0; i < EVICT_SCAN; i++) {
-      if (this.evictIter === null) this.evictIter = this.index.entries();
-      const next = this.evictIter.next();
-      if (next.done) {
-        this.evictIter = null;
-        continue;
-      }
-      const [key, slot] = next.value;
-      if ((this.pages[slot >>> PAGE_BITS] as Page).count[slot & PAGE_MASK] === 0) {
-        void now;
-        this.drop(key, slot);
+    void now;
+    for (let n = 0; n < EVICT_SCAN; n++) {
+      if (this.evictCursor >= this.nextSlot) this.evictCursor = 0;
+      const slot = this.evictCursor++;
+      if (this.index.used(slot) && (this.pages[slot >>> PAGE_BITS] as Page).count[slot & PAGE_MASK] === 0) {
+        this.drop(slot);
         this.evicted++;
         return true;
       }
@@ -219,8 +211,8 @@ export class MemoryStore implements CounterStore {
     return false;
   }
 
-  private drop(key: string, slot: number): void {
-    this.index.delete(key);
+  private drop(slot: number): void {
+    this.index.removeSlot(slot);
     this.free.push(slot);
   }
 
