@@ -194,3 +194,22 @@ test('doorman config check exits 0 on a valid file and 2 naming the key on an in
   assert.equal(no.status, 2);
   assert.match(no.stderr, /bad\.yaml: engine\.rate_time_unit: got "30 seconds", expected a duration/);
 });
+
+test('max_clients: connections past the cap are closed at once and logged', async (t) => {
+  const { socket, lines } = await daemon(t, { max_clients: 2 });
+  const a = await AnvilTestClient.open(socket);
+  const b = await AnvilTestClient.open(socket);
+  await assert.rejects(AnvilTestClient.open(socket), 'the third is closed before any greeting');
+  await waitFor(() => lines.some((l) => l.msg === 'anvil: connection refused, anvil.max_clients reached'));
+  assert.deepEqual(await a.request('connect', 'smtp:192.0.2.90'), { status: 0, count: 1, rate: 1 });
+  await a.close();
+  await b.close();
+});
+
+test('socket owner and group are applied by name', { skip: process.getuid?.() !== 0 ? 'needs root to chown' : false }, async (t) => {
+  const { socket } = await daemon(t, { owner: 'nobody', group: 'nogroup', socket_mode: '0660' });
+  const st = statSync(socket);
+  assert.equal(st.uid, 65534);
+  assert.equal(st.gid, 65534);
+  assert.equal(st.mode & 0o777, 0o660);
+});
