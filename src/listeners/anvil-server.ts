@@ -40,7 +40,7 @@ export interface AnvilServerOptions {
   readonly maxClients: number;
   /** Time a client may take to finish a request it has started. */
   readonly requestTimeoutMs: number;
-  /** Time a client holding no connections may stay silent. */
+  /** Time a client holding no connections may stay silent (closed after one to two of these). */
   readonly idleTimeoutMs: number;
   /** Unknown request names tolerated per connection. */
   readonly maxBadRequests: number;
@@ -86,6 +86,8 @@ class AnvilClient {
   private readonly server: AnvilServer;
   private readonly reader: AttrReader;
   private requestTimer: NodeJS.Timeout | null = null;
+  /** Set on every read; the server's idle sweep clears it. */
+  active = true;
   private tail: Promise<void> | null = null;
   private badRequests = 0;
   private closed = false;
@@ -95,16 +97,14 @@ class AnvilClient {
     this.socket = socket;
     this.owner = owner;
     this.reader = new AttrReader(ANVIL_LIMITS, (attrs) => this.onRequest(attrs));
-    socket.setNoDelay?.(true);
-    socket.setTimeout(server.opts.idleTimeoutMs);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('timeout', () => this.onIdle());
     socket.on('error', () => this.socket.destroy());
     socket.on('close', () => this.onClose());
     socket.write(ANVIL_GREETING);
   }
 
   private onData(chunk: Buffer): void {
+    this.active = true;
     try {
       this.reader.write(chunk);
     } catch (err) {
@@ -153,7 +153,12 @@ class AnvilClient {
     this.tail = next;
   }
 
-  private onIdle(): void {
+  /** Called by the idle sweep: silent since the last sweep. */
+  checkIdle(): void {
+    if (this.active) {
+      this.active = false;
+      return;
+    }
     // A client holding connections is an smtpd in a long session: keep it.
     if (this.owner.held === 0) this.drop('DOORMAN_ERR_ANVIL_IDLE', 'idle');
   }
@@ -183,6 +188,7 @@ export class AnvilServer {
   readonly log: Logger;
   private readonly clients = new Set<AnvilClient>();
   private server: Server | null = null;
+  private idleSweep: NodeJS.Timeout | null = null;
   private lastDropWarning = 0;
 
   constructor(engine: Engine, log: Logger, opts: AnvilServerOptions) {
@@ -213,6 +219,13 @@ export class AnvilServer {
     });
     server.on('error', (err) => this.log.error({ err }, 'anvil: server error'));
     this.server = server;
+    // One timer for all clients rather than a socket timeout that every read
+    // and write must push back: a client is closed after between one and two
+    // idle periods of silence.
+    this.idleSweep = setInterval(() => {
+      for (const c of this.clients) c.checkIdle();
+    }, this.opts.idleTimeoutMs);
+    this.idleSweep.unref();
     try {
       setSocketAccess(this.opts.socket, this.opts.mode, this.opts.uid, this.opts.gid);
     } catch (err) {
@@ -240,6 +253,7 @@ export class AnvilServer {
     const server = this.server;
     this.server = null;
     if (server === null) return;
+    if (this.idleSweep !== null) clearInterval(this.idleSweep);
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const c of [...this.clients]) c.destroy();
     await closed;
