@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { onTeardown } from './teardown.js';
+import { DAEMON_NODE_FLAGS } from '../../src/cli/node-flags.js';
 
 /** dist/bench/anvil/doorman.js → dist/src/cli/main.js */
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -57,7 +58,7 @@ export class DoormanProcess {
         '',
       ].join('\n'),
     );
-    const child = spawn(process.execPath, [CLI, 'serve', '--config', config], {
+    const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, CLI, 'serve', '--config', config], {
       cwd: dir,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -13,6 +13,7 @@
  *   BENCH_POSTFIX_FRESH_CAP_S time cap of Postfix's (default 50: under
  *                             anvil_rate_time_unit, so none of its entries expire
  *                             before the memory reading)
+ *   BENCH_PACED_RATE          offered load of the paced run, req/s (default 40000)
  *   BENCH_SERVERS             doorman,postfix (default both)
  *   BENCH_PIN                 0 to not pin server to CPU 1 and generator to CPU 0
  *   BENCH_PIN_HELPERS         0 to leave Postfix's master unpinned (default: on
@@ -47,6 +48,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): SuiteConfig
     warmupMs: n('BENCH_WARMUP_S', 2, 0, 60) * 1000,
     clients: Math.round(n('BENCH_CLIENTS', 64, 1, 900)),
     freshTarget: Math.round(n('BENCH_FRESH_TARGET', 1_000_000, 1, 10_000_000)),
+    pacedRate: Math.round(n('BENCH_PACED_RATE', 40_000, 100, 1_000_000)),
     freshCapMs: {
       doorman: n('BENCH_FRESH_CAP_S', 90, 1, 600) * 1000,
       postfix: n('BENCH_POSTFIX_FRESH_CAP_S', 50, 1, 600) * 1000,

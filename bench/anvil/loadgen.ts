@@ -37,10 +37,22 @@ export interface RunOptions {
   readonly shape: Shape;
   /** Width of the throughput timeline's buckets. */
   readonly bucketMs?: number;
+  /**
+   * Open loop: offer this many requests per second in all, whatever the
+   * server's speed, so latency is measured below saturation (smtpd asks
+   * anvil only when an SMTP event happens). Without it every client sends
+   * its next request as soon as the reply arrives.
+   */
+  readonly ratePerSec?: number;
 }
+
+/** Unused tokens are kept for at most this long, so a stall is not followed by a burst. */
+const PACE_BURST_MS = 0.1;
 
 export interface RunResult {
   readonly clients: number;
+  /** The offered load of a paced run; undefined for a closed loop. */
+  readonly ratePerSec?: number;
   readonly requests: number;
   readonly wallMs: number;
   readonly requestsPerSec: number;
@@ -208,6 +220,35 @@ export async function runLoad(opts: RunOptions): Promise<RunResult> {
   const cpu0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
 
+  // Open-loop pacing: a client with its reply in hand waits here for a token.
+  // Tokens are handed out from a setImmediate loop, which comes round every few
+  // tens of µs between I/O callbacks: a timer would release a whole
+  // millisecond's worth at once and measure the queue that burst makes.
+  const waiting: Array<() => void> = [];
+  let pacing = opts.ratePerSec !== undefined;
+  if (opts.ratePerSec !== undefined) {
+    const perMs = opts.ratePerSec / 1000;
+    const maxTokens = Math.max(1, perMs * PACE_BURST_MS);
+    let tokens = 0;
+    let last = performance.now();
+    const pace = () => {
+      if (!pacing) return;
+      const now = performance.now();
+      tokens = Math.min(tokens + (now - last) * perMs, maxTokens);
+      last = now;
+      while (tokens >= 1 && waiting.length > 0) {
+        tokens--;
+        (waiting.shift() as () => void)();
+      }
+      setImmediate(pace);
+    };
+    setImmediate(pace);
+  }
+  const paced = (send: () => void): void => {
+    if (!pacing || stopping) send();
+    else waiting.push(send);
+  };
+
   const startClient = (conn: AnvilConn) => {
     const socket = conn.socket;
     let pending: Buffer | null = null;
@@ -282,8 +323,8 @@ export async function runLoad(opts: RunOptions): Promise<RunResult> {
           recordError((err as Error).message);
         }
       }
-      if (inConnect) sendDisconnect();
-      else sendConnect();
+      if (inConnect) paced(sendDisconnect);
+      else paced(sendConnect);
     };
     socket.on('error', (err) => recordError(err.message));
     socket.on('close', () => {
@@ -295,6 +336,7 @@ export async function runLoad(opts: RunOptions): Promise<RunResult> {
 
   const deadline = setTimeout(() => {
     stopping = true;
+    for (const send of waiting.splice(0)) send();
   }, opts.durationMs);
   for (const c of conns) startClient(c);
 
@@ -307,6 +349,7 @@ export async function runLoad(opts: RunOptions): Promise<RunResult> {
   const cpu = process.cpuUsage(cpu0);
   clearTimeout(deadline);
   clearTimeout(drainTimer);
+  pacing = false;
   for (const c of conns) {
     c.socket.removeAllListeners('close');
     c.close();
@@ -317,6 +360,7 @@ export async function runLoad(opts: RunOptions): Promise<RunResult> {
   const genUs = cpu.user + cpu.system;
   return {
     clients: opts.clients,
+    ...(opts.ratePerSec !== undefined ? { ratePerSec: opts.ratePerSec } : {}),
     requests,
     wallMs,
     requestsPerSec: requests / (wallMs / 1000),

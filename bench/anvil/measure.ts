@@ -17,6 +17,8 @@ export interface SuiteConfig {
   readonly durationMs: number;
   readonly warmupMs: number;
   readonly freshTarget: number;
+  /** Offered load of the paced run, requests/s over all clients. */
+  readonly pacedRate: number;
   readonly freshCapMs: { readonly doorman: number; readonly postfix: number };
   readonly pin: boolean;
   /** Pin helper processes (Postfix's master) with the server; false leaves them free to run on either CPU. */
@@ -64,6 +66,8 @@ export interface ServerResult {
   readonly pinnedToCpu: number | null;
   readonly hot: MeasuredRun;
   readonly hot1: MeasuredRun;
+  /** The hot address at a fixed offered load below both servers' capacity. */
+  readonly paced: MeasuredRun;
   readonly fresh: MeasuredRun;
   readonly memory: {
     readonly rssBeforeBytes: number;
@@ -117,6 +121,10 @@ export async function measureServer(
     const hot1 = await measured(pids, { socket, clients: 1, durationMs: cfg.durationMs, shape: hotShape });
     progress(`${server}:   ${fmtRate(hot1)}`);
 
+    progress(`${server}: hot address, ${cfg.clients} clients, paced at ${cfg.pacedRate} req/s, ${cfg.durationMs / 1000} s`);
+    const paced = await measured(pids, { socket, clients: cfg.clients, durationMs: cfg.durationMs, shape: hotShape, ratePerSec: cfg.pacedRate });
+    progress(`${server}:   ${fmtRate(paced)}`);
+
     await sleep(SETTLE_MS);
     const rssBeforeBytes = rssBytes(pid);
     const capMs = cfg.freshCapMs[server];
@@ -148,6 +156,7 @@ export async function measureServer(
       pinnedToCpu,
       hot,
       hot1,
+      paced,
       fresh,
       memory: {
         rssBeforeBytes,

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
 /**
  * The `doorman` command. `serve` runs the daemon; `config check` validates a
  * configuration with the same code the daemon uses and exits non-zero if it

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { DAEMON_NODE_FLAGS } from '../../src/cli/node-flags.js';
 
 /** dist/test/helpers/daemon.js → the repository root, three levels up. */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -69,7 +70,7 @@ export async function startDoorman(config: object, opts: DoormanOptions = {}): P
   const configPath = join(dir, 'doorman.yaml');
   await writeFile(configPath, stringify(config));
 
-  const proc = spawn(process.execPath, [DOORMAN_MAIN, 'serve', '--config', configPath, ...(opts.args ?? [])], {
+  const proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, DOORMAN_MAIN, 'serve', '--config', configPath, ...(opts.args ?? [])], {
     cwd: dir,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
