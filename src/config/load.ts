@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, type ConfigIssue } from '../errors.js';
+import { Rules } from '../core/rules.js';
 import { configSchema, type ConfigData } from './schema.js';
 
 export type Config = DeepReadonly<ConfigData> & { readonly source: string };
@@ -62,10 +63,12 @@ export function parseConfigText(text: string, file: string): Config {
 /** Validates already-parsed data. */
 export function parseConfig(data: unknown, file: string): Config {
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-    throw new ConfigError([{ file, key: '', value: data, expected: 'a mapping of sections (log, engine, store, anvil)' }]);
+    throw new ConfigError([{ file, key: '', value: data, expected: 'a mapping of sections (log, engine, store, anvil, geo, postfix_policy, services, exceptions, overrides)' }]);
   }
   const result = configSchema.safeParse(data);
   if (!result.success) throw new ConfigError(result.error.issues.flatMap((i) => toIssues(i, data, file)));
+  // Checks across keys (networks, contradictions) happen when the rules compile.
+  Rules.compile(result.data, file);
   return deepFreeze({ ...result.data, source: file }) as Config;
 }
 

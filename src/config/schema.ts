@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { DURATION_EXPECTED, parseDuration } from './duration.js';
+import { rulesSchemaShape } from './rules-schema.js';
 
 /** A duration, turned into milliseconds; `min` in ms. */
 function duration(def: string, min = 1) {
@@ -73,11 +74,46 @@ export const anvilSchema = z.strictObject({
   max_bad_requests: int(10, 1, 10_000),
 }, section('anvil'));
 
+export const geoSchema = z.strictObject(
+  {
+    /** A MaxMind-format country database; null: the embedded CC0 database. */
+    database: z.string({ error: 'a path to a MaxMind-format country database (.mmdb), or null' }).min(1).nullable().default(null),
+  },
+  section('geo'),
+);
+
+const listenAddress = z
+  .string({ error: 'host:port (e.g. 127.0.0.1:10040, [::1]:10040) or an absolute UNIX socket path' })
+  .regex(/^(\/.+|(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5})$/, { error: 'host:port (e.g. 127.0.0.1:10040, [::1]:10040) or an absolute UNIX socket path' });
+
+export const postfixPolicySchema = z.strictObject(
+  {
+    /** Where to listen; empty: the policy service is off. */
+    listen: z.array(listenAddress, { error: 'a list of host:port or socket paths' }).default([]),
+    /** Rules used when a request has no policy_context naming a service. */
+    service: z.string({ error: 'a service name' }).min(1).default('smtp'),
+    /** Answer when a decision cannot be made in time or fails. */
+    default_action: oneOf(['DUNNO', 'DEFER_IF_PERMIT'], 'DUNNO'),
+    decision_timeout: duration('500ms', 1),
+    socket_mode: z
+      .string({ error: 'a quoted octal mode such as "0666"' })
+      .regex(/^0?[0-7]{3}$/, { error: 'a quoted octal mode such as "0666"' })
+      .default('0666'),
+    max_clients: int(1000, 1, 100_000),
+    request_timeout: duration('10s', 10),
+    idle_timeout: duration('10m', 10),
+  },
+  section('postfix_policy'),
+);
+
 export const configSchema = z.strictObject({
   log: logSchema.default(() => logSchema.parse({})),
   engine: engineSchema.default(() => engineSchema.parse({})),
   store: storeSchema.default(() => storeSchema.parse({})),
   anvil: anvilSchema.default(() => anvilSchema.parse({})),
+  geo: geoSchema.default(() => geoSchema.parse({})),
+  postfix_policy: postfixPolicySchema.default(() => postfixPolicySchema.parse({})),
+  ...rulesSchemaShape,
 });
 
 export type ConfigData = z.output<typeof configSchema>;

@@ -1,0 +1,124 @@
+/**
+ * The rules part of the configuration: services with their limits and
+ * country rules, exception networks and per-network overrides. Checks that
+ * need more than one key (a service name that is no protocol and says none,
+ * a network that does not parse, an override naming no such service) are
+ * made in ../core/rules.ts when the rules are compiled, with the same
+ * file/key/value/expected messages.
+ */
+import { z } from 'zod';
+import { DURATION_EXPECTED, parseDuration } from './duration.js';
+
+export const PROTOCOLS = ['smtp', 'submission', 'smtps', 'pop3', 'pop3s', 'imap', 'imaps'] as const;
+export type Protocol = (typeof PROTOCOLS)[number];
+
+const MODES = ['enforce', 'dry-run'] as const;
+
+const limit = z
+  .number({ error: 'a whole number above 0, or null for no limit' })
+  .int({ error: 'a whole number above 0, or null for no limit' })
+  .min(1, { error: 'a whole number above 0, or null for no limit' })
+  .nullable()
+  .default(null);
+
+export const LIMIT_KEYS = [
+  'connections_per_address',
+  'connections_per_prefix',
+  'connection_rate',
+  'message_rate',
+  'recipient_rate',
+  'auth_rate',
+  'auth_failure_rate',
+] as const;
+export type LimitKey = (typeof LIMIT_KEYS)[number];
+
+export const limitsSchema = z.strictObject(
+  Object.fromEntries(LIMIT_KEYS.map((k) => [k, limit])) as { [K in LimitKey]: typeof limit },
+  { error: 'a mapping of limits' },
+);
+
+const countryCode = z
+  .string({ error: 'a two-letter ISO 3166 country code such as DE' })
+  .regex(/^[A-Z]{2}$/, { error: 'a two-letter ISO 3166 country code in capitals, such as DE' });
+
+const countryRule = z.strictObject(
+  {
+    allow: z.array(countryCode, { error: 'a list of country codes' }).min(1, { error: 'at least one country code' }).optional(),
+    deny: z.array(countryCode, { error: 'a list of country codes' }).min(1, { error: 'at least one country code' }).optional(),
+    mode: z.enum(MODES, { error: `one of: ${MODES.join(', ')}` }).optional(),
+  },
+  { error: 'a mapping with allow or deny (a list of country codes)' },
+);
+
+function durationKey(def: string) {
+  return z
+    .unknown()
+    .optional()
+    .transform((v, ctx) => {
+      const ms = parseDuration(v ?? def);
+      if (ms === null || ms < 1000) {
+        ctx.addIssue({ code: 'custom', message: `${DURATION_EXPECTED}, at least 1s` });
+        return z.NEVER;
+      }
+      return ms;
+    });
+}
+
+const prefixLen = (max: number, def: number) =>
+  z
+    .number({ error: `a prefix length from 0 to ${max}` })
+    .int({ error: `a prefix length from 0 to ${max}` })
+    .min(0, { error: `a prefix length from 0 to ${max}` })
+    .max(max, { error: `a prefix length from 0 to ${max} (an IPv${max === 32 ? 4 : 6} address has ${max} bits)` })
+    .default(def);
+
+export const serviceSchema = z.strictObject(
+  {
+    protocol: z.enum(PROTOCOLS, { error: `one of: ${PROTOCOLS.join(', ')}` }).optional(),
+    mode: z.enum(MODES, { error: `one of: ${MODES.join(', ')}` }).default('enforce'),
+    limits: limitsSchema.default(() => limitsSchema.parse({})),
+    prefix: z
+      .strictObject({ ipv4: prefixLen(32, 24), ipv6: prefixLen(128, 64) }, { error: 'a mapping with ipv4 and ipv6 prefix lengths' })
+      .default({ ipv4: 24, ipv6: 64 }),
+    countries: z
+      .strictObject({ connect: countryRule.optional(), auth: countryRule.optional() }, { error: 'a mapping with connect and/or auth' })
+      .default({}),
+    /** How long an address is banned once it passes auth_failure_rate. */
+    auth_failure_ban: durationKey('1h'),
+    max_countries_per_login: z
+      .strictObject(
+        {
+          countries: z.number({ error: 'a whole number above 0' }).int().min(1, { error: 'a whole number above 0' }),
+          window: durationKey('24h'),
+          action: z.enum(['report', 'refuse'], { error: 'one of: report, refuse' }).default('report'),
+          exempt_logins: z.array(z.string(), { error: 'a list of login names' }).default([]),
+        },
+        { error: 'a mapping with countries, window, action and exempt_logins' },
+      )
+      .nullable()
+      .default(null),
+  },
+  { error: 'a mapping of service settings' },
+);
+
+export const overrideSchema = z.strictObject(
+  {
+    networks: z.array(z.string({ error: 'a network such as 192.0.2.0/24' }), { error: 'a list of networks' }).min(1, { error: 'at least one network' }),
+    services: z.array(z.string(), { error: 'a list of service names' }).optional(),
+    limits: limitsSchema.partial(),
+    reason: z.string().optional(),
+  },
+  { error: 'a mapping with networks, limits and optionally services and reason' },
+);
+
+export const rulesSchemaShape = {
+  services: z.record(z.string().regex(/^[A-Za-z0-9_.:\[\]-]+$/, { error: 'a service name of letters, digits and _.:-[]' }), serviceSchema, {
+    error: 'a mapping of service names to their settings',
+  }).default({}),
+  exceptions: z.array(z.string({ error: 'a network such as 10.0.0.0/8' }), { error: 'a list of networks' }).default([]),
+  overrides: z.array(overrideSchema, { error: 'a list of overrides' }).default([]),
+};
+
+export type ServiceConfig = z.output<typeof serviceSchema>;
+export type OverrideConfig = z.output<typeof overrideSchema>;
+export type Limits = z.output<typeof limitsSchema>;
