@@ -6,27 +6,43 @@ import type { Logger } from 'pino';
 import type { Config } from './config/load.js';
 import type { Clock } from './core/clock.js';
 import { systemClock } from './core/clock.js';
+import { BanList } from './core/bans.js';
 import { Engine } from './core/engine.js';
+import { Gatekeeper, NO_COUNTRIES, type CountryOf } from './core/gate.js';
 import { rateAlgorithm } from './core/rate.js';
+import { Rules } from './core/rules.js';
 import { AnvilServer } from './listeners/anvil-server.js';
+import { PolicyServer } from './listeners/policy-server.js';
 import { resolveGid, resolveUid } from './listeners/unix-ids.js';
 import { MemoryStore } from './store/memory.js';
 
 export interface Daemon {
   readonly engine: Engine;
+  readonly gate: Gatekeeper;
   readonly anvil: AnvilServer | null;
+  readonly policy: PolicyServer | null;
   /** Stop accepting, close clients, remove sockets, log final statistics. */
   stop(): Promise<void>;
 }
 
-export async function startDaemon(config: Config, log: Logger, clock: Clock = systemClock): Promise<Daemon> {
+/** What tests may replace. */
+export interface DaemonDeps {
+  readonly clock?: Clock;
+  readonly countries?: CountryOf;
+}
+
+export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps = {}): Promise<Daemon> {
+  const clock = deps.clock ?? systemClock;
   const e = config.engine;
   const rate = rateAlgorithm(e.rate_algorithm, e.rate_time_unit);
   const store = new MemoryStore({ rate, maxEntries: e.max_entries });
   const engine = new Engine(store, clock, log, { rateUnitMs: rate.unitMs, statusUpdateMs: e.status_update_time });
+  const rules = Rules.compile(config, config.source);
+  const gate = new Gatekeeper(engine, rules, new BanList(), deps.countries ?? NO_COUNTRIES, clock, rate.unitMs);
   engine.start();
 
   let anvil: AnvilServer | null = null;
+  let policy: PolicyServer | null = null;
   try {
     if (config.anvil.enabled) {
       const a = config.anvil;
@@ -42,7 +58,23 @@ export async function startDaemon(config: Config, log: Logger, clock: Clock = sy
       });
       await anvil.listen();
     }
+    const p = config.postfix_policy;
+    if (p.listen.length > 0) {
+      policy = new PolicyServer(gate, log, {
+        listen: p.listen,
+        service: p.service,
+        defaultAction: p.default_action,
+        decisionTimeoutMs: p.decision_timeout,
+        mode: parseInt(p.socket_mode, 8),
+        maxClients: p.max_clients,
+        requestTimeoutMs: p.request_timeout,
+        idleTimeoutMs: p.idle_timeout,
+      });
+      await policy.listen();
+    }
   } catch (err) {
+    await anvil?.close();
+    await policy?.close();
     await engine.stop();
     throw err;
   }
@@ -50,9 +82,12 @@ export async function startDaemon(config: Config, log: Logger, clock: Clock = sy
   let stopping: Promise<void> | null = null;
   return {
     engine,
+    gate,
     anvil,
+    policy,
     stop() {
       stopping ??= (async () => {
+        await policy?.close();
         await anvil?.close();
         await engine.stop();
       })();

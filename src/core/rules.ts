@@ -54,10 +54,12 @@ export interface EffectiveLimits {
 
 const NO_LIMITS: Limits = Object.freeze(Object.fromEntries(LIMIT_KEYS.map((k) => [k, null])) as unknown as Limits);
 
+type DeepReadonly<T> = T extends (infer U)[] ? ReadonlyArray<DeepReadonly<U>> : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
+
 export interface RulesInput {
-  readonly services: Readonly<Record<string, ServiceConfig>>;
+  readonly services: DeepReadonly<Record<string, ServiceConfig>>;
   readonly exceptions: readonly string[];
-  readonly overrides: readonly OverrideConfig[];
+  readonly overrides: DeepReadonly<OverrideConfig[]>;
 }
 
 export class Rules {

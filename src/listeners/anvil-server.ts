@@ -12,12 +12,10 @@
  *   an unknown request name is answered with status=fail as anvil does, and
  *   after `maxBadRequests` of those the client is dropped.
  */
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { then } from '../core/awaitable.js';
 import type { Engine } from '../core/engine.js';
-import { DoormanError, ListenError } from '../errors.js';
-import { AttrReader } from '../protocols/attr-plain.js';
 import {
   ANVIL_FAIL_REPLY,
   ANVIL_GREETING,
@@ -29,7 +27,8 @@ import {
   type AnvilRequestName,
 } from '../protocols/anvil.js';
 import type { Awaitable, Owner } from '../store/types.js';
-import { prepareSocketPath, removeSocket, setSocketAccess } from './unix-socket.js';
+import { AttrSession, type SessionHost } from './attr-session.js';
+import { StreamListener } from './stream-listener.js';
 
 export interface AnvilServerOptions {
   readonly socket: string;
@@ -80,52 +79,22 @@ const HANDLERS: { readonly [R in AnvilRequestName]: Handler } = {
 };
 
 /** One anvil client connection (one smtpd process, typically). */
-class AnvilClient {
+class AnvilClient extends AttrSession {
   readonly owner: Owner;
-  private readonly socket: Socket;
   private readonly server: AnvilServer;
-  private readonly reader: AttrReader;
-  private requestTimer: NodeJS.Timeout | null = null;
-  /** Set on every read; the server's idle sweep clears it. */
-  active = true;
-  private tail: Promise<void> | null = null;
   private badRequests = 0;
-  private closed = false;
 
   constructor(server: AnvilServer, socket: Socket, owner: Owner) {
+    super(server, socket, owner.id, ANVIL_LIMITS);
     this.server = server;
-    this.socket = socket;
     this.owner = owner;
-    this.reader = new AttrReader(ANVIL_LIMITS, (attrs) => this.onRequest(attrs));
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', () => this.socket.destroy());
-    socket.on('close', () => this.onClose());
     socket.write(ANVIL_GREETING);
   }
 
-  private onData(chunk: Buffer): void {
-    this.active = true;
-    try {
-      this.reader.write(chunk);
-    } catch (err) {
-      this.drop(err instanceof DoormanError ? err.code : 'DOORMAN_ERR_INTERNAL', err);
-      return;
-    }
-    if (this.reader.pending) {
-      if (this.requestTimer === null) {
-        this.requestTimer = setTimeout(() => this.drop('DOORMAN_ERR_ANVIL_STALLED', 'request not finished in time'), this.server.opts.requestTimeoutMs);
-      }
-    } else if (this.requestTimer !== null) {
-      clearTimeout(this.requestTimer);
-      this.requestTimer = null;
-    }
-  }
-
-  private onRequest(attrs: string[]): void {
-    if (this.closed) return;
+  protected onBlock(attrs: string[]): void {
     const { request, ident } = decodeAnvilRequest(attrs);
     if (!isAnvilRequest(request)) {
-      this.server.log.warn({ client: this.owner.id, request: request.slice(0, 64) }, 'anvil: unrecognized request, answered status=fail');
+      this.server.log.warn({ client: this.id, request: request.slice(0, 64) }, 'anvil: unrecognized request, answered status=fail');
       this.send(ANVIL_FAIL_REPLY);
       if (++this.badRequests >= this.server.opts.maxBadRequests) this.drop('DOORMAN_ERR_ANVIL_BAD_REQUESTS', 'too many unrecognized requests');
       return;
@@ -133,130 +102,61 @@ class AnvilClient {
     this.send(HANDLERS[request](this.server.engine, this.owner, ident));
   }
 
-  /** Writes replies in request order, even when the store answers asynchronously. */
-  private send(reply: Awaitable<string>): void {
-    if (this.tail === null && !(reply instanceof Promise)) {
-      this.socket.write(reply);
-      return;
-    }
-    const next: Promise<void> = (this.tail ?? Promise.resolve())
-      .then(() => reply)
-      .then(
-        (s) => {
-          if (!this.closed) this.socket.write(s);
-        },
-        (err: unknown) => this.drop('DOORMAN_ERR_STORE', err),
-      )
-      .finally(() => {
-        if (this.tail === next) this.tail = null;
-      });
-    this.tail = next;
-  }
-
-  /** Called by the idle sweep: silent since the last sweep. */
-  checkIdle(): void {
-    if (this.active) {
-      this.active = false;
-      return;
-    }
-    // A client holding connections is an smtpd in a long session: keep it.
-    if (this.owner.held === 0) this.drop('DOORMAN_ERR_ANVIL_IDLE', 'idle');
-  }
-
-  drop(code: string, reason: unknown): void {
-    if (this.closed) return;
-    const message = reason instanceof Error ? reason.message : String(reason);
-    this.server.log.warn({ client: this.owner.id, code, reason: message }, 'anvil: client dropped');
-    this.socket.destroy();
-  }
-
-  private onClose(): void {
-    if (this.closed) return;
-    this.closed = true;
-    if (this.requestTimer !== null) clearTimeout(this.requestTimer);
-    this.server.forget(this);
-  }
-
-  destroy(): void {
-    this.socket.destroy();
+  /** A client holding connections is an smtpd in a long session: keep it. */
+  protected override keepWhenIdle(): boolean {
+    return this.owner.held > 0;
   }
 }
 
-export class AnvilServer {
+export class AnvilServer implements SessionHost {
   readonly opts: AnvilServerOptions;
   readonly engine: Engine;
   readonly log: Logger;
-  private readonly clients = new Set<AnvilClient>();
-  private server: Server | null = null;
-  private idleSweep: NodeJS.Timeout | null = null;
-  private lastDropWarning = 0;
+  readonly name = 'anvil';
+  private readonly listener: StreamListener<AnvilClient>;
 
   constructor(engine: Engine, log: Logger, opts: AnvilServerOptions) {
     this.engine = engine;
     this.log = log;
     this.opts = opts;
+    this.listener = new StreamListener(
+      {
+        name: 'anvil',
+        endpoint: { path: opts.socket },
+        maxClients: opts.maxClients,
+        idleTimeoutMs: opts.idleTimeoutMs,
+        mode: opts.mode,
+        uid: opts.uid,
+        gid: opts.gid,
+      },
+      log,
+      (socket) => new AnvilClient(this, socket, engine.createOwner('anvil')),
+    );
+  }
+
+  get requestTimeoutMs(): number {
+    return this.opts.requestTimeoutMs;
   }
 
   get clientCount(): number {
-    return this.clients.size;
+    return this.listener.size;
   }
 
-  async listen(): Promise<void> {
-    const { replacedStale } = await prepareSocketPath(this.opts.socket);
-    if (replacedStale) this.log.warn({ socket: this.opts.socket }, 'anvil: replaced a stale socket file');
-    const server = createServer((socket) => this.accept(socket));
-    server.maxConnections = this.opts.maxClients;
-    server.on('drop', () => {
-      const now = Date.now();
-      if (now - this.lastDropWarning > 60_000) {
-        this.lastDropWarning = now;
-        this.log.warn({ max_clients: this.opts.maxClients }, 'anvil: connection refused, anvil.max_clients reached');
-      }
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (err) => reject(new ListenError('DOORMAN_ERR_LISTEN', `anvil socket ${this.opts.socket}: ${err.message}`, { cause: err })));
-      server.listen(this.opts.socket, () => resolve());
-    });
-    server.on('error', (err) => this.log.error({ err }, 'anvil: server error'));
-    this.server = server;
-    // One timer for all clients rather than a socket timeout that every read
-    // and write must push back: a client is closed after between one and two
-    // idle periods of silence.
-    this.idleSweep = setInterval(() => {
-      for (const c of this.clients) c.checkIdle();
-    }, this.opts.idleTimeoutMs);
-    this.idleSweep.unref();
-    try {
-      setSocketAccess(this.opts.socket, this.opts.mode, this.opts.uid, this.opts.gid);
-    } catch (err) {
-      await this.close();
-      throw new ListenError('DOORMAN_ERR_SOCKET_ACCESS', `anvil socket ${this.opts.socket}: cannot set mode/owner: ${String(err)}`, { cause: err });
-    }
-    this.log.info({ socket: this.opts.socket, mode: this.opts.mode.toString(8).padStart(4, '0') }, 'anvil service listening');
+  listen(): Promise<void> {
+    return this.listener.listen();
   }
 
-  private accept(socket: Socket): void {
-    const client = new AnvilClient(this, socket, this.engine.createOwner('anvil'));
-    this.clients.add(client);
-  }
-
-  /** Called when a client's socket has closed: release everything it held. */
-  forget(client: AnvilClient): void {
-    this.clients.delete(client);
+  /** A client's socket closed: release everything it held. */
+  forget(session: AttrSession): void {
+    const client = session as AnvilClient;
+    this.listener.remove(client);
     void then(this.engine.closeOwner(client.owner), (released) => {
-      if (released > 0) this.log.debug({ client: client.owner.id, released }, 'anvil: client closed, connections released');
+      if (released > 0) this.log.debug({ client: client.id, released }, 'anvil: client closed, connections released');
     });
   }
 
   /** Stops accepting, closes every client (releasing their counts) and removes the socket file. */
-  async close(): Promise<void> {
-    const server = this.server;
-    this.server = null;
-    if (server === null) return;
-    if (this.idleSweep !== null) clearInterval(this.idleSweep);
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    for (const c of [...this.clients]) c.destroy();
-    await closed;
-    removeSocket(this.opts.socket);
+  close(): Promise<void> {
+    return this.listener.close();
   }
 }

@@ -91,7 +91,7 @@ test('a client stalled mid-request delays nobody and is dropped after request_ti
   for (let i = 0; i < 100; i++) await fast.request('connect', 'smtp:192.0.2.50');
   assert.equal(slow.isClosed, false, 'all 100 answered while the slow client still held its half request');
   await waitFor(() => slow.isClosed, 5000);
-  assert.ok(lines.some((l) => l.code === 'DOORMAN_ERR_ANVIL_STALLED'));
+  assert.ok(lines.some((l) => l.code === 'DOORMAN_ERR_REQUEST_STALLED'));
   assert.equal((await fast.request('lookup', 'smtp:192.0.2.50')).count, 100);
   await fast.close();
 });

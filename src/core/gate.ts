@@ -1,0 +1,103 @@
+/**
+ * The gatekeeper: front-ends ask it about a client of a service and get a
+ * Decision. It gathers the facts — parsed address, country, exception, ban,
+ * effective limits, counts from the engine — and hands them to the pure
+ * evaluate* functions of ./decision.ts. Keys are the engine's:
+ * "service:address" (the anvil ident for Postfix) and "service:prefix/len".
+ */
+import { then } from './awaitable.js';
+import type { BanList } from './bans.js';
+import type { Clock } from './clock.js';
+import { evaluateAuth, evaluateConnect, evaluateEvent, type ClientFacts, type Decision } from './decision.js';
+import type { Engine } from './engine.js';
+import { formatIp, parseIp, prefixOf, type ParsedIp } from './ip.js';
+import type { Rules } from './rules.js';
+import type { Awaitable } from '../store/types.js';
+
+/** Country of an address: an ISO code, or null for none (special-purpose, unknown). */
+export interface CountryOf {
+  country(ip: string): string | null;
+}
+
+export const NO_COUNTRIES: CountryOf = { country: () => null };
+
+/** A decision for an address that is not an IP: nothing can be judged, so nothing is refused. */
+function unjudged(address: string): Decision {
+  return { action: 'allow', refusal: null, dryRun: [], exempt: `"${address.slice(0, 64)}" is not an IP address`, country: null };
+}
+
+export class Gatekeeper {
+  readonly engine: Engine;
+  readonly rules: Rules;
+  readonly bans: BanList;
+  private readonly geo: CountryOf;
+  private readonly clock: Clock;
+  private readonly rateUnitSec: number;
+
+  constructor(engine: Engine, rules: Rules, bans: BanList, geo: CountryOf, clock: Clock, rateUnitMs: number) {
+    this.engine = engine;
+    this.rules = rules;
+    this.bans = bans;
+    this.geo = geo;
+    this.clock = clock;
+    this.rateUnitSec = Math.round(rateUnitMs / 1000);
+  }
+
+  /** Everything the rules need about one client of one service; null for a non-IP address. */
+  facts(serviceName: string, address: string): { facts: ClientFacts; ip: ParsedIp; key: string } | null {
+    const ip = parseIp(address);
+    if (ip === null) return null;
+    const text = formatIp(ip);
+    const service = this.rules.service(serviceName);
+    const now = this.clock.now();
+    const facts: ClientFacts = {
+      service,
+      address: text,
+      country: this.geo.country(text),
+      exception: this.rules.exceptions.match(ip)?.text ?? null,
+      ban: this.bans.find(ip, text, now),
+      limits: this.rules.limitsFor(service, ip),
+      now,
+      rateUnitSec: this.rateUnitSec,
+    };
+    return { facts, ip, key: `${serviceName}:${text}` };
+  }
+
+  /**
+   * At connect, from counts someone else registered (the anvil service for
+   * Postfix; the proxy registers its own): concurrency and connection rate
+   * are read, not counted again.
+   */
+  checkConnect(serviceName: string, address: string): Awaitable<Decision> {
+    const f = this.facts(serviceName, address);
+    if (f === null) return unjudged(address);
+    const s = f.facts.service;
+    const prefixText = f.facts.limits.limits.connections_per_prefix === null ? null : prefixOf(f.ip, s.prefixV4, s.prefixV6);
+    return then(this.engine.lookup(f.key), (addressSnap) => {
+      if (prefixText === null) return evaluateConnect(f.facts, { address: addressSnap, prefix: null, prefixText: null });
+      return then(this.engine.lookup(`${serviceName}:${prefixText}`), (prefixSnap) =>
+        evaluateConnect(f.facts, { address: addressSnap, prefix: prefixSnap, prefixText }),
+      );
+    }) as Awaitable<Decision>;
+  }
+
+  /**
+   * One message or recipient: counted when the service limits it (a limit
+   * Postfix enforces itself is counted through the anvil service instead, so
+   * nothing is counted twice), then judged.
+   */
+  event(serviceName: string, address: string, metric: 'mail' | 'rcpt'): Awaitable<Decision> {
+    const f = this.facts(serviceName, address);
+    if (f === null) return unjudged(address);
+    const limit = f.facts.limits.limits[metric === 'mail' ? 'message_rate' : 'recipient_rate'];
+    if (limit === null || f.facts.exception !== null) return evaluateEvent(f.facts, metric, 0);
+    return then(this.engine.event(f.key, metric), (r) => evaluateEvent(f.facts, metric, r.rate));
+  }
+
+  /** At AUTH (Postfix: a request with sasl_username): the AUTH-phase country rule, bans and rates. */
+  checkAuth(serviceName: string, address: string): Awaitable<Decision> {
+    const f = this.facts(serviceName, address);
+    if (f === null) return unjudged(address);
+    return then(this.engine.lookup(f.key), (snap) => evaluateAuth(f.facts, { address: snap }, null));
+  }
+}

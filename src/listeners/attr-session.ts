@@ -1,0 +1,118 @@
+/**
+ * One client connection of a Postfix attribute protocol (anvil, policy
+ * delegation): bytes are framed by an AttrReader, each complete block goes to
+ * the subclass, replies go out in request order even when the store answers
+ * asynchronously, a request left half-sent is dropped after a deadline, and
+ * the owning listener's idle sweep closes sessions that stay silent.
+ */
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { DoormanError } from '../errors.js';
+import { AttrReader, type AttrLimits } from '../protocols/attr-plain.js';
+import type { Awaitable } from '../store/types.js';
+
+export interface SessionHost {
+  readonly log: Logger;
+  /** For log lines: "anvil", "policy". */
+  readonly name: string;
+  readonly requestTimeoutMs: number;
+  /** Called once, when the session's socket has closed. */
+  forget(session: AttrSession): void;
+}
+
+export abstract class AttrSession {
+  readonly id: string;
+  protected readonly socket: Socket;
+  protected readonly host: SessionHost;
+  private readonly reader: AttrReader;
+  private requestTimer: NodeJS.Timeout | null = null;
+  private tail: Promise<void> | null = null;
+  /** Set on every read; the listener's idle sweep clears it. */
+  private active = true;
+  protected closed = false;
+
+  constructor(host: SessionHost, socket: Socket, id: string, limits: AttrLimits) {
+    this.host = host;
+    this.socket = socket;
+    this.id = id;
+    this.reader = new AttrReader(limits, (attrs) => {
+      if (!this.closed) this.onBlock(attrs);
+    });
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => this.onClose());
+  }
+
+  /** One complete block from the peer. A ProtocolError thrown here drops the session. */
+  protected abstract onBlock(attrs: string[]): void;
+
+  /** True when silence is expected (an smtpd mid-session holding counts): the idle sweep spares it. */
+  protected keepWhenIdle(): boolean {
+    return false;
+  }
+
+  private onData(chunk: Buffer): void {
+    this.active = true;
+    try {
+      this.reader.write(chunk);
+    } catch (err) {
+      this.drop(err instanceof DoormanError ? err.code : 'DOORMAN_ERR_INTERNAL', err);
+      return;
+    }
+    if (this.reader.pending) {
+      if (this.requestTimer === null) {
+        this.requestTimer = setTimeout(() => this.drop('DOORMAN_ERR_REQUEST_STALLED', 'request not finished in time'), this.host.requestTimeoutMs);
+      }
+    } else if (this.requestTimer !== null) {
+      clearTimeout(this.requestTimer);
+      this.requestTimer = null;
+    }
+  }
+
+  /** Writes a reply; replies leave in request order even when some are promises. */
+  protected send(reply: Awaitable<string>): void {
+    if (this.tail === null && !(reply instanceof Promise)) {
+      this.socket.write(reply);
+      return;
+    }
+    const next: Promise<void> = (this.tail ?? Promise.resolve())
+      .then(() => reply)
+      .then(
+        (s) => {
+          if (!this.closed) this.socket.write(s);
+        },
+        (err: unknown) => this.drop('DOORMAN_ERR_STORE', err),
+      )
+      .finally(() => {
+        if (this.tail === next) this.tail = null;
+      });
+    this.tail = next;
+  }
+
+  /** Called by the listener's idle sweep: closes a session silent since the last sweep. */
+  checkIdle(): void {
+    if (this.active) {
+      this.active = false;
+      return;
+    }
+    if (!this.keepWhenIdle()) this.drop('DOORMAN_ERR_IDLE', 'idle');
+  }
+
+  drop(code: string, reason: unknown): void {
+    if (this.closed) return;
+    const message = reason instanceof Error ? reason.message : String(reason);
+    this.host.log.warn({ client: this.id, code, reason: message }, `${this.host.name}: client dropped`);
+    this.socket.destroy();
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.requestTimer !== null) clearTimeout(this.requestTimer);
+    this.host.forget(this);
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}

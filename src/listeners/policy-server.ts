@@ -1,0 +1,160 @@
+/**
+ * The SMTP access policy service for Postfix (check_policy_service), on TCP
+ * and/or UNIX sockets. Each request is answered from the gatekeeper:
+ *
+ *   CONNECT, XCLIENT  bans, country at connect, concurrency per address and
+ *                     per prefix and connection rate (counts kept by the
+ *                     anvil service), → 421 4.7.0 / 554 5.7.1
+ *   RCPT              recipient rate; with sasl_username, the AUTH-phase
+ *                     country rule → 450 4.7.1 / 554 5.7.1
+ *   END-OF-MESSAGE    message rate → 450 4.7.1
+ *   anything else     DUNNO
+ *
+ * The service is named by policy_context (check_policy_service { …,
+ * policy_context=submission }) when it names a configured service, else the
+ * listener's default. A decision that takes longer than the deadline (a slow
+ * store) is answered with the configured default action rather than letting
+ * smtpd time out; a request that breaks the protocol drops that client.
+ */
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { Decision } from '../core/decision.js';
+import type { Gatekeeper } from '../core/gate.js';
+import { POLICY_LIMITS, decodePolicyRequest, encodePolicyAction, type PolicyRequest } from '../protocols/policy.js';
+import { postfixAction, type SmtpPhase } from '../protocols/smtp-replies.js';
+import type { Awaitable } from '../store/types.js';
+import { AttrSession, type SessionHost } from './attr-session.js';
+import { StreamListener, parseEndpoint } from './stream-listener.js';
+
+export interface PolicyServerOptions {
+  readonly listen: readonly string[];
+  readonly service: string;
+  readonly defaultAction: 'DUNNO' | 'DEFER_IF_PERMIT';
+  readonly decisionTimeoutMs: number;
+  readonly mode: number;
+  readonly maxClients: number;
+  readonly requestTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+}
+
+let sessionSeq = 0;
+
+class PolicySession extends AttrSession {
+  private readonly server: PolicyServer;
+
+  constructor(server: PolicyServer, socket: Socket) {
+    super(server, socket, `policy#${++sessionSeq}`, POLICY_LIMITS);
+    this.server = server;
+  }
+
+  protected onBlock(attrs: string[]): void {
+    this.send(this.server.answer(decodePolicyRequest(attrs), this.id));
+  }
+}
+
+export class PolicyServer implements SessionHost {
+  readonly name = 'postfix_policy';
+  readonly log: Logger;
+  private readonly gate: Gatekeeper;
+  private readonly opts: PolicyServerOptions;
+  private readonly listeners: StreamListener<PolicySession>[];
+
+  constructor(gate: Gatekeeper, log: Logger, opts: PolicyServerOptions) {
+    this.gate = gate;
+    this.log = log;
+    this.opts = opts;
+    this.listeners = opts.listen.map(
+      (text) =>
+        new StreamListener<PolicySession>(
+          { name: 'postfix_policy', endpoint: parseEndpoint(text), maxClients: opts.maxClients, idleTimeoutMs: opts.idleTimeoutMs, mode: opts.mode },
+          log,
+          (socket) => new PolicySession(this, socket),
+        ),
+    );
+  }
+
+  get requestTimeoutMs(): number {
+    return this.opts.requestTimeoutMs;
+  }
+
+  /** TCP ports actually bound, in `listen` order (0 for UNIX sockets). */
+  get ports(): number[] {
+    return this.listeners.map((l) => l.port);
+  }
+
+  async listen(): Promise<void> {
+    for (const l of this.listeners) await l.listen();
+  }
+
+  forget(session: AttrSession): void {
+    for (const l of this.listeners) l.remove(session as PolicySession);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.listeners.map((l) => l.close()));
+  }
+
+  /** The action line for one request. */
+  answer(req: PolicyRequest, client: string): Awaitable<string> {
+    const state = req.get('protocol_state') ?? '';
+    const address = req.get('client_address') ?? '';
+    const context = req.get('policy_context') ?? '';
+    const service = context !== '' && this.gate.rules.services.has(context) ? context : this.opts.service;
+    let decision: Awaitable<Decision> | null = null;
+    let phase: SmtpPhase = 'later';
+    switch (state) {
+      case 'CONNECT':
+      case 'XCLIENT':
+        phase = 'connect';
+        decision = this.gate.checkConnect(service, address);
+        break;
+      case 'RCPT': {
+        const user = req.get('sasl_username') ?? '';
+        decision = user === '' ? this.gate.event(service, address, 'rcpt') : this.rcptAfterAuth(service, address);
+        break;
+      }
+      case 'END-OF-MESSAGE':
+        decision = this.gate.event(service, address, 'mail');
+        break;
+      default:
+        return encodePolicyAction('DUNNO');
+    }
+    const ctx = { client, service, state, address };
+    if (!(decision instanceof Promise)) return this.reply(decision, phase, ctx);
+    return this.withDeadline(decision, phase, ctx);
+  }
+
+  /** An authenticated client's recipient: the AUTH-phase country rule first, then the recipient rate. */
+  private rcptAfterAuth(service: string, address: string): Awaitable<Decision> {
+    const auth = this.gate.checkAuth(service, address);
+    const next = (d: Decision): Awaitable<Decision> => (d.action === 'refuse' ? d : this.gate.event(service, address, 'rcpt'));
+    return auth instanceof Promise ? auth.then(next) : next(auth);
+  }
+
+  private reply(d: Decision, phase: SmtpPhase, ctx: Record<string, string>): string {
+    for (const r of d.dryRun) this.log.info({ ...ctx, rule: r.rule, reason: r.reason, country: d.country }, 'dry-run: would refuse');
+    if (d.refusal !== null) this.log.info({ ...ctx, rule: d.refusal.rule, reason: d.refusal.reason, country: d.country }, 'refused');
+    return encodePolicyAction(postfixAction(d, phase));
+  }
+
+  private withDeadline(p: Promise<Decision>, phase: SmtpPhase, ctx: Record<string, string>): Promise<string> {
+    return new Promise((resolve) => {
+      const fallback = () => {
+        this.log.warn({ ...ctx, action: this.opts.defaultAction }, 'postfix_policy: no decision in time, answered the default action');
+        resolve(encodePolicyAction(this.opts.defaultAction));
+      };
+      const t = setTimeout(fallback, this.opts.decisionTimeoutMs);
+      p.then(
+        (d) => {
+          clearTimeout(t);
+          resolve(this.reply(d, phase, ctx));
+        },
+        (err: unknown) => {
+          clearTimeout(t);
+          this.log.error({ ...ctx, err }, 'postfix_policy: decision failed');
+          fallback();
+        },
+      );
+    });
+  }
+}
