@@ -13,6 +13,7 @@ import { rateAlgorithm } from './core/rate.js';
 import { Rules } from './core/rules.js';
 import { AnvilServer } from './listeners/anvil-server.js';
 import { PolicyServer } from './listeners/policy-server.js';
+import { DovecotPolicyServer } from './http/dovecot-policy.js';
 import { resolveGid, resolveUid } from './listeners/unix-ids.js';
 import { MemoryStore } from './store/memory.js';
 
@@ -21,6 +22,9 @@ export interface Daemon {
   readonly gate: Gatekeeper;
   readonly anvil: AnvilServer | null;
   readonly policy: PolicyServer | null;
+  readonly dovecot: DovecotPolicyServer | null;
+  /** The Dovecot policy endpoint's bound port (0 when off). */
+  readonly dovecotPort: number;
   /** Stop accepting, close clients, remove sockets, log final statistics. */
   stop(): Promise<void>;
 }
@@ -43,6 +47,8 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
 
   let anvil: AnvilServer | null = null;
   let policy: PolicyServer | null = null;
+  let dovecot: DovecotPolicyServer | null = null;
+  let dovecotPort = 0;
   try {
     if (config.anvil.enabled) {
       const a = config.anvil;
@@ -72,9 +78,14 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
       });
       await policy.listen();
     }
+    if (config.dovecot_policy.listen !== null) {
+      dovecot = new DovecotPolicyServer(gate, log, config.dovecot_policy);
+      dovecotPort = await dovecot.listen();
+    }
   } catch (err) {
     await anvil?.close();
     await policy?.close();
+    await dovecot?.close();
     await engine.stop();
     throw err;
   }
@@ -85,8 +96,11 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
     gate,
     anvil,
     policy,
+    dovecot,
+    dovecotPort,
     stop() {
       stopping ??= (async () => {
+        await dovecot?.close();
         await policy?.close();
         await anvil?.close();
         await engine.stop();

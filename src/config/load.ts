@@ -69,6 +69,10 @@ export function parseConfig(data: unknown, file: string): Config {
   if (!result.success) throw new ConfigError(result.error.issues.flatMap((i) => toIssues(i, data, file)));
   // Checks across keys (networks, contradictions) happen when the rules compile.
   Rules.compile(result.data, file);
+  const d = result.data.dovecot_policy;
+  if (d.listen !== null && d.api_key === null && d.basic === null) {
+    throw new ConfigError([{ file, key: 'dovecot_policy.api_key', value: null, expected: 'an api_key or basic credentials: Dovecot sends them, and the endpoint refuses requests without them' }]);
+  }
   return deepFreeze({ ...result.data, source: file }) as Config;
 }
 

@@ -106,6 +106,29 @@ export const postfixPolicySchema = z.strictObject(
   section('postfix_policy'),
 );
 
+export const dovecotPolicySchema = z.strictObject(
+  {
+    /** host:port of the HTTP endpoint; null: off. */
+    listen: z
+      .string({ error: 'host:port such as 127.0.0.1:8026, or null' })
+      .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { error: 'host:port such as 127.0.0.1:8026' })
+      .nullable()
+      .default(null),
+    path: z.string({ error: 'a URL path such as /policy' }).regex(/^\/[^?#\s]*$/, { error: 'a URL path such as /policy' }).default('/policy'),
+    /** Accepted as `X-API-Key: KEY` or `Authorization: Bearer KEY` (auth_policy_server_api_header). */
+    api_key: z.string({ error: 'a secret string' }).min(8, { error: 'a secret of at least 8 characters' }).nullable().default(null),
+    /** Accepted as HTTP Basic (user:password in auth_policy_server_url). */
+    basic: z
+      .strictObject({ user: z.string().min(1), password: z.string().min(8, { error: 'a password of at least 8 characters' }) }, { error: 'a mapping with user and password' })
+      .nullable()
+      .default(null),
+    /** Requests that may wait for a decision at once; Dovecot keeps one connection per auth process. */
+    max_clients: int(256, 1, 100_000),
+    request_timeout: duration('5s', 10),
+  },
+  section('dovecot_policy'),
+);
+
 export const configSchema = z.strictObject({
   log: logSchema.default(() => logSchema.parse({})),
   engine: engineSchema.default(() => engineSchema.parse({})),
@@ -113,7 +136,9 @@ export const configSchema = z.strictObject({
   anvil: anvilSchema.default(() => anvilSchema.parse({})),
   geo: geoSchema.default(() => geoSchema.parse({})),
   postfix_policy: postfixPolicySchema.default(() => postfixPolicySchema.parse({})),
+  dovecot_policy: dovecotPolicySchema.default(() => dovecotPolicySchema.parse({})),
   ...rulesSchemaShape,
 });
 
 export type ConfigData = z.output<typeof configSchema>;
+export type DovecotPolicyConfig = z.output<typeof dovecotPolicySchema>;

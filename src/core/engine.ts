@@ -84,6 +84,11 @@ export class Engine {
     });
   }
 
+  /** Adds `member` to the set at `key` within a sliding window; see CounterStore.touchMember. */
+  touchMember(key: string, member: string, windowMs: number): Awaitable<{ size: number; added: boolean }> {
+    return this.store.touchMember(key, member, this.clock.now(), windowMs);
+  }
+
   lookup(key: string): Awaitable<KeySnapshot> {
     return then(this.store.read(key, this.clock.now()), (s) => s ?? EMPTY_SNAPSHOT);
   }

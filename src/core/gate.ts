@@ -6,11 +6,12 @@
  * "service:address" (the anvil ident for Postfix) and "service:prefix/len".
  */
 import { then } from './awaitable.js';
-import type { BanList } from './bans.js';
+import type { Ban, BanList } from './bans.js';
 import type { Clock } from './clock.js';
 import { evaluateAuth, evaluateConnect, evaluateEvent, type ClientFacts, type Decision } from './decision.js';
 import type { Engine } from './engine.js';
 import { formatIp, parseIp, prefixOf, type ParsedIp } from './ip.js';
+import { EMPTY_SNAPSHOT } from './metrics.js';
 import type { Rules } from './rules.js';
 import type { Awaitable } from '../store/types.js';
 
@@ -92,6 +93,61 @@ export class Gatekeeper {
     const limit = f.facts.limits.limits[metric === 'mail' ? 'message_rate' : 'recipient_rate'];
     if (limit === null || f.facts.exception !== null) return evaluateEvent(f.facts, metric, 0);
     return then(this.engine.event(f.key, metric), (r) => evaluateEvent(f.facts, metric, r.rate));
+  }
+
+  /**
+   * Before a password is checked (Dovecot's first `allow`): counts the AUTH
+   * attempt, then bans, the AUTH-phase country rule, the AUTH and
+   * AUTH-failure rates.
+   */
+  authAttempt(serviceName: string, address: string): Awaitable<Decision> {
+    const f = this.facts(serviceName, address);
+    if (f === null) return unjudged(address);
+    if (f.facts.exception !== null) return evaluateAuth(f.facts, { address: EMPTY_SNAPSHOT }, null);
+    return then(this.engine.event(f.key, 'auth'), (r) =>
+      then(this.engine.lookup(f.key), (snap) => evaluateAuth(f.facts, { address: snap, authRate: r.rate }, null)),
+    ) as Awaitable<Decision>;
+  }
+
+  /**
+   * After the password was accepted (Dovecot's second `allow`): records the
+   * login's country and applies max_countries_per_login.
+   */
+  authSucceeded(serviceName: string, address: string, login: string): Awaitable<Decision> {
+    const f = this.facts(serviceName, address);
+    if (f === null) return unjudged(address);
+    const travel = f.facts.service.maxCountriesPerLogin;
+    const country = f.facts.country;
+    if (travel === null || country === null || login === '' || f.facts.exception !== null) {
+      return evaluateAuth(f.facts, { address: EMPTY_SNAPSHOT }, null);
+    }
+    return then(this.engine.touchMember(`logins:${serviceName}:${login}`, country, travel.windowMs), (m) =>
+      evaluateAuth(f.facts, { address: EMPTY_SNAPSHOT }, { name: login, countriesSeen: m.size, newCountry: m.added }),
+    );
+  }
+
+  /**
+   * A failed login. The same wrong password again from the same address and
+   * login (the office phone with an old password) counts once per rate
+   * window, not as a guess each time; distinct failures count against the
+   * address, and over auth_failure_rate the address is banned for
+   * auth_failure_ban. Returns the ban made, if any.
+   */
+  authFailed(serviceName: string, address: string, login: string, pwhash: string): Awaitable<Ban | null> {
+    const f = this.facts(serviceName, address);
+    if (f === null || f.facts.exception !== null) return null;
+    const seenKey = `${f.key}:authfail:${login}:${pwhash}`;
+    return then(this.engine.event(seenKey, 'authfail'), (seen) => {
+      if (seen.rate > 1) return null;
+      return then(this.engine.event(`${f.key}:login:${login}`, 'authfail'), () =>
+        then(this.engine.event(f.key, 'authfail'), (r) => {
+          const limit = f.facts.limits.limits.auth_failure_rate;
+          if (limit === null || r.rate <= limit || f.facts.service.dryRun) return null;
+          const reason = `${r.rate} AUTH failures in ${this.rateUnitSec}s, over the limit of ${limit}`;
+          return this.bans.add(f.facts.address, f.facts.service.authFailureBanMs, reason, this.clock.now());
+        }),
+      );
+    }) as Awaitable<Ban | null>;
   }
 
   /** At AUTH (Postfix: a request with sasl_username): the AUTH-phase country rule, bans and rates. */

@@ -30,6 +30,10 @@ export interface MemoryStoreOptions {
   readonly sweepBudget?: number;
 }
 
+/** Members kept per set, and sets kept in all: a login seen from more countries than this is long past any limit. */
+const MAX_MEMBERS = 64;
+const MAX_SETS = 100_000;
+
 /** How far to look for an idle key to evict before giving up on storing a new one. */
 const EVICT_SCAN = 64;
 const PAGE_BITS = 16;
@@ -66,6 +70,8 @@ export class MemoryStore implements CounterStore {
   private sweepCursor = 0;
   private evictCursor = 0;
   private evicted = 0;
+  /** key → member → last touched. Insertion order is age order, so the oldest set goes first when full. */
+  private readonly sets = new Map<string, Map<string, number>>();
   private untracked = 0;
 
   constructor(opts: MemoryStoreOptions) {
@@ -124,6 +130,23 @@ export class MemoryStore implements CounterStore {
     const rates = {} as Record<RateMetric, number>;
     for (let m = 0; m < METRIC_COUNT; m++) rates[RATE_METRICS[m] as RateMetric] = this.rate.read(page, i, m, now);
     return { count: page.count[i] as number, rates };
+  }
+
+  touchMember(key: string, member: string, now: number, windowMs: number): { size: number; added: boolean } {
+    let set = this.sets.get(key);
+    if (set === undefined) {
+      if (this.sets.size >= MAX_SETS) this.sets.delete(this.sets.keys().next().value as string);
+      set = new Map();
+    } else {
+      this.sets.delete(key); // re-inserted below: most recently used last
+    }
+    for (const [m, at] of set) if (now - at >= windowMs) set.delete(m);
+    const added = !set.has(member);
+    set.delete(member);
+    set.set(member, now);
+    if (set.size > MAX_MEMBERS) set.delete(set.keys().next().value as string);
+    this.sets.set(key, set);
+    return { size: set.size, added };
   }
 
   releaseOwner(owner: Owner, now: number): number {

@@ -58,6 +58,12 @@ export interface CounterStore {
   hit(key: string, metric: RateMetric, now: number, holder?: Owner): Awaitable<HitResult>;
   /** Counts and rates without changing anything; null for an unknown key. */
   read(key: string, now: number): Awaitable<KeySnapshot | null>;
+  /**
+   * Adds `member` to the set at `key`, forgetting members not touched for
+   * `windowMs`; returns the set's size and whether `member` is new to it.
+   * (One login's countries within a day, for max_countries_per_login.)
+   */
+  touchMember(key: string, member: string, now: number, windowMs: number): Awaitable<{ size: number; added: boolean }>;
   /** Releases every connection `owner` holds; returns how many. The owner is done. */
   releaseOwner(owner: Owner, now: number): Awaitable<number>;
   /** Drops keys whose count is zero and whose rates have decayed; bounded work per call. */

@@ -1,0 +1,149 @@
+/**
+ * Dovecot's auth policy protocol (auth_policy_server_url), as Dovecot 2.3
+ * speaks it (../../shared notes, checked against Debian's 2.3.19):
+ *
+ *   POST <path>?command=allow    before the password is checked, and again
+ *                                after it was accepted (same session_id)
+ *   POST <path>?command=report   after the attempt: success, policy_reject
+ *   body: {"device_id":"","login":"alice","protocol":"imap","pwhash":"0dcd",
+ *          "remote":"203.0.113.7","session_id":"…","tls":false, …}
+ *   reply: {"status": N, "msg": "…"}  N < 0 refuses (msg shown to the
+ *          client), N > 0 tarpits N seconds, 0 lets the login go on.
+ *
+ * The two allow requests look the same; the second for a session_id is the
+ * after-auth check, so recent sessions are remembered (bounded). A request
+ * without the configured API key or basic credentials gets 401. The service
+ * whose rules apply is the body's protocol (imap, pop3).
+ */
+import { timingSafeEqual } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Decision } from '../core/decision.js';
+import type { Gatekeeper } from '../core/gate.js';
+import type { DovecotPolicyConfig } from '../config/schema.js';
+
+/** Sessions remembered to tell the second allow from the first. */
+const MAX_SESSIONS = 100_000;
+const SESSION_TTL_MS = 5 * 60_000;
+/** A policy request is a few hundred bytes; 16 KiB leaves room for extra attributes. */
+const BODY_LIMIT = 16 * 1024;
+
+const bodySchema = {
+  type: 'object',
+  required: ['remote'],
+  properties: {
+    login: { type: 'string', maxLength: 512 },
+    remote: { type: 'string', maxLength: 64 },
+    protocol: { type: 'string', maxLength: 32 },
+    pwhash: { type: 'string', maxLength: 128 },
+    session_id: { type: 'string', maxLength: 128 },
+    device_id: { type: 'string', maxLength: 256 },
+    tls: { type: 'boolean' },
+    success: { type: 'boolean' },
+    policy_reject: { type: 'boolean' },
+  },
+} as const;
+
+interface PolicyBody {
+  login?: string;
+  remote: string;
+  protocol?: string;
+  pwhash?: string;
+  session_id?: string;
+  success?: boolean;
+  policy_reject?: boolean;
+}
+
+function same(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+export class DovecotPolicyServer {
+  readonly app: FastifyInstance;
+  private readonly gate: Gatekeeper;
+  private readonly cfg: DovecotPolicyConfig;
+  private readonly log: Logger;
+  private readonly sessions = new Map<string, number>();
+
+  constructor(gate: Gatekeeper, log: Logger, cfg: DovecotPolicyConfig) {
+    this.gate = gate;
+    this.cfg = cfg;
+    this.log = log;
+    this.app = Fastify({ loggerInstance: log.child({ http: 'dovecot_policy' }) as FastifyBaseLogger, disableRequestLogging: true, bodyLimit: BODY_LIMIT, requestTimeout: cfg.request_timeout, connectionTimeout: cfg.request_timeout });
+    this.app.addHook('onRequest', async (req, reply) => {
+      if (!this.authorized(req.headers['authorization'], req.headers['x-api-key'])) {
+        await reply.code(401).header('www-authenticate', 'Basic realm="doorman"').send({ error: 'credentials required' });
+      }
+    });
+    this.app.post<{ Querystring: { command: 'allow' | 'report' }; Body: PolicyBody }>(
+      cfg.path,
+      { schema: { querystring: { type: 'object', required: ['command'], properties: { command: { enum: ['allow', 'report'] } } }, body: bodySchema } },
+      async (req) => (req.query.command === 'allow' ? this.allow(req.body) : this.report(req.body)),
+    );
+  }
+
+  private authorized(authorization: string | undefined, apiKey: string | string[] | undefined): boolean {
+    const { api_key: key, basic } = this.cfg;
+    if (key !== null) {
+      if (typeof apiKey === 'string' && same(apiKey, key)) return true;
+      if (authorization !== undefined && same(authorization, `Bearer ${key}`)) return true;
+    }
+    if (basic !== null && authorization?.startsWith('Basic ')) {
+      return same(authorization.slice(6), Buffer.from(`${basic.user}:${basic.password}`).toString('base64'));
+    }
+    return false;
+  }
+
+  /** The first allow of a session is the before-auth check; a later one, the after-auth check. */
+  private isSecondAllow(session: string | undefined): boolean {
+    if (!session) return false;
+    const now = Date.now();
+    const seen = this.sessions.get(session);
+    if (seen !== undefined && now - seen < SESSION_TTL_MS) return true;
+    if (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value as string);
+    this.sessions.set(session, now);
+    return false;
+  }
+
+  private async allow(b: PolicyBody): Promise<{ status: number; msg?: string }> {
+    const service = b.protocol || 'imap';
+    const login = b.login ?? '';
+    const second = this.isSecondAllow(b.session_id);
+    const d = await (second ? this.gate.authSucceeded(service, b.remote, login) : this.gate.authAttempt(service, b.remote));
+    return this.answer(d, { service, remote: b.remote, login, check: second ? 'after-auth' : 'before-auth' });
+  }
+
+  private async report(b: PolicyBody): Promise<{ status: number }> {
+    if (b.session_id) this.sessions.delete(b.session_id);
+    if (b.success === false && b.policy_reject !== true) {
+      const service = b.protocol || 'imap';
+      const ban = await this.gate.authFailed(service, b.remote, b.login ?? '', b.pwhash ?? '');
+      if (ban !== null) this.log.warn({ service, remote: b.remote, until: new Date(ban.until).toISOString(), reason: ban.reason }, 'banned');
+    }
+    return { status: 0 };
+  }
+
+  private answer(d: Decision, ctx: Record<string, string>): { status: number; msg?: string } {
+    for (const r of d.dryRun) this.log.info({ ...ctx, rule: r.rule, reason: r.reason, country: d.country }, 'dry-run: would refuse');
+    if (d.refusal === null) return { status: 0 };
+    this.log.info({ ...ctx, rule: d.refusal.rule, reason: d.refusal.reason, country: d.country }, 'refused');
+    return { status: -1, msg: d.refusal.reason };
+  }
+
+  async listen(): Promise<number> {
+    const listen = this.cfg.listen as string;
+    const colon = listen.lastIndexOf(':');
+    const host = listen.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+    await this.app.listen({ host, port: Number(listen.slice(colon + 1)) });
+    const addr = this.app.server.address();
+    const port = addr !== null && typeof addr === 'object' ? addr.port : 0;
+    this.log.info({ address: host, port, path: this.cfg.path }, 'dovecot_policy service listening');
+    return port;
+  }
+
+  close(): Promise<void> {
+    return this.app.close();
+  }
+}
