@@ -8,6 +8,7 @@ import { teardownAll } from './anvil/teardown.js';
 
 const SUITES: Record<string, () => Promise<void>> = {
   anvil: runAnvilSuite,
+  geo: async () => (await import('./geo/index.js')).runGeoBench(),
 };
 
 async function main(argv: string[]): Promise<number> {
