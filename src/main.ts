@@ -14,6 +14,7 @@ import { Rules } from './core/rules.js';
 import { AnvilServer } from './listeners/anvil-server.js';
 import { PolicyServer } from './listeners/policy-server.js';
 import { DovecotPolicyServer } from './http/dovecot-policy.js';
+import { openCountryLookup, type CountryLookup } from './geo/country.js';
 import { resolveGid, resolveUid } from './listeners/unix-ids.js';
 import { MemoryStore } from './store/memory.js';
 
@@ -42,7 +43,18 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
   const store = new MemoryStore({ rate, maxEntries: e.max_entries });
   const engine = new Engine(store, clock, log, { rateUnitMs: rate.unitMs, statusUpdateMs: e.status_update_time });
   const rules = Rules.compile(config, config.source);
-  const gate = new Gatekeeper(engine, rules, new BanList(), deps.countries ?? NO_COUNTRIES, clock, rate.unitMs);
+  // The database is opened (and validated, ~65 ms) only when some rule uses countries.
+  let geo: CountryLookup | null = null;
+  if (deps.countries === undefined && usesCountries(rules)) {
+    geo = await openCountryLookup(config.geo.database ?? undefined, {
+      onEvent: (e) =>
+        e.type === 'reloaded'
+          ? log.info({ path: e.path, type: e.databaseType, built: e.buildEpoch.toISOString() }, 'country database reloaded')
+          : log.error({ path: e.path, err: e.error.message }, 'country database not reloaded; the previous one stays in service'),
+    });
+    log.info({ source: geo.source }, 'country database open');
+  }
+  const gate = new Gatekeeper(engine, rules, new BanList(), deps.countries ?? geo ?? NO_COUNTRIES, clock, rate.unitMs);
   engine.start();
 
   let anvil: AnvilServer | null = null;
@@ -86,6 +98,7 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
     await anvil?.close();
     await policy?.close();
     await dovecot?.close();
+    geo?.close();
     await engine.stop();
     throw err;
   }
@@ -102,10 +115,19 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
       stopping ??= (async () => {
         await dovecot?.close();
         await policy?.close();
+        geo?.close();
         await anvil?.close();
         await engine.stop();
       })();
       return stopping;
     },
   };
+}
+
+/** True when some service has a country rule or counts countries per login. */
+function usesCountries(rules: Rules): boolean {
+  for (const s of rules.services.values()) {
+    if (s.countries.connect !== null || s.countries.auth !== null || s.maxCountriesPerLogin !== null) return true;
+  }
+  return false;
 }

@@ -4,7 +4,9 @@
  * configuration with the same code the daemon uses and exits non-zero if it
  * is invalid.
  */
+import { isIP } from 'node:net';
 import { Command } from 'commander';
+import { formatCheck, runCheck } from './check.js';
 import { loadConfig } from '../config/load.js';
 import { DoormanError } from '../errors.js';
 import { startDaemon } from '../main.js';
@@ -56,6 +58,23 @@ program
       process.exit(70);
     });
     log.info({ anvil: config.anvil.enabled ? config.anvil.socket : null }, 'doorman ready');
+  });
+
+program
+  .command('check')
+  .description('show the country of an address and what each phase would decide for it, from the rules alone')
+  .argument('<address>', 'client IP address')
+  .requiredOption('-s, --service <name>', 'service whose rules apply (e.g. smtp, imap)')
+  .option('-c, --config <file>', 'configuration file (default: ./doorman.yaml if present)')
+  .option('--json', 'one JSON object instead of text')
+  .action(async (address: string, opts: { service: string; config?: string; json?: boolean }) => {
+    const config = loadOrExit(opts.config);
+    if (!isIP(address)) {
+      process.stderr.write(`doorman: ${JSON.stringify(address)} is not an IP address\n`);
+      process.exit(2);
+    }
+    const r = await runCheck(config, address, opts.service);
+    process.stdout.write(opts.json ? `${JSON.stringify(r)}\n` : formatCheck(r));
   });
 
 const configCmd = program.command('config').description('configuration tools');

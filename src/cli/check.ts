@@ -1,0 +1,64 @@
+/**
+ * `doorman check ADDRESS --service NAME`: what each phase would decide for a
+ * client, and why, from the configuration alone: the country, exceptions,
+ * overrides and country rules, with empty counts. (Live counts and bans are
+ * the running daemon's; the admin API's check will see those.)
+ */
+import { pino } from 'pino';
+import type { Config } from '../config/load.js';
+import { BanList } from '../core/bans.js';
+import { systemClock } from '../core/clock.js';
+import type { Decision } from '../core/decision.js';
+import { Engine } from '../core/engine.js';
+import { Gatekeeper } from '../core/gate.js';
+import { rateAlgorithm } from '../core/rate.js';
+import { Rules } from '../core/rules.js';
+import { openCountryLookup } from '../geo/country.js';
+import { specialPurpose } from '../geo/special.js';
+import { MemoryStore } from '../store/memory.js';
+
+export interface CheckResult {
+  readonly address: string;
+  readonly service: string;
+  readonly country: string | null;
+  /** The special-purpose block the address is in, if any. */
+  readonly special: string | null;
+  readonly phases: Record<'connect' | 'auth', { action: 'allow' | 'refuse'; rule: string | null; reason: string; dry_run: Array<{ rule: string; reason: string }> }>;
+}
+
+export async function runCheck(config: Config, address: string, service: string): Promise<CheckResult> {
+  const rules = Rules.compile(config, config.source);
+  const geo = await openCountryLookup(config.geo.database ?? undefined, { watch: false });
+  const rate = rateAlgorithm(config.engine.rate_algorithm, config.engine.rate_time_unit);
+  const engine = new Engine(new MemoryStore({ rate, maxEntries: 1000 }), systemClock, pino({ level: 'silent' }), {
+    rateUnitMs: rate.unitMs,
+    statusUpdateMs: config.engine.status_update_time,
+  });
+  const gate = new Gatekeeper(engine, rules, new BanList(), geo, systemClock, rate.unitMs);
+  try {
+    const phase = (d: Decision) => ({
+      action: d.action,
+      rule: d.refusal?.rule ?? null,
+      reason: d.refusal?.reason ?? d.exempt ?? 'no rule refuses',
+      dry_run: d.dryRun.map((r) => ({ rule: r.rule, reason: r.reason })),
+    });
+    return {
+      address,
+      service,
+      country: geo.country(address),
+      special: specialPurpose(address),
+      phases: { connect: phase(await gate.checkConnect(service, address)), auth: phase(await gate.checkAuth(service, address)) },
+    };
+  } finally {
+    geo.close();
+  }
+}
+
+export function formatCheck(r: CheckResult): string {
+  const lines = [`${r.address} (${r.service}): country ${r.country ?? `none${r.special ? ` (${r.special})` : ''}`}`];
+  for (const [name, p] of Object.entries(r.phases)) {
+    lines.push(`  ${name.padEnd(8)} ${p.action.padEnd(7)} ${p.rule ? `${p.rule}: ` : ''}${p.reason}`);
+    for (const d of p.dry_run) lines.push(`  ${''.padEnd(8)} dry-run would refuse: ${d.rule}: ${d.reason}`);
+  }
+  return lines.join('\n') + '\n';
+}
