@@ -12,6 +12,7 @@ import { Gatekeeper, NO_COUNTRIES, type CountryOf } from './core/gate.js';
 import { rateAlgorithm } from './core/rate.js';
 import { Rules } from './core/rules.js';
 import { AnvilServer } from './listeners/anvil-server.js';
+import { parseAnvilIdent } from './protocols/anvil.js';
 import { PolicyServer } from './listeners/policy-server.js';
 import { DovecotPolicyServer } from './http/dovecot-policy.js';
 import { openCountryLookup, type CountryLookup } from './geo/country.js';
@@ -73,6 +74,12 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
         requestTimeoutMs: a.request_timeout,
         idleTimeoutMs: a.idle_timeout,
         maxBadRequests: a.max_bad_requests,
+        prefixKey: gate.prefixCounting
+          ? (ident) => {
+              const { service, address } = parseAnvilIdent(ident);
+              return gate.prefixKey(service, address);
+            }
+          : undefined,
       });
       await anvil.listen();
     }

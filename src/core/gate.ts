@@ -42,7 +42,11 @@ export class Gatekeeper {
     this.geo = geo;
     this.clock = clock;
     this.rateUnitSec = Math.round(rateUnitMs / 1000);
+    this.prefixCounting = rules.countsPrefixes;
   }
+
+  /** Whether any rule counts per prefix: when none does, prefixKey() returns at once. */
+  readonly prefixCounting: boolean;
 
   /** Everything the rules need about one client of one service; null for a non-IP address. */
   facts(serviceName: string, address: string): { facts: ClientFacts; ip: ParsedIp; key: string } | null {
@@ -62,6 +66,20 @@ export class Gatekeeper {
       rateUnitSec: this.rateUnitSec,
     };
     return { facts, ip, key: `${serviceName}:${text}` };
+  }
+
+  /**
+   * The key counting a client's network, for services with a
+   * connections_per_prefix limit (or an override that sets one); null
+   * otherwise, so services without it cost nothing extra.
+   */
+  prefixKey(service: string, address: string): string | null {
+    if (!this.prefixCounting) return null;
+    const s = this.rules.services.get(service);
+    const ip = s === undefined ? null : parseIp(address);
+    if (s === undefined || ip === null) return null;
+    if (this.rules.limitsFor(s, ip).limits.connections_per_prefix === null) return null;
+    return `${service}:${prefixOf(ip, s.prefixV4, s.prefixV6)}`;
   }
 
   /**

@@ -142,6 +142,12 @@ export class Rules {
     return new Rules(services, exceptions, overrides);
   }
 
+  /** True when some service or override limits connections per prefix. */
+  get countsPrefixes(): boolean {
+    for (const s of this.services.values()) if (s.limits.connections_per_prefix !== null) return true;
+    return this.overrides.some((o) => o.limits.connections_per_prefix != null);
+  }
+
   /** The rules of a service; an unknown name gets no limits and no country rules. */
   service(name: string): ServiceRules {
     const s = this.services.get(name);

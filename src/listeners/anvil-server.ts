@@ -43,6 +43,12 @@ export interface AnvilServerOptions {
   readonly idleTimeoutMs: number;
   /** Unknown request names tolerated per connection. */
   readonly maxBadRequests: number;
+  /**
+   * The key counting the client's network ("smtp:203.0.113.0/24") when its
+   * service limits connections per prefix, else null: connect and disconnect
+   * count it beside the address, so the policy service can read it.
+   */
+  readonly prefixKey?: (ident: string) => string | null;
 }
 
 type Handler = (engine: Engine, owner: Owner, ident: string) => Awaitable<string>;
@@ -99,7 +105,17 @@ class AnvilClient extends AttrSession {
       if (++this.badRequests >= this.server.opts.maxBadRequests) this.drop('DOORMAN_ERR_ANVIL_BAD_REQUESTS', 'too many unrecognized requests');
       return;
     }
+    if (request === 'connect' || request === 'disconnect') this.countPrefix(request, ident);
     this.send(HANDLERS[request](this.server.engine, this.owner, ident));
+  }
+
+  /** The network's count moves with the address's; the owner holds both, so both are released with it. */
+  private countPrefix(request: 'connect' | 'disconnect', ident: string): void {
+    const key = this.server.opts.prefixKey?.(ident) ?? null;
+    if (key === null) return;
+    const engine = this.server.engine;
+    const r = request === 'connect' ? engine.connect(key, this.owner) : engine.disconnect(key, this.owner);
+    if (r instanceof Promise) r.catch((err: unknown) => this.drop('DOORMAN_ERR_STORE', err));
   }
 
   /** A client holding connections is an smtpd in a long session: keep it. */

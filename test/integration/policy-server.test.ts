@@ -93,3 +93,25 @@ test('the UNIX socket serves too; a malformed request drops only that client', a
   assert.ok(lines.some((l) => l.code === 'DOORMAN_ERR_POLICY_REQUEST' && l.msg === 'postfix_policy: client dropped'));
   assert.equal(await client.ask(connectReq('8.8.8.8')), 'DUNNO');
 });
+
+test('per-prefix concurrency: the anvil service counts the network, the policy service refuses over it', async (t) => {
+  const { d, client } = await daemon(t, { services: { smtp: { limits: { connections_per_prefix: 3 }, prefix: { ipv4: 24, ipv6: 64 } } } });
+  const anvil = await AnvilTestClient.open(d.anvil?.opts.socket as string);
+  for (const host of [1, 2, 3]) await anvil.request('connect', `smtp:198.51.100.${host}`);
+  assert.equal(await client.ask(connectReq('198.51.100.3')), 'DUNNO');
+  await anvil.request('connect', 'smtp:198.51.100.200');
+  assert.equal(await client.ask(connectReq('198.51.100.200')), '421 4.7.0 4 connections from network 198.51.100.0/24, over the limit of 3, try again in 60 s');
+  assert.equal(await client.ask(connectReq('198.51.101.1')), 'DUNNO', 'another /24');
+  for (const i of [1, 2, 3, 4]) await anvil.request('connect', `smtp:2001:db8:1:2::${i}`);
+  assert.match(String(await client.ask(connectReq('2001:db8:1:2::9'))), /^421 4\.7\.0 4 connections from network 2001:db8:1:2::\/64/);
+  await anvil.request('disconnect', 'smtp:198.51.100.200');
+  assert.equal(await client.ask(connectReq('198.51.100.9')), 'DUNNO', 'a disconnect gives the network its slot back');
+  anvil.destroy();
+  // When the anvil client goes away, its network counts go with its address counts.
+  let after: string | null = null;
+  for (let i = 0; i < 50 && after !== 'DUNNO'; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    after = await client.ask(connectReq('2001:db8:1:2::9'));
+  }
+  assert.equal(after, 'DUNNO');
+});
