@@ -9,6 +9,7 @@ import { teardownAll } from './anvil/teardown.js';
 const SUITES: Record<string, () => Promise<void>> = {
   anvil: runAnvilSuite,
   geo: async () => (await import('./geo/index.js')).runGeoBench(),
+  policy: async () => (await import('./policy/index.js')).runPolicyBench(),
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -20,6 +20,8 @@ export interface DoormanOptions {
   /** engine.max_entries; must exceed the number of distinct clients the bench makes. */
   readonly maxEntries: number;
   readonly rateTimeUnit: string;
+  /** More top-level YAML lines (other suites enable other services). */
+  readonly extraYaml?: readonly string[];
 }
 
 export class DoormanProcess {
@@ -55,6 +57,7 @@ export class DoormanProcess {
         // status_update_time is long so the only statistics lines are the final ones at SIGTERM.
         `engine: { rate_time_unit: ${opts.rateTimeUnit}, status_update_time: 3600s, max_entries: ${opts.maxEntries} }`,
         `anvil: { socket: ${socket}, socket_mode: "0666" }`,
+        ...(opts.extraYaml ?? []),
         '',
       ].join('\n'),
     );
