@@ -115,3 +115,48 @@ test('per-prefix concurrency: the anvil service counts the network, the policy s
   }
   assert.equal(after, 'DUNNO');
 });
+
+test('a decision slower than decision_timeout gets the configured default action', async (t) => {
+  const { Engine } = await import('../../src/core/engine.js');
+  const { Gatekeeper } = await import('../../src/core/gate.js');
+  const { BanList } = await import('../../src/core/bans.js');
+  const { Rules } = await import('../../src/core/rules.js');
+  const { MemoryStore } = await import('../../src/store/memory.js');
+  const { slidingWindow } = await import('../../src/core/rate.js');
+  const { systemClock } = await import('../../src/core/clock.js');
+  const { PolicyServer } = await import('../../src/listeners/policy-server.js');
+  const { serviceSchema } = await import('../../src/config/rules-schema.js');
+  // A store that answers reads 300 ms late, as a stuck Redis would.
+  const mem = new MemoryStore({ rate: slidingWindow(60_000), maxEntries: 100 });
+  let storeAnswered = false;
+  const slow = Object.assign(Object.create(mem) as typeof mem, {
+    read: (key: string, now: number) =>
+      new Promise((r) =>
+        setTimeout(() => {
+          storeAnswered = true;
+          r(mem.read(key, now));
+        }, 300),
+      ),
+  });
+  const { log, lines } = memoryLogger();
+  const engine = new Engine(slow, systemClock, log, { rateUnitMs: 60_000, statusUpdateMs: 600_000 });
+  const rules = Rules.compile({ services: { smtp: serviceSchema.parse({ limits: { connection_rate: 10 } }) }, exceptions: [], overrides: [] }, 't');
+  const server = new PolicyServer(new Gatekeeper(engine, rules, new BanList(), { country: () => null }, systemClock, 60_000), log, {
+    listen: ['127.0.0.1:0'],
+    service: 'smtp',
+    defaultAction: 'DEFER_IF_PERMIT',
+    decisionTimeoutMs: 50,
+    mode: 0o666,
+    maxClients: 10,
+    requestTimeoutMs: 1000,
+    idleTimeoutMs: 60_000,
+  });
+  await server.listen();
+  t.after(() => server.close());
+  const c = await PolicyTestClient.open({ port: server.ports[0] as number });
+  t.after(() => c.close());
+  assert.equal(await c.ask(connectReq('8.8.8.8')), 'DEFER_IF_PERMIT');
+  assert.equal(storeAnswered, false, 'answered at the deadline, before the store did');
+  assert.ok(lines.some((l) => l.msg === 'postfix_policy: no decision in time, answered the default action'));
+  assert.equal(await c.ask({ ...connectReq('8.8.8.8'), protocol_state: 'EHLO' }), 'DUNNO', 'the connection goes on');
+});
