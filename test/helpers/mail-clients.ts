@@ -9,7 +9,8 @@
  * Every wait is bounded and every line capped, so a server that stops
  * talking or talks nonsense fails the test instead of hanging it.
  */
-import { connect, isIP, isIPv6, type Socket } from 'node:net';
+import { isIP, isIPv6, type Socket } from 'node:net';
+import { connectWithin } from './net.js';
 
 /** Loopback replies come in milliseconds; a login refused by policy takes up to auth_failure_delay + 0.5 s. */
 export const MAIL_REPLY_TIMEOUT_MS = 5000;
@@ -123,22 +124,7 @@ class LineConnection {
   /** Connects with a deadline, then sends `preamble` (a PROXY header) if given. */
   static async open(host: string, port: number, what: string, timeoutMs: number, proxy?: ProxyHeaderOptions): Promise<LineConnection> {
     const preamble = proxy ? encodeProxyHeader(proxy, port) : undefined;
-    const socket = connect({ host, port });
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => {
-        socket.destroy();
-        reject(new Error(`${what}: connect to ${host}:${port} timed out after ${timeoutMs} ms`));
-      }, timeoutMs);
-      socket.once('connect', () => {
-        clearTimeout(t);
-        socket.removeListener('error', reject);
-        resolve();
-      });
-      socket.once('error', (err) => {
-        clearTimeout(t);
-        reject(new Error(`${what}: connect to ${host}:${port}: ${err.message}`));
-      });
-    });
+    const socket = await connectWithin(host, port, timeoutMs, what);
     const c = new LineConnection(socket, what);
     if (preamble) socket.write(preamble);
     return c;

@@ -7,7 +7,8 @@
  * Every wait is bounded so a server that stops talking fails the test instead
  * of hanging it.
  */
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { connectWithin } from './net.js';
 
 /** How long to wait for a reply unless told otherwise: smtpd answers loopback in milliseconds. */
 export const SMTP_REPLY_TIMEOUT_MS = 5000;
@@ -58,22 +59,7 @@ export class SmtpTestClient {
    * to assert on.
    */
   static async open(host: string, port: number, timeoutMs = SMTP_REPLY_TIMEOUT_MS): Promise<SmtpTestClient> {
-    const socket = connect({ host, port });
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => {
-        socket.destroy();
-        reject(new Error(`SMTP connect to ${host}:${port} timed out after ${timeoutMs} ms`));
-      }, timeoutMs);
-      socket.once('connect', () => {
-        clearTimeout(t);
-        socket.removeListener('error', reject);
-        resolve();
-      });
-      socket.once('error', (err) => {
-        clearTimeout(t);
-        reject(err);
-      });
-    });
+    const socket = await connectWithin(host, port, timeoutMs, 'SMTP');
     const client = new SmtpTestClient(socket);
     try {
       client.greetingReply = await client.readReply(timeoutMs);
