@@ -166,9 +166,12 @@ export class AnvilServer implements SessionHost {
   forget(session: AttrSession): void {
     const client = session as AnvilClient;
     this.listener.remove(client);
-    void then(this.engine.closeOwner(client.owner), (released) => {
-      if (released > 0) this.log.debug({ client: client.id, released }, 'anvil: client closed, connections released');
+    const released = then(this.engine.closeOwner(client.owner), (n) => {
+      if (n > 0) this.log.debug({ client: client.id, released: n }, 'anvil: client closed, connections released');
     });
+    if (released instanceof Promise) {
+      released.catch((err: unknown) => this.log.error({ client: client.id, err }, 'anvil: could not release a closed client\'s connections'));
+    }
   }
 
   /** Stops accepting, closes every client (releasing their counts) and removes the socket file. */

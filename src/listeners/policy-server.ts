@@ -139,20 +139,27 @@ export class PolicyServer implements SessionHost {
 
   private withDeadline(p: Promise<Decision>, phase: SmtpPhase, ctx: Record<string, string>): Promise<string> {
     return new Promise((resolve) => {
-      const fallback = () => {
-        this.log.warn({ ...ctx, action: this.opts.defaultAction }, 'postfix_policy: no decision in time, answered the default action');
+      // Whichever comes first answers; a decision arriving after the default
+      // was sent is dropped, so the log never claims a refusal smtpd never saw.
+      let answered = false;
+      const fallback = (why: string) => {
+        if (answered) return;
+        answered = true;
+        this.log.warn({ ...ctx, action: this.opts.defaultAction }, `postfix_policy: ${why}, answered the default action`);
         resolve(encodePolicyAction(this.opts.defaultAction));
       };
-      const t = setTimeout(fallback, this.opts.decisionTimeoutMs);
+      const t = setTimeout(() => fallback('no decision in time'), this.opts.decisionTimeoutMs);
       p.then(
         (d) => {
           clearTimeout(t);
+          if (answered) return;
+          answered = true;
           resolve(this.reply(d, phase, ctx));
         },
         (err: unknown) => {
           clearTimeout(t);
           this.log.error({ ...ctx, err }, 'postfix_policy: decision failed');
-          fallback();
+          fallback('decision failed');
         },
       );
     });
