@@ -15,6 +15,7 @@
  * The listener owns the deadline for the header to arrive.
  */
 import { isIPv4, isIPv6 } from 'node:net';
+import { formatIp, parseIp } from '../core/ip.js';
 import { ProtocolError } from '../errors.js';
 
 /** smtp-server's cap; a v2 header with the longest addresses (UNIX, 216 bytes) and a few TLVs fits. */
@@ -54,23 +55,10 @@ function parseV1(line: string): ProxyHeader {
   return { version: 1, proxied: true, source: { address: src, port: port(sport) }, destination: { address: dst, port: port(dport) } };
 }
 
+/** The IPv6 address of 16 bytes at `at`, as RFC 5952 text. */
 function ipv6Text(b: Buffer, at: number): string {
-  const g: string[] = [];
-  for (let i = 0; i < 16; i += 2) g.push(b.readUInt16BE(at + i).toString(16));
-  // Compress the longest run of zero groups, as RFC 5952 asks.
-  let best = -1;
-  let len = 1;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== '0') {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === '0') j++;
-    if (j - i > len) [best, len] = [i, j - i];
-    i = j;
-  }
-  return best < 0 ? g.join(':') : `${g.slice(0, best).join(':')}::${g.slice(best + len).join(':')}`;
+  const words = [b.readUInt32BE(at), b.readUInt32BE(at + 4), b.readUInt32BE(at + 8), b.readUInt32BE(at + 12)] as const;
+  return formatIp({ words, family: 6 });
 }
 
 function parseV2(b: Buffer): ProxyHeader {
@@ -178,18 +166,11 @@ function toV6(a: string): string {
   return isIPv4(a) ? `::ffff:${a}` : a;
 }
 
+/** The 16 bytes of an IPv6 address (IPv4-mapped forms included). */
 function v6Bytes(a: string): Buffer {
+  const p = parseIp(a);
+  if (p === null) throw new ProtocolError('DOORMAN_ERR_PROXY_ENCODE', `not an IP address: ${JSON.stringify(a.slice(0, 64))}`);
   const out = Buffer.alloc(16);
-  let text = a;
-  const dotted = /(\d+\.\d+\.\d+\.\d+)$/.exec(a);
-  if (dotted) {
-    const p = (dotted[1] as string).split('.').map(Number);
-    text = `${a.slice(0, dotted.index)}${(((p[0] as number) << 8) | (p[1] as number)).toString(16)}:${(((p[2] as number) << 8) | (p[3] as number)).toString(16)}`;
-  }
-  const [head, tail] = text.split('::') as [string, string | undefined];
-  const h = head === '' ? [] : head.split(':');
-  const t = tail === undefined || tail === '' ? [] : tail.split(':');
-  const groups = tail === undefined ? h : [...h, ...new Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
+  p.words.forEach((w, i) => out.writeUInt32BE(w, i * 4));
   return out;
 }
