@@ -7,7 +7,7 @@
  * file/key/value/expected messages.
  */
 import { z } from 'zod';
-import { DURATION_EXPECTED, parseDuration } from './duration.js';
+import { durationSchema } from './duration.js';
 
 export const PROTOCOLS = ['smtp', 'submission', 'smtps', 'pop3', 'pop3s', 'imap', 'imaps'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
@@ -50,19 +50,7 @@ const countryRule = z.strictObject(
   { error: 'a mapping with allow or deny (a list of country codes)' },
 );
 
-function durationKey(def: string) {
-  return z
-    .unknown()
-    .optional()
-    .transform((v, ctx) => {
-      const ms = parseDuration(v ?? def);
-      if (ms === null || ms < 1000) {
-        ctx.addIssue({ code: 'custom', message: `${DURATION_EXPECTED}, at least 1s` });
-        return z.NEVER;
-      }
-      return ms;
-    });
-}
+const durationKey = (def: string) => durationSchema(def, 1000);
 
 const prefixLen = (max: number, def: number) =>
   z

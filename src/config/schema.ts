@@ -4,23 +4,17 @@
  * YAML file and the README reference.
  */
 import { z } from 'zod';
-import { DURATION_EXPECTED, parseDuration } from './duration.js';
+import { durationSchema } from './duration.js';
 import { rulesSchemaShape } from './rules-schema.js';
 
-/** A duration, turned into milliseconds; `min` in ms. */
-function duration(def: string, min = 1) {
-  const expected = min > 1 ? `${DURATION_EXPECTED}, at least ${min} ms` : DURATION_EXPECTED;
+const duration = durationSchema;
+
+/** A UNIX socket's mode, a quoted octal string (a YAML 0666 would be the decimal 666). */
+function socketMode(def: string) {
   return z
-    .unknown()
-    .optional()
-    .transform((v, ctx) => {
-      const ms = parseDuration(v ?? def);
-      if (ms === null || ms < min) {
-        ctx.addIssue({ code: 'custom', message: expected });
-        return z.NEVER;
-      }
-      return ms;
-    });
+    .string({ error: 'a quoted octal mode such as "0666"' })
+    .regex(/^0?[0-7]{3}$/, { error: 'a quoted octal mode such as "0666"' })
+    .default(def);
 }
 
 function int(def: number, min: number, max: number) {
@@ -62,10 +56,7 @@ export const storeSchema = z.strictObject({
 export const anvilSchema = z.strictObject({
   enabled: z.boolean({ error: 'true or false' }).default(true),
   socket: z.string({ error: 'a path for the UNIX socket' }).min(1, { error: 'a path for the UNIX socket' }).default('./run/anvil'),
-  socket_mode: z
-    .string({ error: 'a quoted octal mode such as "0666"' })
-    .regex(/^0?[0-7]{3}$/, { error: 'a quoted octal mode such as "0666"' })
-    .default('0666'),
+  socket_mode: socketMode('0666'),
   owner: userOrId,
   group: userOrId,
   max_clients: int(1000, 1, 100_000),
@@ -95,10 +86,7 @@ export const postfixPolicySchema = z.strictObject(
     /** Answer when a decision cannot be made in time or fails. */
     default_action: oneOf(['DUNNO', 'DEFER_IF_PERMIT'], 'DUNNO'),
     decision_timeout: duration('500ms', 1),
-    socket_mode: z
-      .string({ error: 'a quoted octal mode such as "0666"' })
-      .regex(/^0?[0-7]{3}$/, { error: 'a quoted octal mode such as "0666"' })
-      .default('0666'),
+    socket_mode: socketMode('0666'),
     max_clients: int(1000, 1, 100_000),
     request_timeout: duration('10s', 10),
     idle_timeout: duration('10m', 10),
