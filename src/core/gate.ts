@@ -52,7 +52,9 @@ export class Gatekeeper {
   facts(serviceName: string, address: string): { facts: ClientFacts; ip: ParsedIp; key: string } | null {
     const ip = parseIp(address);
     if (ip === null) return null;
-    const text = formatIp(ip);
+    // The strict IPv4 parser accepts only canonical dotted text, so a plain IPv4
+    // address is its own canonical form; IPv6 and mapped forms are rewritten.
+    const text = ip.family === 4 && address.indexOf(':') === -1 ? address : formatIp(ip);
     const service = this.rules.service(serviceName);
     const now = this.clock.now();
     const facts: ClientFacts = {
