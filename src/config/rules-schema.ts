@@ -8,6 +8,7 @@
  */
 import { z } from 'zod';
 import { durationSchema } from './duration.js';
+import { proxySchema } from './proxy-schema.js';
 
 export const PROTOCOLS = ['smtp', 'submission', 'smtps', 'pop3', 'pop3s', 'imap', 'imaps'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
@@ -85,6 +86,8 @@ export const serviceSchema = z.strictObject(
       )
       .nullable()
       .default(null),
+    /** The guard proxy in front of this service's server; null: no proxy. */
+    proxy: proxySchema.nullable().default(null),
   },
   { error: 'a mapping of service settings' },
 );

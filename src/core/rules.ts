@@ -123,6 +123,9 @@ export class Rules {
         }
       });
     const exceptions = new NetworkSet(networks('exceptions', input.exceptions));
+    for (const [name, s] of Object.entries(input.services)) {
+      if (s.proxy) networks(`services.${name}.proxy.accept_proxy_from`, s.proxy.accept_proxy_from);
+    }
     const overrides = input.overrides.map((o, i): Override => {
       const key = `overrides.${i}`;
       for (const [j, svc] of (o.services ?? []).entries()) {
