@@ -71,7 +71,7 @@ test('connect: exception, ban, country, concurrency, prefix, rate — in that or
   const net = evaluateConnect(facts(r, 'smtp', '8.8.8.8', 'US'), { address: snap(1), prefix: snap(11), prefixText: '8.8.8.0/24' });
   assert.equal(net.refusal?.reason, '11 connections from network 8.8.8.0/24, over the limit of 10');
   const fast = evaluateConnect(facts(r, 'smtp', '8.8.8.8', 'US'), { address: snap(1, { conn: 31 }), prefix: null, prefixText: null });
-  assert.deepEqual(fast.refusal, { temporary: true, rule: 'services.smtp.limits.connection_rate', reason: 'connection rate of 8.8.8.8 is 31/60s, over the limit of 30', retryAfterSec: 60 });
+  assert.deepEqual(fast.refusal, { temporary: true, rule: 'services.smtp.limits.connection_rate', reason: 'connection rate of 8.8.8.8 is 31/60s, over the limit of 30', retryAfterSec: 60, limit: 30 });
 });
 
 test('no country (special-purpose or unknown address) is never country-blocked, even by an allow list', () => {

@@ -20,6 +20,8 @@ export interface Refusal {
   readonly rule: string;
   readonly reason: string;
   readonly retryAfterSec: number;
+  /** The limit that was passed, for limit rules: a refusal can name it. */
+  readonly limit?: number;
 }
 
 export interface Decision {
@@ -113,6 +115,7 @@ function countCheck(f: ClientFacts, key: 'connections_per_address' | 'connection
     rule: limitKey(f, key),
     reason: `${value} ${LIMIT_WORDS[key]} ${who}, over the limit of ${limit}`,
     retryAfterSec: 60,
+    limit,
     dry: f.service.dryRun,
   };
 }
@@ -125,6 +128,7 @@ function rateCheck(f: ClientFacts, key: LimitKey, value: number): Check | null {
     rule: limitKey(f, key),
     reason: `${LIMIT_WORDS[key]} ${f.address} is ${value}/${f.rateUnitSec}s, over the limit of ${limit}`,
     retryAfterSec: f.rateUnitSec,
+    limit,
     dry: f.service.dryRun,
   };
 }

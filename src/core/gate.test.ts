@@ -59,3 +59,36 @@ test('countries per login are remembered for the window only', () => {
   clock.advance(3_600_000);
   assert.equal(sync(g.authSucceeded('imap', '77.88.8.8', 'carol')).action, 'allow', 'the US login is an hour old');
 });
+
+test('admit: counts the connection, refuses the one over the limit and gives its count back', () => {
+  const { g } = gate({ imap: { limits: { connections_per_address: 2, connections_per_prefix: 3 }, prefix: { ipv4: 24, ipv6: 64 } } });
+  const owner = g.engine.createOwner('proxy');
+  const a1 = sync(g.admit('imap', '8.8.8.8', owner));
+  const a2 = sync(g.admit('imap', '::ffff:8.8.8.8', owner));
+  assert.deepEqual([a1.decision.action, a2.decision.action, a2.address], ['allow', 'allow', '8.8.8.8'], 'a mapped address counts as its IPv4');
+  assert.deepEqual(a1.keys, ['imap:8.8.8.8', 'imap:8.8.8.0/24']);
+  const a3 = sync(g.admit('imap', '8.8.8.8', owner));
+  assert.equal(a3.decision.refusal?.rule, 'services.imap.limits.connections_per_address');
+  assert.equal(a3.decision.refusal?.limit, 2);
+  assert.deepEqual(a3.keys, []);
+  const snap = sync(g.engine.lookup('imap:8.8.8.8'));
+  assert.equal(snap.count, 2, 'the refused connection holds nothing');
+  assert.equal(snap.rates.conn, 3, 'but it stays in the connection rate');
+  assert.equal(sync(g.admit('imap', '8.8.8.9', owner)).decision.action, 'allow');
+  assert.equal(sync(g.admit('imap', '8.8.8.10', owner)).decision.refusal?.rule, 'services.imap.limits.connections_per_prefix');
+  sync(g.leave(a1.keys, owner));
+  assert.equal(sync(g.engine.lookup('imap:8.8.8.8')).count, 1);
+  assert.equal(sync(g.engine.lookup('imap:8.8.8.0/24')).count, 2);
+});
+
+test('admit: a ban or a country refusal counts nothing', () => {
+  const { clock, g } = gate({ smtp: { limits: { connections_per_address: 5 }, countries: { connect: { deny: ['RU'] } } } });
+  const owner = g.engine.createOwner('proxy');
+  g.bans.add('8.8.8.8', 60_000, 'test', clock.now());
+  const banned = sync(g.admit('smtp', '8.8.8.8', owner));
+  assert.equal(banned.decision.refusal?.rule, 'bans');
+  assert.equal(sync(g.admit('smtp', '77.88.8.8', owner)).decision.refusal?.rule, 'services.smtp.countries.connect');
+  assert.equal(g.engine.entries, 0);
+  const odd = sync(g.admit('smtp', 'not-an-ip', owner));
+  assert.deepEqual([odd.decision.action, odd.keys], ['allow', []]);
+});

@@ -11,9 +11,9 @@ import type { Clock } from './clock.js';
 import { evaluateAuth, evaluateConnect, evaluateEvent, type ClientFacts, type Decision } from './decision.js';
 import type { Engine } from './engine.js';
 import { formatIp, parseIp, prefixOf, type ParsedIp } from './ip.js';
-import { EMPTY_SNAPSHOT } from './metrics.js';
+import { EMPTY_SNAPSHOT, type KeySnapshot } from './metrics.js';
 import type { Rules } from './rules.js';
-import type { Awaitable } from '../store/types.js';
+import type { AcquireResult, Awaitable, Owner } from '../store/types.js';
 
 /** Country of an address: an ISO code, or null for none (special-purpose, unknown). */
 export interface CountryOf {
@@ -21,6 +21,21 @@ export interface CountryOf {
 }
 
 export const NO_COUNTRIES: CountryOf = { country: () => null };
+
+/** A connection the gatekeeper counted (or refused) at the door. */
+export interface Admission {
+  readonly decision: Decision;
+  /** The address as judged, in canonical form. */
+  readonly address: string;
+  /** Engine keys this connection holds; give them back with leave() when it closes. Empty when refused. */
+  readonly keys: readonly string[];
+}
+
+const NO_COUNTS = { address: EMPTY_SNAPSHOT, prefix: null, prefixText: null };
+
+function snapshotOf(a: AcquireResult): KeySnapshot {
+  return { count: a.count, rates: { ...EMPTY_SNAPSHOT.rates, conn: a.rate } };
+}
 
 /** A decision for an address that is not an IP: nothing can be judged, so nothing is refused. */
 function unjudged(address: string): Decision {
@@ -100,6 +115,41 @@ export class Gatekeeper {
         evaluateConnect(f.facts, { address: addressSnap, prefix: prefixSnap, prefixText }),
       );
     }) as Awaitable<Decision>;
+  }
+
+  /**
+   * A connection at the door of a front-end that counts its own (the guard
+   * proxy): bans and country rules first, which cost no counting, so a
+   * banned flood does not fill the table; then the connection is counted
+   * under its address (and network, for a prefix limit) as held by `owner`,
+   * and judged on counts that include it. A refused connection is given back
+   * at once but stays in the connection rate, as in anvil.
+   */
+  admit(serviceName: string, address: string, owner: Owner): Awaitable<Admission> {
+    const f = this.facts(serviceName, address);
+    if (f === null) return { decision: unjudged(address), address, keys: [] };
+    const pre = evaluateConnect(f.facts, NO_COUNTS);
+    if (pre.action === 'refuse') return { decision: pre, address: f.facts.address, keys: [] };
+    const s = f.facts.service;
+    const prefixText = f.facts.limits.limits.connections_per_prefix === null ? null : prefixOf(f.ip, s.prefixV4, s.prefixV6);
+    const judge = (a: AcquireResult, p: AcquireResult | null, keys: string[]): Awaitable<Admission> => {
+      const decision = evaluateConnect(f.facts, { address: snapshotOf(a), prefix: p && snapshotOf(p), prefixText });
+      if (decision.action === 'allow') return { decision, address: f.facts.address, keys };
+      return then(this.leave(keys, owner), () => ({ decision, address: f.facts.address, keys: [] }));
+    };
+    return then(this.engine.connect(f.key, owner), (a) => {
+      if (prefixText === null) return judge(a, null, [f.key]);
+      const prefixKey = `${serviceName}:${prefixText}`;
+      return then(this.engine.connect(prefixKey, owner), (p) => judge(a, p, [f.key, prefixKey]));
+    }) as Awaitable<Admission>;
+  }
+
+  /** Gives back the keys an admitted connection held. */
+  leave(keys: readonly string[], owner: Owner): Awaitable<void> {
+    if (keys.length === 0) return undefined;
+    const first = this.engine.disconnect(keys[0] as string, owner);
+    if (keys.length === 1) return then(first, () => undefined);
+    return then(first, () => then(this.engine.disconnect(keys[1] as string, owner), () => undefined)) as Awaitable<void>;
   }
 
   /**
