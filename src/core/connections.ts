@@ -1,0 +1,182 @@
+/**
+ * The registry of live proxied connections: who is connected right now, to
+ * which service, from where, for how long, with how many bytes each way. The
+ * guard proxy adds a connection once it is admitted and removes it when it
+ * closes; the admin API, the CLI and the dashboard read it and kick through
+ * it. No I/O here: each entry carries the handle that reads its byte counts
+ * and closes it.
+ *
+ * Lookups by id and by exact address are Map lookups; by network, service or
+ * country a scan, which for the tens of thousands of connections one host
+ * holds costs well under a millisecond. Counts per service and per country
+ * are kept as connections come and go, so reading them costs nothing.
+ */
+import type { Protocol } from '../config/rules-schema.js';
+import { formatIp, parseIp, type ParsedIp } from './ip.js';
+import { networkContains, parseNetwork } from './networks.js';
+
+/** What the proxy knows of one live connection. */
+export interface ConnectionInfo {
+  readonly id: string;
+  readonly service: string;
+  readonly protocol: Protocol;
+  /** The client as judged: the PROXY header's source behind a trusted load balancer. */
+  readonly client: { readonly address: string; readonly port: number };
+  readonly country: string | null;
+  /** The listen address the client came in on, and the backend it is relayed to. */
+  readonly listen: string;
+  readonly backend: string;
+  /** Epoch milliseconds. */
+  readonly startedAt: number;
+}
+
+/** The live side of a connection: bytes so far, and how to close it. */
+export interface ConnectionHandle {
+  /** Bytes from the client to the backend so far. */
+  bytesIn(): number;
+  /** Bytes from the backend to the client so far. */
+  bytesOut(): number;
+  /** Whether the session has switched to TLS (STARTTLS) or began in it. */
+  encrypted(): boolean;
+  /**
+   * Closes both sides, with the protocol's goodbye where it can still be
+   * sent (`goodbye` is its text; `reason` is for the log). Idempotent.
+   */
+  kick(reason: string, goodbye?: string): void;
+}
+
+export interface ConnectionView extends ConnectionInfo {
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly encrypted: boolean;
+}
+
+export interface ConnectionFilter {
+  readonly service?: string;
+  readonly country?: string;
+  /** An address or a CIDR network. */
+  readonly address?: string;
+}
+
+interface Entry {
+  readonly info: ConnectionInfo;
+  readonly ip: ParsedIp | null;
+  readonly handle: ConnectionHandle;
+}
+
+export class ConnectionRegistry {
+  private readonly byId = new Map<string, Entry>();
+  private readonly byAddress = new Map<string, Set<Entry>>();
+  private readonly perService = new Map<string, number>();
+  private readonly perCountry = new Map<string, number>();
+  private nextId = 1;
+  private readonly prefix: string;
+
+  /** `prefix` starts every id (a node's name, in a fleet). */
+  constructor(prefix = '') {
+    this.prefix = prefix;
+  }
+
+  /** A new id: short, unique for the life of the process. */
+  newId(): string {
+    return this.prefix + (this.nextId++).toString(36);
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  add(info: ConnectionInfo, handle: ConnectionHandle): void {
+    const e: Entry = { info, ip: parseIp(info.client.address), handle };
+    this.byId.set(info.id, e);
+    let set = this.byAddress.get(info.client.address);
+    if (set === undefined) this.byAddress.set(info.client.address, (set = new Set()));
+    set.add(e);
+    bump(this.perService, info.service, 1);
+    bump(this.perCountry, info.country ?? '', 1);
+  }
+
+  /** Forgets a connection; unknown ids are ignored (a second close). */
+  remove(id: string): void {
+    const e = this.byId.get(id);
+    if (e === undefined) return;
+    this.byId.delete(id);
+    const set = this.byAddress.get(e.info.client.address);
+    set?.delete(e);
+    if (set?.size === 0) this.byAddress.delete(e.info.client.address);
+    bump(this.perService, e.info.service, -1);
+    bump(this.perCountry, e.info.country ?? '', -1);
+  }
+
+  get(id: string): ConnectionView | null {
+    const e = this.byId.get(id);
+    return e === undefined ? null : view(e);
+  }
+
+  /** Connections matching every given field of `filter`, oldest first. */
+  list(filter: ConnectionFilter = {}): ConnectionView[] {
+    return this.entries(filter).map(view);
+  }
+
+  /** Connections now, per service. */
+  countsByService(): Record<string, number> {
+    return Object.fromEntries(this.perService);
+  }
+
+  /** Connections now, per country ("" for none known). */
+  countsByCountry(): Record<string, number> {
+    return Object.fromEntries(this.perCountry);
+  }
+
+  /** Closes one connection; false when there is no such id. */
+  kick(id: string, reason: string): boolean {
+    const e = this.byId.get(id);
+    if (e === undefined) return false;
+    e.handle.kick(reason);
+    return true;
+  }
+
+  /** Closes every connection matching `filter`; returns what was closed. */
+  kickWhere(filter: ConnectionFilter, reason: string): ConnectionView[] {
+    const hit = this.entries(filter);
+    const views = hit.map(view);
+    for (const e of hit) e.handle.kick(reason);
+    return views;
+  }
+
+  private entries(filter: ConnectionFilter): Entry[] {
+    let candidates: Iterable<Entry> = this.byId.values();
+    let net: ReturnType<typeof parseNetwork> | null = null;
+    if (filter.address !== undefined) {
+      net = parseNetwork(filter.address);
+      if (net.bits === 128) {
+        candidates = this.byAddress.get(canonical(filter.address.replace(/\/128$|\/32$/, ''))) ?? [];
+        net = null;
+      }
+    }
+    const out: Entry[] = [];
+    for (const e of candidates) {
+      if (filter.service !== undefined && e.info.service !== filter.service) continue;
+      if (filter.country !== undefined && (e.info.country ?? '') !== filter.country) continue;
+      if (net !== null && (e.ip === null || !networkContains(net, e.ip))) continue;
+      out.push(e);
+    }
+    return out.sort((a, b) => a.info.startedAt - b.info.startedAt);
+  }
+}
+
+/** An address as the registry keys it: the gate's canonical text (mapped IPv4 as dotted). */
+function canonical(address: string): string {
+  const p = parseIp(address);
+  return p === null ? address : formatIp(p);
+}
+
+function bump(m: Map<string, number>, k: string, by: number): void {
+  const n = (m.get(k) ?? 0) + by;
+  if (n <= 0) m.delete(k);
+  else m.set(k, n);
+}
+
+function view(e: Entry): ConnectionView {
+  return { ...e.info, bytesIn: e.handle.bytesIn(), bytesOut: e.handle.bytesOut(), encrypted: e.handle.encrypted() };
+}
