@@ -18,6 +18,11 @@ import { DovecotPolicyServer } from './http/dovecot-policy.js';
 import { openCountryLookup, type CountryLookup } from './geo/country.js';
 import { resolveGid, resolveUid } from './listeners/unix-ids.js';
 import { MemoryStore } from './store/memory.js';
+import { ConnectionRegistry } from './core/connections.js';
+import { kick, type KickOptions, type KickResult } from './core/kick.js';
+import { NetworkSet } from './core/networks.js';
+import { GuardListener } from './listeners/guard-proxy.js';
+import { hostname } from 'node:os';
 
 export interface Daemon {
   readonly engine: Engine;
@@ -27,6 +32,12 @@ export interface Daemon {
   readonly dovecot: DovecotPolicyServer | null;
   /** The Dovecot policy endpoint's bound port (0 when off). */
   readonly dovecotPort: number;
+  /** Live proxied connections. */
+  readonly registry: ConnectionRegistry;
+  /** The guard proxy's listeners, one per service and listen address, in config order. */
+  readonly proxies: readonly GuardListener[];
+  /** Closes live connections by id, address or network, optionally banning first. */
+  kick(target: string, opts?: KickOptions): KickResult;
   /** Stop accepting, close clients, remove sockets, log final statistics. */
   stop(): Promise<void>;
 }
@@ -46,7 +57,9 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
   const rules = Rules.compile(config, config.source);
   // The database is opened (and validated, ~65 ms) only when some rule uses countries.
   let geo: CountryLookup | null = null;
-  if (deps.countries === undefined && usesCountries(rules)) {
+  const proxied = Object.entries(config.services).filter(([, s]) => s.proxy !== null);
+  // The proxy shows each connection's country, so it needs the database too.
+  if (deps.countries === undefined && (usesCountries(rules) || proxied.length > 0)) {
     geo = await openCountryLookup(config.geo.database ?? undefined, {
       onEvent: (e) =>
         e.type === 'reloaded'
@@ -62,7 +75,32 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
   let policy: PolicyServer | null = null;
   let dovecot: DovecotPolicyServer | null = null;
   let dovecotPort = 0;
+  const registry = new ConnectionRegistry();
+  const proxies: GuardListener[] = [];
+  const host = hostname();
   try {
+    for (const [service, s] of proxied) {
+      const p = s.proxy;
+      if (p === null) continue;
+      for (const listen of p.listen) {
+        const g = new GuardListener(gate, registry, log, {
+          service,
+          protocol: rules.service(service).protocol,
+          listen,
+          backend: p.backend,
+          proxyProtocol: p.proxy_protocol,
+          trusted: NetworkSet.parse(p.accept_proxy_from),
+          hostname: p.hostname ?? host,
+          texts: p.texts,
+          maxConnections: p.max_connections,
+          connectTimeoutMs: p.connect_timeout,
+          idleTimeoutMs: p.idle_timeout,
+          headerTimeoutMs: p.header_timeout,
+        });
+        proxies.push(g);
+        await g.listen();
+      }
+    }
     if (config.anvil.enabled) {
       const a = config.anvil;
       anvil = new AnvilServer(engine, log, {
@@ -102,6 +140,7 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
       dovecotPort = await dovecot.listen();
     }
   } catch (err) {
+    for (const g of proxies) await g.close();
     await anvil?.close();
     await policy?.close();
     await dovecot?.close();
@@ -118,8 +157,16 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
     policy,
     dovecot,
     dovecotPort,
+    registry,
+    proxies,
+    kick(target, opts = {}) {
+      const r = kick(registry, gate.bans, target, opts, clock.now());
+      log.info({ target, kicked: r.kicked.length, ban: r.ban?.target ?? null, until: r.ban ? new Date(r.ban.until).toISOString() : null, reason: opts.reason ?? null }, 'kick');
+      return r;
+    },
     stop() {
       stopping ??= (async () => {
+        await Promise.all(proxies.map((g) => g.close()));
         await dovecot?.close();
         await policy?.close();
         geo?.close();

@@ -1,0 +1,343 @@
+/**
+ * The guard proxy: one listen address in front of a mail server's port.
+ *
+ * For each accepted connection (read nothing yet: pauseOnConnect):
+ *   1. over max_connections?      → "unavailable" in the protocol's words
+ *   2. from a trusted load balancer → its PROXY header (v1/v2) must come
+ *      first, within header_timeout; its source is the client judged
+ *   3. the gatekeeper admits or refuses (bans, country, concurrency per
+ *      address and per prefix, connection rate): a refusal is answered in
+ *      the protocol's words before the backend is touched
+ *   4. admitted: registered as live, relayed (./relay.ts) with our own PROXY
+ *      header first when the backend expects one; a backend that cannot be
+ *      reached gets the client a temporary failure, not a hang
+ * and when the relay closes, for whatever reason, the counts are given back.
+ *
+ * Idle connections are found by one sweep per listener that compares byte
+ * counters, so relaying costs no timer reset per chunk.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { Protocol } from '../config/rules-schema.js';
+import type { RefusalTexts } from '../config/proxy-schema.js';
+import type { ConnectionRegistry } from '../core/connections.js';
+import type { Admission, Gatekeeper } from '../core/gate.js';
+import { parseIp } from '../core/ip.js';
+import type { NetworkSet } from '../core/networks.js';
+import { then } from '../core/awaitable.js';
+import { ListenError, ProtocolError } from '../errors.js';
+import { encodeProxyV1, encodeProxyV2, ProxyHeaderParser } from '../protocols/proxy-protocol.js';
+import { IMPLICIT_TLS, goodbyeLine, refusalKindOf, refusalLine, refusalText, type RefusalKind } from '../protocols/refusals.js';
+import type { Owner } from '../store/types.js';
+import { LINGER_MS, Relay, type RelayHost } from './relay.js';
+import { describeEndpoint, parseEndpoint, type Endpoint } from './stream-listener.js';
+
+export interface GuardOptions {
+  readonly service: string;
+  readonly protocol: Protocol;
+  /** host:port */
+  readonly listen: string;
+  /** host:port or a UNIX socket path. */
+  readonly backend: string;
+  readonly proxyProtocol: 'v1' | 'v2' | 'none';
+  /** Load balancers whose PROXY header is required and believed. */
+  readonly trusted: NetworkSet;
+  readonly hostname: string;
+  readonly texts: RefusalTexts | null;
+  readonly maxConnections: number;
+  readonly connectTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly headerTimeoutMs: number;
+}
+
+/** A connection between accept and the relay's start. */
+interface Pending {
+  readonly socket: Socket;
+  /** The client as judged, and where it connected to. */
+  address: string;
+  port: number;
+  localAddress: string;
+  localPort: number;
+  early: Buffer | null;
+}
+
+/**
+ * A session one side has ended while the other stays silent is closed after
+ * this long (or idle_timeout, if shorter): a client that vanished behind a
+ * server that ignores its FIN must not hold a slot for 35 minutes.
+ */
+const HALF_CLOSED_IDLE_MS = 60_000;
+
+/** At most one "listener full" warning per minute. */
+const FULL_WARNING_MS = 60_000;
+
+export class GuardListener implements RelayHost {
+  readonly opts: GuardOptions;
+  readonly backend: Endpoint;
+  readonly connectTimeoutMs: number;
+  private readonly gate: Gatekeeper;
+  private readonly registry: ConnectionRegistry;
+  private readonly log: Logger;
+  private readonly owner: Owner;
+  private readonly implicitTls: boolean;
+  private readonly where: string;
+  private server: Server | null = null;
+  /** Sockets accepted and not yet closed, relayed or not: the cap counts them all. */
+  private readonly sockets = new Set<Socket>();
+  private readonly relays = new Map<Relay, { id: string; keys: readonly string[]; startedAt: number; address: string }>();
+  private sweep: NodeJS.Timeout | null = null;
+  private lastFullWarning = 0;
+  /** The TCP port bound (port 0 picks one). */
+  port = 0;
+
+  constructor(gate: Gatekeeper, registry: ConnectionRegistry, log: Logger, opts: GuardOptions) {
+    this.gate = gate;
+    this.registry = registry;
+    this.opts = opts;
+    this.backend = parseEndpoint(opts.backend);
+    this.connectTimeoutMs = opts.connectTimeoutMs;
+    this.implicitTls = IMPLICIT_TLS.has(opts.protocol);
+    this.where = opts.listen;
+    this.log = log.child({ service: opts.service, listen: opts.listen });
+    this.owner = gate.engine.createOwner(`proxy ${opts.service} ${opts.listen}`);
+  }
+
+  /** Connections being relayed now. */
+  get size(): number {
+    return this.relays.size;
+  }
+
+  async listen(): Promise<void> {
+    const e = parseEndpoint(this.opts.listen);
+    const server = createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }, (s) => this.accept(s));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err) => reject(new ListenError('DOORMAN_ERR_LISTEN', `proxy for ${this.opts.service} on ${this.opts.listen}: ${err.message}`, { cause: err })));
+      server.listen({ port: e.port, host: e.host, backlog: 4096 }, () => resolve());
+    });
+    server.on('error', (err) => this.log.error({ err }, 'proxy: server error'));
+    this.server = server;
+    const addr = server.address();
+    if (addr !== null && typeof addr === 'object') this.port = addr.port;
+    const every = Math.max(250, Math.min(60_000, Math.floor(this.opts.idleTimeoutMs / 4)));
+    this.sweep = setInterval(() => this.sweepIdle(), every);
+    this.sweep.unref();
+    this.log.info({ address: e.host, port: this.port, backend: describeEndpoint(this.backend), proxy_protocol: this.opts.proxyProtocol }, 'proxy listening');
+  }
+
+  private accept(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    const remote = socket.remoteAddress;
+    if (remote === undefined) {
+      socket.destroy();
+      return;
+    }
+    if (this.sockets.size > this.opts.maxConnections) {
+      const now = Date.now();
+      if (now - this.lastFullWarning >= FULL_WARNING_MS) {
+        this.lastFullWarning = now;
+        this.log.warn({ max_connections: this.opts.maxConnections }, `proxy full (services.${this.opts.service}.proxy.max_connections): new clients told to try later`);
+      }
+      this.refuse(socket, 'unavailable', true, null);
+      return;
+    }
+    const p: Pending = { socket, address: remote, port: socket.remotePort ?? 0, localAddress: socket.localAddress ?? '', localPort: socket.localPort ?? 0, early: null };
+    if (this.opts.trusted.size > 0) {
+      const ip = parseIp(remote);
+      if (ip !== null && this.opts.trusted.match(ip) !== null) {
+        this.readHeader(p);
+        return;
+      }
+    }
+    this.judge(p);
+  }
+
+  /** A trusted load balancer's connection: its PROXY header first. */
+  private readHeader(p: Pending): void {
+    const s = p.socket;
+    const parser = new ProxyHeaderParser();
+    const onData = (chunk: Buffer) => {
+      let r;
+      try {
+        r = parser.write(chunk);
+      } catch (err) {
+        this.log.warn({ peer: p.address, err: (err as ProtocolError).message }, 'proxy: bad PROXY header from a trusted proxy; closed');
+        s.destroy();
+        return;
+      }
+      if (!r.done) return;
+      s.removeListener('data', onData);
+      s.setTimeout(0);
+      s.pause();
+      const h = r.header;
+      if (h.proxied && h.source !== undefined && h.destination !== undefined) {
+        p.address = h.source.address;
+        p.port = h.source.port;
+        p.localAddress = h.destination.address;
+        p.localPort = h.destination.port;
+      }
+      p.early = r.rest.length > 0 ? r.rest : null;
+      this.judge(p);
+    };
+    s.on('data', onData);
+    s.on('error', () => s.destroy());
+    s.setTimeout(this.opts.headerTimeoutMs, () => {
+      this.log.warn({ peer: p.address }, `proxy: no PROXY header from a trusted proxy within ${this.opts.headerTimeoutMs} ms; closed`);
+      s.destroy();
+    });
+    s.resume();
+  }
+
+  private judge(p: Pending): void {
+    let a: ReturnType<Gatekeeper['admit']>;
+    try {
+      a = this.gate.admit(this.opts.service, p.address, this.owner);
+    } catch (err) {
+      this.log.error({ err, client: p.address }, 'proxy: decision failed; client told to try later');
+      this.refuse(p.socket, 'unavailable', true, null);
+      return;
+    }
+    if (a instanceof Promise) {
+      a.then(
+        (r) => this.decided(p, r),
+        (err: unknown) => {
+          this.log.error({ err, client: p.address }, 'proxy: decision failed; client told to try later');
+          this.refuse(p.socket, 'unavailable', true, null);
+        },
+      );
+    } else this.decided(p, a);
+  }
+
+  private decided(p: Pending, a: Admission): void {
+    const d = a.decision;
+    const s = p.socket;
+    if (s.destroyed) {
+      // Gone while we decided: give the counts back.
+      void this.gate.leave(a.keys, this.owner);
+      return;
+    }
+    if (d.action === 'refuse' && d.refusal !== null) {
+      const r = d.refusal;
+      this.log.info({ client: a.address, country: d.country, rule: r.rule, reason: r.reason }, 'proxy: refused');
+      this.refuse(s, refusalKindOf(r.rule), r.temporary, r.limit ?? null);
+      return;
+    }
+    for (const dr of d.dryRun) this.log.info({ client: a.address, country: d.country, rule: dr.rule, reason: dr.reason }, 'proxy: would refuse (dry-run)');
+    const relay = new Relay(this, s, this.implicitTls);
+    const id = this.registry.newId();
+    const startedAt = Date.now();
+    this.relays.set(relay, { id, keys: a.keys, startedAt, address: a.address });
+    relay.idleMark = 0;
+    relay.idleSince = startedAt;
+    this.registry.add(
+      {
+        id,
+        service: this.opts.service,
+        protocol: this.opts.protocol,
+        client: { address: a.address, port: p.port },
+        country: d.country,
+        listen: this.where,
+        backend: this.opts.backend,
+        startedAt,
+      },
+      relay,
+    );
+    relay.start(this.header(a.address, p), p.early);
+  }
+
+  private header(address: string, p: Pending): Buffer | null {
+    const v = this.opts.proxyProtocol;
+    if (v === 'none') return null;
+    const dst = unmapped(p.localAddress);
+    return v === 'v2' ? encodeProxyV2(address, p.port, dst, p.localPort) : encodeProxyV1(address, p.port, dst, p.localPort);
+  }
+
+  /** Tells the client no in its protocol's words (or closes, for implicit TLS), then closes. */
+  private refuse(s: Socket, kind: RefusalKind, temporary: boolean, limit: number | null): void {
+    const line = refusalLine(this.opts.protocol, temporary, refusalText(this.opts.protocol, kind, this.opts.texts, limit), this.opts.hostname);
+    if (line === null) {
+      s.destroy();
+      return;
+    }
+    s.on('error', () => s.destroy());
+    // Read and drop what the client sends, so the close is a FIN after our line, not a reset that could lose it.
+    s.on('end', () => s.destroy());
+    s.resume();
+    s.end(line);
+    s.setTimeout(LINGER_MS, () => s.destroy());
+  }
+
+  unreachable(c: Relay, why: string): void {
+    const info = this.relays.get(c);
+    this.log.warn({ client: info?.address, backend: this.opts.backend, why }, 'proxy: backend unreachable; client told to try later');
+    const s = c.client;
+    if (s.destroyed) return;
+    const line = refusalLine(this.opts.protocol, true, refusalText(this.opts.protocol, 'unavailable', this.opts.texts, null), this.opts.hostname);
+    if (line === null) {
+      s.destroy();
+      return;
+    }
+    s.on('end', () => s.destroy());
+    s.resume();
+    s.end(line);
+    s.setTimeout(LINGER_MS, () => s.destroy());
+  }
+
+  closed(c: Relay, why: string): void {
+    const info = this.relays.get(c);
+    if (info === undefined) return;
+    this.relays.delete(c);
+    this.registry.remove(info.id);
+    void this.gate.leave(info.keys, this.owner);
+    if (this.log.isLevelEnabled('debug')) {
+      this.log.debug({ id: info.id, client: info.address, why, seconds: (Date.now() - info.startedAt) / 1000, bytes_in: c.bytesIn(), bytes_out: c.bytesOut() }, 'proxy: connection closed');
+    }
+  }
+
+  goodbye(text: string): Buffer | null {
+    return goodbyeLine(this.opts.protocol, this.opts.hostname, text);
+  }
+
+  private sweepIdle(): void {
+    const now = Date.now();
+    for (const r of this.relays.keys()) {
+      const a = r.activity();
+      if (a !== r.idleMark) {
+        r.idleMark = a;
+        r.idleSince = now;
+      } else if (now - r.idleSince >= (r.halfClosed() ? Math.min(HALF_CLOSED_IDLE_MS, this.opts.idleTimeoutMs) : this.opts.idleTimeoutMs)) {
+        r.kick(`idle for ${Math.round((now - r.idleSince) / 1000)} s`, 'Idle for too long, closing the connection');
+      }
+    }
+  }
+
+  /**
+   * Stops accepting, then closes every live session with a goodbye where one
+   * can be sent; resolves when all are closed and their counts given back.
+   */
+  async close(reason = 'Service shutting down, try again later'): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    if (server === null) return;
+    if (this.sweep !== null) clearInterval(this.sweep);
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    const relayed = new Set<Socket>();
+    for (const r of [...this.relays.keys()]) {
+      relayed.add(r.client);
+      r.kick('shutdown', reason);
+    }
+    for (const s of [...this.sockets]) if (!relayed.has(s)) s.destroy();
+    // Goodbyes get LINGER_MS to be read; then what is left goes.
+    const deadline = setTimeout(() => {
+      for (const s of this.sockets) s.destroy();
+    }, LINGER_MS);
+    await closed;
+    clearTimeout(deadline);
+    await this.gate.engine.closeOwner(this.owner);
+  }
+}
+
+/** A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; PROXY headers carry the plain form. */
+function unmapped(a: string): string {
+  return a.startsWith('::ffff:') && a.indexOf('.') > 0 ? a.slice(7) : a;
+}
