@@ -79,3 +79,25 @@ test('doorman.example.yaml lists exactly the defaults', async () => {
   const { source: _b, ...defaults } = parseConfigText('', 'x');
   assert.deepEqual(fromFile, defaults);
 });
+
+test('a service proxy: defaults, and errors that name the key', () => {
+  const c = parseConfigText('services:\n  imap:\n    proxy:\n      listen: ["0.0.0.0:143"]\n      backend: 127.0.0.1:10143\n      proxy_protocol: v2\n', 'x');
+  const p = c.services.imap?.proxy;
+  assert.equal(p?.max_connections, 10_000);
+  assert.equal(p?.connect_timeout, 5_000);
+  assert.equal(p?.idle_timeout, 35 * 60_000);
+  assert.deepEqual(p?.accept_proxy_from, []);
+  assert.equal(p?.texts.too_many, null);
+  const bad = issues(
+    'services:\n  imap:\n    proxy:\n      listen: ["0.0.0.0"]\n      backend: nowhere\n      accept_proxy_from: ["10.0.0.0/33"]\n      texts: { too_many: "two\\nlines" }\n',
+  );
+  const keys = bad.issues.map((i) => i.key).sort();
+  assert.deepEqual(keys, ['services.imap.proxy.backend', 'services.imap.proxy.listen.0', 'services.imap.proxy.proxy_protocol', 'services.imap.proxy.texts.too_many']);
+  assert.match(bad.message, /\/etc\/doorman\/doorman\.yaml/);
+  const net = issues('services:\n  imap:\n    proxy: { listen: ["0.0.0.0:143"], backend: "127.0.0.1:1", proxy_protocol: none, accept_proxy_from: ["10.0.0.0/33"] }\n');
+  assert.deepEqual(net.issues.map((i) => i.key), ['services.imap.proxy.accept_proxy_from.0']);
+  const twice = issues(
+    'services:\n  imap:\n    proxy: { listen: ["0.0.0.0:143"], backend: "127.0.0.1:1", proxy_protocol: none }\n  pop3:\n    proxy: { listen: ["0.0.0.0:143"], backend: "127.0.0.1:2", proxy_protocol: none }\n',
+  );
+  assert.deepEqual(twice.issues.map((i) => [i.key, i.expected]), [['services.pop3.proxy.listen.0', 'an address no other proxy listens on (services.imap.proxy.listen.0 has it)']]);
+});

@@ -69,6 +69,15 @@ export function parseConfig(data: unknown, file: string): Config {
   if (!result.success) throw new ConfigError(result.error.issues.flatMap((i) => toIssues(i, data, file)));
   // Checks across keys (networks, contradictions) happen when the rules compile.
   Rules.compile(result.data, file);
+  const seen = new Map<string, string>();
+  for (const [name, svc] of Object.entries(result.data.services)) {
+    for (const [i, listen] of (svc.proxy?.listen ?? []).entries()) {
+      const key = `services.${name}.proxy.listen.${i}`;
+      const first = seen.get(listen);
+      if (first !== undefined && !listen.endsWith(':0')) throw new ConfigError([{ file, key, value: listen, expected: `an address no other proxy listens on (${first} has it)` }]);
+      seen.set(listen, key);
+    }
+  }
   const d = result.data.dovecot_policy;
   if (d.listen !== null && d.api_key === null && d.basic === null) {
     throw new ConfigError([{ file, key: 'dovecot_policy.api_key', value: null, expected: 'an api_key or basic credentials: Dovecot sends them, and the endpoint refuses requests without them' }]);

@@ -341,3 +341,29 @@ test('stopping the daemon says goodbye to live sessions', async (t) => {
   await c.closed();
   assert.match(c.received, /\* BYE \[UNAVAILABLE\] Service shutting down, try again later\r\n$/);
 });
+
+test('IPv6: a client on ::1 is judged and passed on as ::1', async (t) => {
+  const probe = createServer();
+  const v6 = await new Promise<boolean>((resolve) => {
+    probe.once('error', () => resolve(false));
+    probe.listen(0, '::1', () => probe.close(() => resolve(true)));
+  });
+  if (!v6) {
+    t.diagnostic('SKIPPED: this machine has no IPv6 loopback (::1); the IPv6 path is not tested here');
+    t.skip('no IPv6 loopback');
+    return;
+  }
+  const b = await backend(true);
+  const { d } = await guard(t, { imap: { limits: { connections_per_address: 1 }, proxy: proxyConf(b, { listen: ['[::1]:0'] }) } });
+  const port = d.proxies[0]?.port ?? 0;
+  const c = await RawClient.open(port, { host: '::1' });
+  await c.waitFor(/^220 /);
+  const s = await b.nextSession();
+  assert.deepEqual(s.header?.source, { address: '::1', port: c.socket.localPort });
+  assert.deepEqual(s.header?.destination, { address: '::1', port });
+  const over = await RawClient.open(port, { host: '::1' });
+  await over.closed();
+  assert.match(over.received, /^\* BYE \[UNAVAILABLE\] Too many connections from your address \(at most 1 at once\)/);
+  assert.equal(await count(d, 'imap:::1'), 1);
+  c.destroy();
+});
