@@ -127,6 +127,8 @@ export class GuardListener implements RelayHost {
   private accept(socket: Socket): void {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
+    // Never an unhandled 'error' (a reset while the decision is pending): the relay adds its own.
+    socket.on('error', destroyOnError);
     const remote = socket.remoteAddress;
     if (remote === undefined) {
       socket.destroy();
@@ -180,7 +182,6 @@ export class GuardListener implements RelayHost {
       this.judge(p);
     };
     s.on('data', onData);
-    s.on('error', () => s.destroy());
     s.setTimeout(this.opts.headerTimeoutMs, () => {
       this.log.warn({ peer: p.address }, `proxy: no PROXY header from a trusted proxy within ${this.opts.headerTimeoutMs} ms; closed`);
       s.destroy();
@@ -259,7 +260,6 @@ export class GuardListener implements RelayHost {
       s.destroy();
       return;
     }
-    s.on('error', () => s.destroy());
     // Read and drop what the client sends, so the close is a FIN after our line, not a reset that could lose it.
     s.on('end', () => s.destroy());
     s.resume();
@@ -335,6 +335,10 @@ export class GuardListener implements RelayHost {
     clearTimeout(deadline);
     await this.gate.engine.closeOwner(this.owner);
   }
+}
+
+function destroyOnError(this: Socket): void {
+  this.destroy();
 }
 
 /** A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; PROXY headers carry the plain form. */
