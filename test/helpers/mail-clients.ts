@@ -42,6 +42,8 @@ export interface MailClientOptions {
   proxy?: ProxyHeaderOptions;
   /** Bounds the connect and the greeting (default MAIL_REPLY_TIMEOUT_MS). */
   timeoutMs?: number;
+  /** The client's own address (e.g. 127.0.0.5 on loopback); default: the system's choice. */
+  localAddress?: string;
 }
 
 /**
@@ -122,9 +124,9 @@ class LineConnection {
   }
 
   /** Connects with a deadline, then sends `preamble` (a PROXY header) if given. */
-  static async open(host: string, port: number, what: string, timeoutMs: number, proxy?: ProxyHeaderOptions): Promise<LineConnection> {
+  static async open(host: string, port: number, what: string, timeoutMs: number, proxy?: ProxyHeaderOptions, localAddress?: string): Promise<LineConnection> {
     const preamble = proxy ? encodeProxyHeader(proxy, port) : undefined;
-    const socket = await connectWithin(host, port, timeoutMs, what);
+    const socket = await connectWithin(host, port, timeoutMs, what, localAddress);
     const c = new LineConnection(socket, what);
     if (preamble) socket.write(preamble);
     return c;
@@ -139,7 +141,7 @@ class LineConnection {
     readGreeting: (conn: LineConnection, timeoutMs: number) => Promise<string>,
   ): Promise<{ conn: LineConnection; greeting: string }> {
     const timeoutMs = opts.timeoutMs ?? MAIL_REPLY_TIMEOUT_MS;
-    const conn = await LineConnection.open(host, port, `${kind} ${host}:${port}`, timeoutMs, opts.proxy);
+    const conn = await LineConnection.open(host, port, `${kind} ${host}:${port}`, timeoutMs, opts.proxy, opts.localAddress);
     try {
       return { conn, greeting: await readGreeting(conn, timeoutMs) };
     } catch (err) {
@@ -298,6 +300,16 @@ export class ImapTestClient {
     }
   }
 
+  /** The next line the server sends unasked (e.g. a `* BYE`), literals inlined. */
+  readLine(timeoutMs = MAIL_REPLY_TIMEOUT_MS): Promise<string> {
+    return readImapLine(this.conn, timeoutMs);
+  }
+
+  /** Resolves once the server closed the connection; rejects after timeoutMs. */
+  waitClosed(timeoutMs = MAIL_REPLY_TIMEOUT_MS): Promise<void> {
+    return this.conn.waitClosed(timeoutMs);
+  }
+
   /** `LOGIN "user" "pass"`. */
   login(user: string, pass: string, timeoutMs = MAIL_REPLY_TIMEOUT_MS): Promise<ImapReply> {
     return this.command(`LOGIN ${imapQuote(user)} ${imapQuote(pass)}`, timeoutMs);
@@ -377,6 +389,11 @@ export class Pop3TestClient {
       lines.push(line.startsWith('.') ? line.slice(1) : line);
       if (lines.length > MAX_REPLY_LINES) throw new Error(`POP3 reply to ${text.split(' ')[0]} longer than ${MAX_REPLY_LINES} lines`);
     }
+  }
+
+  /** Resolves once the server closed the connection; rejects after timeoutMs. */
+  waitClosed(timeoutMs = MAIL_REPLY_TIMEOUT_MS): Promise<void> {
+    return this.conn.waitClosed(timeoutMs);
   }
 
   /** USER then PASS; returns USER's reply if it was refused, else PASS's. */

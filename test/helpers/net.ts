@@ -1,9 +1,13 @@
 /** Socket helpers shared by the test clients. */
 import { connect, type Socket } from 'node:net';
 
-/** Connects over TCP with a deadline; errors name `what` and the address. */
-export async function connectWithin(host: string, port: number, timeoutMs: number, what: string): Promise<Socket> {
-  const socket = connect({ host, port });
+/**
+ * Connects over TCP with a deadline; errors name `what` and the address.
+ * `localAddress` binds the client's side first: Linux loopback takes any
+ * 127.x.y.z, so a test can be a client other than 127.0.0.1.
+ */
+export async function connectWithin(host: string, port: number, timeoutMs: number, what: string, localAddress?: string): Promise<Socket> {
+  const socket = connect(localAddress === undefined ? { host, port } : { host, port, localAddress });
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => {
       socket.destroy();

@@ -24,6 +24,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { connectWithin } from './net.js';
 import { SmtpTestClient } from './smtp.js';
 
 export const POSTFIX_COMMAND = '/usr/sbin/postfix';
@@ -107,7 +108,8 @@ export interface PostfixOptions {
   /**
    * How to tell Postfix is up: 'greeting' (default) opens one SMTP session,
    * reads a 220 and QUITs — that session goes through anvil, so it shows up in
-   * anvil's counters and statistics; 'tcp' only checks the port accepts.
+   * anvil's counters and statistics; 'tcp' only checks the port accepts (an
+   * smtpd behind `smtpd_upstream_proxy_protocol` greets only after a PROXY header).
    */
   readyCheck?: 'greeting' | 'tcp';
 }
@@ -345,11 +347,13 @@ async function waitUntilServing(port: number, how: 'greeting' | 'tcp', readLog: 
   let last = '';
   while (Date.now() < deadline) {
     try {
-      const c = await SmtpTestClient.open('127.0.0.1', port, Math.max(500, deadline - Date.now()));
       if (how === 'tcp') {
-        c.destroy();
+        // Only the accept: smtpd behind smtpd_upstream_proxy_protocol waits
+        // (smtpd_upstream_proxy_timeout, 5 s) for a PROXY header before it greets.
+        (await connectWithin('127.0.0.1', port, Math.max(500, deadline - Date.now()), 'postfix ready check')).destroy();
         return;
       }
+      const c = await SmtpTestClient.open('127.0.0.1', port, Math.max(500, deadline - Date.now()));
       const g = c.greeting;
       await c.close();
       if (g.code === 220) return;

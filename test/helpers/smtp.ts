@@ -56,10 +56,10 @@ export class SmtpTestClient {
   /**
    * Connects and reads the greeting. A refusal greeting (e.g. `421 … too many
    * connections`) is not an error: it is returned in `greeting` for the test
-   * to assert on.
+   * to assert on. `localAddress`: the client's own address (e.g. 127.0.0.6).
    */
-  static async open(host: string, port: number, timeoutMs = SMTP_REPLY_TIMEOUT_MS): Promise<SmtpTestClient> {
-    const socket = await connectWithin(host, port, timeoutMs, 'SMTP');
+  static async open(host: string, port: number, timeoutMs = SMTP_REPLY_TIMEOUT_MS, localAddress?: string): Promise<SmtpTestClient> {
+    const socket = await connectWithin(host, port, timeoutMs, 'SMTP', localAddress);
     const client = new SmtpTestClient(socket);
     try {
       client.greetingReply = await client.readReply(timeoutMs);

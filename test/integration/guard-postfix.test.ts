@@ -1,0 +1,122 @@
+/**
+ * The guard proxy in front of a real Postfix 3.7 smtpd that takes the client
+ * address from a PROXY header (`smtpd_upstream_proxy_protocol = haproxy`,
+ * which accepts v1 and v2). Doorman runs in-process; clients bind their own
+ * loopback address (127.0.0.6 and up), so the client Postfix logs is the one
+ * Doorman passed on, not the proxy's own 127.0.0.1. Postfix here has no qmgr:
+ * an accepted message stays in the incoming queue, which is all a test needs.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { countOf, missingProgram, run, skipBanner, startGuard, waitUntil } from '../helpers/guard.js';
+import { postfixAvailable, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
+import { SmtpTestClient } from '../helpers/smtp.js';
+
+const SWAKS = '/usr/bin/swaks';
+const SKIP = !postfixAvailable()
+  ? 'postfix is not installed (apt-get install postfix): the guard-proxy tests against a real Postfix did not run'
+  : process.getuid?.() !== 0
+    ? 'the private Postfix needs root: the guard-proxy tests against a real Postfix did not run'
+    : false;
+const SWAKS_SKIP = SKIP || (missingProgram(SWAKS) ? `${SWAKS} missing (apt-get install swaks): the swaks-through-the-proxy test did not run` : false);
+if (SKIP) skipBanner(SKIP);
+else if (SWAKS_SKIP) skipBanner(SWAKS_SKIP);
+
+/** The SMTP limit per address in these tests. */
+const LIMIT = 2;
+const HOST = 'mx.test';
+
+/** Postfix expecting a PROXY header, and Doorman in front of it sending one in `version`. */
+async function rig(t: TestContext, version: 'v1' | 'v2') {
+  const postfix = await startPostfix({
+    ownAnvil: true,
+    // smtpd greets only after the PROXY header, so readiness is the accept alone.
+    readyCheck: 'tcp',
+    mainCf: {
+      smtpd_upstream_proxy_protocol: 'haproxy',
+      // example.org is local and any recipient there exists (as in postfix-policy.test.ts).
+      mydestination: 'example.org',
+      local_recipient_maps: '',
+    },
+  });
+  t.after(() => postfix.stop());
+  const { daemon, lines } = await startGuard(t, {
+    smtp: {
+      limits: { connections_per_address: LIMIT },
+      proxy: { listen: ['127.0.0.1:0'], backend: `127.0.0.1:${postfix.port}`, proxy_protocol: version, hostname: HOST },
+    },
+  });
+  const port = daemon.proxies[0]!.port;
+  const sessions: SmtpTestClient[] = [];
+  t.after(() => sessions.forEach((s) => s.destroy()));
+  const smtp = async (from: string) => {
+    const s = await SmtpTestClient.open('127.0.0.1', port, undefined, from);
+    sessions.push(s);
+    return s;
+  };
+  return { postfix, daemon, lines, port, smtp };
+}
+
+/** Postfix's log lines matching `what`. */
+function linesFor(postfix: PostfixInstance, what: RegExp): string[] {
+  return postfix.maillog().split('\n').filter((l) => what.test(l));
+}
+
+test('swaks sends a message through the proxy; Postfix logs the client Doorman passed on (PROXY v1)', { skip: SWAKS_SKIP }, async (t) => {
+  const { postfix, daemon, port } = await rig(t, 'v1');
+  const r = await run(SWAKS, [
+    '--server', `127.0.0.1:${port}`,
+    '--local-interface', '127.0.0.6',
+    '--to', 'user@example.org',
+    '--from', 'a@example.net',
+    '--helo', 'client.test',
+    '--timeout', '10',
+  ]);
+  assert.equal(r.code, 0, `swaks failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}\n--- maillog ---\n${postfix.maillog()}`);
+  const queued = /<- {2}250 2\.0\.0 Ok: queued as ([0-9A-F]+)\r?$/m.exec(r.stdout);
+  assert.ok(queued, `no "queued as" in swaks' output:\n${r.stdout}`);
+  const qid = queued[1]!;
+
+  await waitUntil('Postfix logged the session end', () => linesFor(postfix, /disconnect from unknown\[127\.0\.0\.6\]/).length === 1);
+  const log = postfix.maillog();
+  assert.match(log, /postfix\/smtpd\[\d+\]: connect from unknown\[127\.0\.0\.6\]$/m);
+  assert.match(log, new RegExp(`postfix/smtpd\\[\\d+\\]: ${qid}: client=unknown\\[127\\.0\\.0\\.6\\]$`, 'm'));
+  assert.match(log, new RegExp(`postfix/cleanup\\[\\d+\\]: ${qid}: message-id=<`, 'm'));
+  assert.match(log, /disconnect from unknown\[127\.0\.0\.6\] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5$/m);
+  assert.ok(existsSync(join(postfix.queueDir, 'incoming', qid)), `${qid} is in the incoming queue`);
+  // (The readiness probe shows up as `connect from localhost[127.0.0.1]`: smtpd
+  // falls back to the socket's peer when the PROXY header read ends early.)
+  assert.equal(linesFor(postfix, / connect from unknown\[127\.0\.0\.6\]$/).length, 1);
+  await waitUntil('the session left the registry and gave its count back', async () => daemon.registry.size === 0 && (await countOf(daemon, 'smtp:127.0.0.6')) === 0);
+});
+
+test(`the SMTP session over the limit of ${LIMIT} per address gets 421 from Doorman and never reaches Postfix (PROXY v2)`, { skip: SKIP }, async (t) => {
+  const { postfix, daemon, lines, smtp } = await rig(t, 'v2');
+  const held: SmtpTestClient[] = [];
+  for (let i = 0; i < LIMIT; i++) {
+    const s = await smtp('127.0.0.7');
+    assert.deepEqual(s.greeting.lines, ['220 doorman-test.localdomain ESMTP Postfix'], `session ${i + 1} is greeted by Postfix`);
+    held.push(s);
+  }
+  assert.equal(await countOf(daemon, 'smtp:127.0.0.7'), LIMIT);
+
+  const over = await smtp('127.0.0.7');
+  assert.deepEqual(over.greeting.lines, [`421 4.7.0 ${HOST} Too many connections from your address, try again later`]);
+  await over.waitClosed(2000);
+  const other = await smtp('127.0.0.8');
+  assert.equal(other.greeting.code, 220, 'another address is still served');
+  const refusal = lines.find((l) => l['msg'] === 'proxy: refused' && l['client'] === '127.0.0.7');
+  assert.equal(refusal?.['rule'], 'services.smtp.limits.connections_per_address');
+
+  // smtpd logs `connect from` once per connection it serves, as soon as the
+  // PROXY header is read; the refused session was closed before the held ones
+  // QUIT, so had it reached Postfix its line would be in by their disconnects.
+  for (const s of [...held, other]) assert.equal((await s.close())?.code, 221);
+  await waitUntil(`Postfix logged ${LIMIT} disconnects from 127.0.0.7`, () => linesFor(postfix, /disconnect from unknown\[127\.0\.0\.7\]/).length >= LIMIT);
+  await new Promise((r) => setTimeout(r, 200));
+  const connects = linesFor(postfix, / connect from unknown\[127\.0\.0\.7\]$/);
+  assert.equal(connects.length, LIMIT, `Postfix saw only the ${LIMIT} admitted sessions:\n${postfix.maillog()}`);
+  await waitUntil('counts released', async () => (await countOf(daemon, 'smtp:127.0.0.7')) === 0 && daemon.registry.size === 0);
+});
