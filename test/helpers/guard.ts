@@ -10,14 +10,14 @@ import { existsSync } from 'node:fs';
 import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseConfig } from '../../src/config/load.js';
-import { startDaemon, type Daemon } from '../../src/main.js';
+import { startDaemon, type Daemon, type DaemonDeps } from '../../src/main.js';
 import { memoryLogger } from './log.js';
 
 /** Doorman with the given `services`, no anvil, debug logs kept in `lines`; stopped after the test. */
-export async function startGuard(t: TestContext, services: Record<string, unknown>): Promise<{ daemon: Daemon; lines: Array<Record<string, unknown>> }> {
+export async function startGuard(t: TestContext, services: Record<string, unknown>, deps: DaemonDeps = {}): Promise<{ daemon: Daemon; lines: Array<Record<string, unknown>> }> {
   const cfg = parseConfig({ anvil: { enabled: false }, services }, 'test');
   const { log, lines } = memoryLogger();
-  const daemon = await startDaemon(cfg, log);
+  const daemon = await startDaemon(cfg, log, deps);
   t.after(() => daemon.stop());
   return { daemon, lines };
 }

@@ -10,11 +10,10 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:net';
 import { after, test, type TestContext } from 'node:test';
-import { parseConfig } from '../../src/config/load.js';
-import { startDaemon, type Daemon } from '../../src/main.js';
+import type { Daemon } from '../../src/main.js';
 import { encodeProxyV1, encodeProxyV2 } from '../../src/protocols/proxy-protocol.js';
 import { startFakeBackend, type FakeBackend } from '../helpers/fake-backend.js';
-import { memoryLogger } from '../helpers/log.js';
+import { countOf, startGuard, waitUntil } from '../helpers/guard.js';
 import { RawClient } from '../helpers/raw-client.js';
 
 const backends: FakeBackend[] = [];
@@ -31,10 +30,8 @@ async function backend(proxy: boolean, greeting?: string, endOnEnd = true): Prom
 const COUNTRIES: Record<string, string> = { '127.0.0.66': 'RU' };
 
 async function guard(t: TestContext, services: Record<string, unknown>): Promise<{ d: Daemon; lines: Array<Record<string, unknown>> }> {
-  const { log, lines } = memoryLogger();
-  const d = await startDaemon(parseConfig({ anvil: { enabled: false }, services }, 'guard-test'), log, { countries: { country: (ip) => COUNTRIES[ip] ?? null } });
-  t.after(() => d.stop());
-  return { d, lines };
+  const { daemon, lines } = await startGuard(t, services, { countries: { country: (ip) => COUNTRIES[ip] ?? null } });
+  return { d: daemon, lines };
 }
 
 function proxyConf(b: FakeBackend | number, extra: Record<string, unknown> = {}) {
@@ -42,17 +39,8 @@ function proxyConf(b: FakeBackend | number, extra: Record<string, unknown> = {})
   return { listen: ['127.0.0.1:0'], backend: `127.0.0.1:${port}`, proxy_protocol: 'v2', hostname: 'mx.test', ...extra };
 }
 
-async function until(what: string, f: () => boolean | Promise<boolean>, timeoutMs = 3000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await f())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-async function count(d: Daemon, key: string): Promise<number> {
-  return (await d.engine.lookup(key)).count;
-}
+const until = waitUntil;
+const count = countOf;
 
 test('relays both ways, passing the client address on in a PROXY v2 or v1 header', async (t) => {
   for (const version of ['v2', 'v1'] as const) {
