@@ -270,17 +270,7 @@ export class GuardListener implements RelayHost {
   unreachable(c: Relay, why: string): void {
     const info = this.relays.get(c);
     this.log.warn({ client: info?.address, backend: this.opts.backend, why }, 'proxy: backend unreachable; client told to try later');
-    const s = c.client;
-    if (s.destroyed) return;
-    const line = refusalLine(this.opts.protocol, true, refusalText(this.opts.protocol, 'unavailable', this.opts.texts, null), this.opts.hostname);
-    if (line === null) {
-      s.destroy();
-      return;
-    }
-    s.on('end', () => s.destroy());
-    s.resume();
-    s.end(line);
-    s.setTimeout(LINGER_MS, () => s.destroy());
+    if (!c.client.destroyed) this.refuse(c.client, 'unavailable', true, null);
   }
 
   closed(c: Relay, why: string): void {
