@@ -33,6 +33,8 @@ export interface FakeBackendOptions {
   readonly quitReply?: string;
   /** When the proxy ends its side, end ours too, as mail servers do (default); false keeps it half-open. */
   readonly endOnEnd?: boolean;
+  /** Listen on this UNIX socket path instead of a loopback port. */
+  readonly path?: string;
 }
 
 export async function startFakeBackend(opts: FakeBackendOptions): Promise<FakeBackend> {
@@ -73,8 +75,8 @@ export async function startFakeBackend(opts: FakeBackendOptions): Promise<FakeBa
       if (s.data.toString('latin1').endsWith('QUIT\r\n')) socket.end(opts.quitReply ?? '221 2.0.0 Bye\r\n');
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => (opts.path !== undefined ? server.listen(opts.path, resolve) : server.listen(0, '127.0.0.1', resolve)));
+  const port = opts.path !== undefined ? 0 : (server.address() as { port: number }).port;
   return {
     port,
     sessions,

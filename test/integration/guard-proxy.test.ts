@@ -8,7 +8,10 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, test, type TestContext } from 'node:test';
 import type { Daemon } from '../../src/main.js';
 import { encodeProxyV1, encodeProxyV2 } from '../../src/protocols/proxy-protocol.js';
@@ -63,6 +66,19 @@ test('relays both ways, passing the client address on in a PROXY v2 or v1 header
     assert.equal(s.data.toString(), 'EHLO x\r\nQUIT\r\n');
     await until('the count given back', async () => (await count(d, 'smtp:127.0.0.5')) === 0 && d.registry.size === 0);
   }
+});
+
+test('a backend on a UNIX socket', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'guard-unix-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const b = await startFakeBackend({ proxy: true, path: join(dir, 'imap.sock') });
+  backends.push(b);
+  const { d } = await guard(t, { imap: { proxy: { ...proxyConf(0), backend: join(dir, 'imap.sock') } } });
+  const c = await RawClient.open(d.proxies[0]?.port ?? 0, { localAddress: '127.0.0.11' });
+  await c.waitFor(/^220 /);
+  assert.equal((await b.nextSession()).header?.source?.address, '127.0.0.11');
+  c.write('QUIT\r\n');
+  await c.closed();
 });
 
 test('proxy_protocol none sends the client bytes only', async (t) => {
