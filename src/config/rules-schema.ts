@@ -42,7 +42,7 @@ const countryCode = z
   .string({ error: 'a two-letter ISO 3166 country code such as DE' })
   .regex(/^[A-Z]{2}$/, { error: 'a two-letter ISO 3166 country code in capitals, such as DE' });
 
-const countryRule = z.strictObject(
+export const countryRuleSchema = z.strictObject(
   {
     allow: z.array(countryCode, { error: 'a list of country codes' }).min(1, { error: 'at least one country code' }).optional(),
     deny: z.array(countryCode, { error: 'a list of country codes' }).min(1, { error: 'at least one country code' }).optional(),
@@ -70,7 +70,7 @@ export const serviceSchema = z.strictObject(
       .strictObject({ ipv4: prefixLen(32, 24), ipv6: prefixLen(128, 64) }, { error: 'a mapping with ipv4 and ipv6 prefix lengths' })
       .default({ ipv4: 24, ipv6: 64 }),
     countries: z
-      .strictObject({ connect: countryRule.optional(), auth: countryRule.optional() }, { error: 'a mapping with connect and/or auth' })
+      .strictObject({ connect: countryRuleSchema.optional(), auth: countryRuleSchema.optional() }, { error: 'a mapping with connect and/or auth' })
       .default({}),
     /** How long an address is banned once it passes auth_failure_rate. */
     auth_failure_ban: durationKey('1h'),
