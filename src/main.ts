@@ -19,7 +19,14 @@ import { openCountryLookup, type CountryLookup } from './geo/country.js';
 import { resolveGid, resolveUid } from './listeners/unix-ids.js';
 import { MemoryStore } from './store/memory.js';
 import { ConnectionRegistry } from './core/connections.js';
-import { kick, type KickOptions, type KickResult } from './core/kick.js';
+import type { ConnectionView } from './core/connections.js';
+import type { Ban } from './core/bans.js';
+import { DoorEventBus } from './core/events.js';
+import { Control } from './control/control.js';
+import { AuditLog } from './state/audit-log.js';
+import { StateStore } from './state/runtime-state.js';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { NetworkSet } from './core/networks.js';
 import { GuardListener } from './listeners/guard-proxy.js';
 import { hostname } from 'node:os';
@@ -36,8 +43,12 @@ export interface Daemon {
   readonly registry: ConnectionRegistry;
   /** The guard proxy's listeners, one per service and listen address, in config order. */
   readonly proxies: readonly GuardListener[];
-  /** Closes live connections by id, address or network, optionally banning first. */
-  kick(target: string, opts?: KickOptions): KickResult;
+  /** What happens at the door, for the admin API's stream and the metrics. */
+  readonly events: DoorEventBus;
+  /** The operator's controls (kick, ban, country rules, counts, check). */
+  readonly control: Control;
+  /** Closes live connections by id, address or network, optionally banning first (as the operator "internal"). */
+  kick(target: string, opts?: { banMs?: number; reason?: string; service?: string }): Promise<{ kicked: readonly ConnectionView[]; ban: Ban | null }>;
   /** Stop accepting, close clients, remove sockets, log final statistics. */
   stop(): Promise<void>;
 }
@@ -70,12 +81,30 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
   }
   const gate = new Gatekeeper(engine, rules, new BanList(), deps.countries ?? geo ?? NO_COUNTRIES, clock, rate.unitMs);
   engine.start();
+  const events = new DoorEventBus();
+  const registry = new ConnectionRegistry();
+  let audit: AuditLog | null = null;
+  let control: Control;
+  try {
+    await mkdir(dirname(config.state.file), { recursive: true });
+    await mkdir(dirname(config.state.audit_log), { recursive: true });
+    const state = await StateStore.open(config.state.file);
+    audit = await AuditLog.open(config.state.audit_log);
+    control = Control.restore({ config, gate, registry, state, audit, clock, log, events });
+    if (state.current.bans.length > 0 || Object.keys(state.current.countries).length > 0) {
+      log.info({ file: state.path, bans: gate.bans.list(clock.now()).length, country_rules: Object.keys(state.current.countries).length }, 'run-time state restored');
+    }
+  } catch (err) {
+    await audit?.close();
+    geo?.close();
+    await engine.stop();
+    throw err;
+  }
 
   let anvil: AnvilServer | null = null;
   let policy: PolicyServer | null = null;
   let dovecot: DovecotPolicyServer | null = null;
   let dovecotPort = 0;
-  const registry = new ConnectionRegistry();
   const proxies: GuardListener[] = [];
   const host = hostname();
   try {
@@ -83,7 +112,7 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
       const p = s.proxy;
       if (p === null) continue;
       for (const listen of p.listen) {
-        const g = new GuardListener(gate, registry, log, {
+        const g = new GuardListener(gate, registry, events, log, {
           service,
           protocol: rules.service(service).protocol,
           listen,
@@ -141,6 +170,7 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
     }
   } catch (err) {
     for (const g of proxies) await g.close();
+    await audit.close();
     await anvil?.close();
     await policy?.close();
     await dovecot?.close();
@@ -159,14 +189,17 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
     dovecotPort,
     registry,
     proxies,
-    kick(target, opts = {}) {
-      const r = kick(registry, gate.bans, target, opts, clock.now());
-      log.info({ target, kicked: r.kicked.length, ban: r.ban?.target ?? null, until: r.ban ? new Date(r.ban.until).toISOString() : null, reason: opts.reason ?? null }, 'kick');
-      return r;
+    events,
+    control,
+    async kick(target, opts = {}) {
+      const r = await control.kick(target, opts, { address: 'internal' });
+      log.info({ target, kicked: r.hits.length, ban: r.result.ban?.target ?? null, reason: opts.reason ?? null }, 'kick');
+      return { kicked: r.hits, ban: r.result.ban };
     },
     stop() {
       stopping ??= (async () => {
         await Promise.all(proxies.map((g) => g.close()));
+        await audit?.close();
         await dovecot?.close();
         await policy?.close();
         geo?.close();

@@ -63,7 +63,7 @@ export function parseConfigText(text: string, file: string): Config {
 /** Validates already-parsed data. */
 export function parseConfig(data: unknown, file: string): Config {
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-    throw new ConfigError([{ file, key: '', value: data, expected: 'a mapping of sections (log, engine, store, anvil, geo, postfix_policy, services, exceptions, overrides)' }]);
+    throw new ConfigError([{ file, key: '', value: data, expected: 'a mapping of sections (log, engine, store, anvil, geo, postfix_policy, dovecot_policy, state, services, exceptions, overrides)' }]);
   }
   const result = configSchema.safeParse(data);
   if (!result.success) throw new ConfigError(result.error.issues.flatMap((i) => toIssues(i, data, file)));

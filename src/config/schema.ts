@@ -117,6 +117,16 @@ export const dovecotPolicySchema = z.strictObject(
   section('dovecot_policy'),
 );
 
+export const stateSchema = z.strictObject(
+  {
+    /** Bans and country rules changed at run time; written atomically on every change, read at start. */
+    file: z.string({ error: 'a path for the state file' }).min(1, { error: 'a path for the state file' }).default('./run/state.json'),
+    /** One JSON line per run-time change: when, what, by whom, why. */
+    audit_log: z.string({ error: 'a path for the audit log' }).min(1, { error: 'a path for the audit log' }).default('./run/audit.log'),
+  },
+  section('state'),
+);
+
 export const configSchema = z.strictObject({
   log: logSchema.default(() => logSchema.parse({})),
   engine: engineSchema.default(() => engineSchema.parse({})),
@@ -125,6 +135,7 @@ export const configSchema = z.strictObject({
   geo: geoSchema.default(() => geoSchema.parse({})),
   postfix_policy: postfixPolicySchema.default(() => postfixPolicySchema.parse({})),
   dovecot_policy: dovecotPolicySchema.default(() => dovecotPolicySchema.parse({})),
+  state: stateSchema.default(() => stateSchema.parse({})),
   ...rulesSchemaShape,
 });
 

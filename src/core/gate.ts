@@ -44,7 +44,8 @@ function unjudged(address: string): Decision {
 
 export class Gatekeeper {
   readonly engine: Engine;
-  readonly rules: Rules;
+  /** Replaced whole by setRules(); every decision reads it once, so a swap is atomic per decision. */
+  rules: Rules;
   readonly bans: BanList;
   private readonly geo: CountryOf;
   private readonly clock: Clock;
@@ -61,7 +62,19 @@ export class Gatekeeper {
   }
 
   /** Whether any rule counts per prefix: when none does, prefixKey() returns at once. */
-  readonly prefixCounting: boolean;
+  prefixCounting: boolean;
+
+  /** Swaps in new rules (country rules changed at run time, a reload). */
+  setRules(rules: Rules): void {
+    this.rules = rules;
+    this.prefixCounting = rules.countsPrefixes;
+  }
+
+  /** The country of an address (any form), or null. */
+  countryOf(address: string): string | null {
+    const ip = parseIp(address);
+    return ip === null ? null : this.geo.country(formatIp(ip));
+  }
 
   /** Everything the rules need about one client of one service; null for a non-IP address. */
   facts(serviceName: string, address: string): { facts: ClientFacts; ip: ParsedIp; key: string } | null {

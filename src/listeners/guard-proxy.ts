@@ -21,6 +21,7 @@ import type { Logger } from 'pino';
 import type { Protocol } from '../config/rules-schema.js';
 import type { RefusalTexts } from '../config/proxy-schema.js';
 import type { ConnectionRegistry } from '../core/connections.js';
+import type { DoorEventBus } from '../core/events.js';
 import type { Admission, Gatekeeper } from '../core/gate.js';
 import { parseIp } from '../core/ip.js';
 import type { NetworkSet } from '../core/networks.js';
@@ -77,6 +78,7 @@ export class GuardListener implements RelayHost {
   readonly connectTimeoutMs: number;
   private readonly gate: Gatekeeper;
   private readonly registry: ConnectionRegistry;
+  private readonly events: DoorEventBus;
   private readonly log: Logger;
   private readonly owner: Owner;
   private readonly implicitTls: boolean;
@@ -90,9 +92,10 @@ export class GuardListener implements RelayHost {
   /** The TCP port bound (port 0 picks one). */
   port = 0;
 
-  constructor(gate: Gatekeeper, registry: ConnectionRegistry, log: Logger, opts: GuardOptions) {
+  constructor(gate: Gatekeeper, registry: ConnectionRegistry, events: DoorEventBus, log: Logger, opts: GuardOptions) {
     this.gate = gate;
     this.registry = registry;
+    this.events = events;
     this.opts = opts;
     this.backend = parseEndpoint(opts.backend);
     this.connectTimeoutMs = opts.connectTimeoutMs;
@@ -220,6 +223,9 @@ export class GuardListener implements RelayHost {
     if (d.action === 'refuse' && d.refusal !== null) {
       const r = d.refusal;
       this.log.info({ client: a.address, country: d.country, rule: r.rule, reason: r.reason }, 'proxy: refused');
+      if (this.events.listenerCount('refusal') > 0) {
+        this.events.emit('refusal', { service: this.opts.service, address: a.address, country: d.country, rule: r.rule, reason: r.reason, by: 'proxy' });
+      }
       this.refuse(s, refusalKindOf(r.rule), r.temporary, r.limit ?? null);
       return;
     }
@@ -244,6 +250,10 @@ export class GuardListener implements RelayHost {
       relay,
     );
     relay.start(this.header(a.address, p), p.early);
+    if (this.events.listenerCount('connect') > 0) {
+      const view = this.registry.get(id);
+      if (view !== null) this.events.emit('connect', view);
+    }
   }
 
   private header(address: string, p: Pending): Buffer | null {
@@ -279,6 +289,9 @@ export class GuardListener implements RelayHost {
     this.relays.delete(c);
     this.registry.remove(info.id);
     void this.gate.leave(info.keys, this.owner);
+    if (this.events.listenerCount('disconnect') > 0) {
+      this.events.emit('disconnect', { id: info.id, service: this.opts.service, address: info.address, why, bytesIn: c.bytesIn(), bytesOut: c.bytesOut() });
+    }
     if (this.log.isLevelEnabled('debug')) {
       this.log.debug({ id: info.id, client: info.address, why, seconds: (Date.now() - info.startedAt) / 1000, bytes_in: c.bytesIn(), bytes_out: c.bytesOut() }, 'proxy: connection closed');
     }

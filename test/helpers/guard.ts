@@ -12,10 +12,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseConfig } from '../../src/config/load.js';
 import { startDaemon, type Daemon, type DaemonDeps } from '../../src/main.js';
 import { memoryLogger } from './log.js';
+import { stateIn } from './state.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** Doorman with the given `services`, no anvil, debug logs kept in `lines`; stopped after the test. */
 export async function startGuard(t: TestContext, services: Record<string, unknown>, deps: DaemonDeps = {}): Promise<{ daemon: Daemon; lines: Array<Record<string, unknown>> }> {
-  const cfg = parseConfig({ anvil: { enabled: false }, services }, 'test');
+  const dir = mkdtempSync(join(tmpdir(), 'doorman-guard-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const cfg = parseConfig({ anvil: { enabled: false }, state: stateIn(dir), services }, 'test');
   const { log, lines } = memoryLogger();
   const daemon = await startDaemon(cfg, log, deps);
   t.after(() => daemon.stop());

@@ -141,7 +141,7 @@ test('a kicked IMAP session is told BYE, closed and its count released; a kick w
   assert.equal(await countOf(daemon, `imap:${addr}`), 1);
 
   const from = dovecot.log().length;
-  assert.equal(daemon.kick(live.id).kicked.length, 1);
+  assert.equal((await daemon.kick(live.id)).kicked.length, 1);
   assert.equal(await c.readLine(2000), '* BYE [UNAVAILABLE] Connection closed by the administrator');
   await c.waitClosed(2000);
   await waitUntil('the kicked session left the registry', () => daemon.registry.get(live.id) === null);
@@ -153,7 +153,7 @@ test('a kicked IMAP session is told BYE, closed and its count released; a kick w
   assert.match(again.greeting, /^\* OK .*Dovecot/, 'a new connection from the kicked address is accepted');
   assert.equal((await again.login('alice', 'secret')).status, 'OK');
 
-  const banned = daemon.kick(addr, { banMs: 60_000, reason: 'test ban' });
+  const banned = await daemon.kick(addr, { banMs: 60_000, reason: 'test ban' });
   assert.equal(banned.kicked.length, 1);
   assert.equal(banned.ban?.target, addr);
   assert.equal(await again.readLine(2000), '* BYE [UNAVAILABLE] Connection closed by the administrator');

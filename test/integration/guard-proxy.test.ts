@@ -232,7 +232,7 @@ test('kick: a goodbye between lines, a close inside TLS, counts released, and a 
   const a = await RawClient.open(port, { localAddress: '127.0.0.8' });
   await a.waitFor(/ready\r\n/);
   const id = d.registry.list()[0]?.id ?? '';
-  assert.equal(d.kick(id).kicked.length, 1);
+  assert.equal((await d.kick(id)).kicked.length, 1);
   await a.closed();
   assert.equal(a.received, '* OK ready\r\n* BYE [UNAVAILABLE] Connection closed by the administrator\r\n');
   // Mid-line: the goodbye starts on a line of its own.
@@ -241,7 +241,7 @@ test('kick: a goodbye between lines, a close inside TLS, counts released, and a 
   const ms = b.sessions[b.sessions.length - 1];
   ms?.socket.write('* 1 FETCH (BODY {5}');
   await m.waitFor(/\{5\}$/);
-  d.kick('127.0.0.8');
+  await d.kick('127.0.0.8');
   await m.closed();
   assert.match(m.received, /\{5\}\r\n\* BYE \[UNAVAILABLE\] Connection closed by the administrator\r\n$/);
   // After STARTTLS the stream is TLS: no plain-text goodbye, only a close.
@@ -249,7 +249,7 @@ test('kick: a goodbye between lines, a close inside TLS, counts released, and a 
   await tls.waitFor(/ready\r\n/);
   tls.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]));
   await until('TLS seen', () => d.registry.list()[0]?.encrypted === true);
-  d.kick('127.0.0.0/24', { banMs: 60_000, reason: 'abuse' });
+  await d.kick('127.0.0.0/24', { banMs: 60_000, reason: 'abuse' });
   await tls.closed();
   assert.equal(tls.received, '* OK ready\r\n');
   await until('counts back', async () => d.registry.size === 0 && (await count(d, 'imap:127.0.0.8')) === 0);

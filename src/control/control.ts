@@ -1,0 +1,255 @@
+/**
+ * The operator's controls, as plain async functions: list and kick live
+ * connections, ban and unban, read and change country rules, read counts,
+ * peaks and what an address would get. The admin API and the CLI call these;
+ * nothing here speaks HTTP.
+ *
+ * Every change is written to the state file (atomically) and appended to the
+ * audit log before it takes effect and before the call returns; a change
+ * that cannot be written is refused and nothing changes. Guardrails: a ban or
+ * country block that would lock out the caller's own address, or a ban that
+ * would cover a configured exception network, is refused with the reason.
+ * Every change can be asked for with dryRun first: it then reports the live
+ * connections it would hit, and changes nothing.
+ */
+import type { Logger } from 'pino';
+import type { Config } from '../config/load.js';
+import type { Ban } from '../core/bans.js';
+import type { Clock } from '../core/clock.js';
+import type { ConnectionFilter, ConnectionRegistry, ConnectionView } from '../core/connections.js';
+import type { Decision } from '../core/decision.js';
+import type { DoorEventBus } from '../core/events.js';
+import type { Gatekeeper } from '../core/gate.js';
+import { parseIp } from '../core/ip.js';
+import type { KeySnapshot } from '../core/metrics.js';
+import { networkContains, parseNetwork, type Network } from '../core/networks.js';
+import type { Peak, PeakName } from '../core/peaks.js';
+import { Rules, type RulePhase } from '../core/rules.js';
+import { DoormanError } from '../errors.js';
+import type { AuditLog } from '../state/audit-log.js';
+import type { RuntimeState, StateStore } from '../state/runtime-state.js';
+
+/** A change refused to keep the operator from locking themselves (or an exception network) out. */
+export class GuardrailError extends DoormanError {}
+/** A request naming something that does not exist or is malformed. */
+export class ControlInputError extends DoormanError {}
+
+/** Who asks: their address is checked by the guardrails and written to the audit log. */
+export interface Caller {
+  readonly address: string;
+}
+
+export interface CountryRuleInput {
+  readonly allow?: readonly string[];
+  readonly deny?: readonly string[];
+  readonly mode?: 'enforce' | 'dry-run';
+}
+
+export interface ChangeResult<T> {
+  readonly dryRun: boolean;
+  /** Live connections the change hits (kicked, or that would be refused on their next connect). */
+  readonly hits: readonly ConnectionView[];
+  readonly result: T;
+}
+
+export interface ControlDeps {
+  readonly config: Config;
+  readonly gate: Gatekeeper;
+  readonly registry: ConnectionRegistry;
+  readonly state: StateStore;
+  readonly audit: AuditLog;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly events: DoorEventBus;
+}
+
+const PAGE_MAX = 1000;
+
+export class Control {
+  private readonly d: ControlDeps;
+
+  constructor(deps: ControlDeps) {
+    this.d = deps;
+  }
+
+  /** Applies a loaded state: its bans (those not yet expired) and its country rules. */
+  static restore(deps: ControlDeps): Control {
+    const c = new Control(deps);
+    const now = deps.clock.now();
+    for (const b of deps.state.current.bans) {
+      if (b.until > now) deps.gate.bans.add(b.target, b.until - now, b.reason, now);
+    }
+    deps.gate.setRules(rulesWith(deps.config, deps.state.current));
+    return c;
+  }
+
+  connections(filter: ConnectionFilter = {}, page: { offset?: number; limit?: number } = {}): { total: number; items: ConnectionView[] } {
+    const all = this.d.registry.list(checkedFilter(filter));
+    const offset = Math.max(0, page.offset ?? 0);
+    const limit = Math.min(PAGE_MAX, Math.max(1, page.limit ?? 100));
+    return { total: all.length, items: all.slice(offset, offset + limit) };
+  }
+
+  connection(id: string): ConnectionView | null {
+    return this.d.registry.get(id);
+  }
+
+  /** Kicks by id, address or network; with banMs, bans the address or network first. */
+  async kick(target: string, opts: { banMs?: number; reason?: string; service?: string; dryRun?: boolean }, caller: Caller): Promise<ChangeResult<{ kicked: number; ban: Ban | null }>> {
+    const one = this.d.registry.get(target);
+    const where = one !== null ? one.client.address : target;
+    if (one === null) network(target);
+    const hits = one !== null ? [one] : this.d.registry.list(opts.service === undefined ? { address: target } : { address: target, service: opts.service });
+    if (opts.banMs !== undefined) this.guardBan(where, caller);
+    if (opts.dryRun) return { dryRun: true, hits, result: { kicked: 0, ban: null } };
+    const reason = opts.reason ?? 'kicked by the administrator';
+    let ban: Ban | null = null;
+    if (opts.banMs !== undefined) ban = (await this.ban(where, opts.banMs, reason, caller)).result;
+    for (const h of hits) this.d.registry.kick(h.id, reason);
+    await this.d.audit.append({ action: 'kick', target, by: caller.address, reason: opts.reason ?? null, details: { kicked: hits.length, ids: hits.map((h) => h.id) } }, this.d.clock.now());
+    this.d.events.emit('kick', { target, kicked: hits.length, ban: ban?.target ?? null, reason });
+    return { dryRun: false, hits, result: { kicked: hits.length, ban } };
+  }
+
+  bans(): Ban[] {
+    return this.d.gate.bans.list(this.d.clock.now());
+  }
+
+  async ban(target: string, ttlMs: number, reason: string, caller: Caller, dryRun = false): Promise<ChangeResult<Ban | null>> {
+    const net = network(target);
+    if (!(ttlMs >= 1000 && ttlMs <= 366 * 86_400_000)) throw new ControlInputError('DOORMAN_ERR_BAN_TTL', 'a ban lasts from 1 s to 366 days');
+    this.guardBan(target, caller);
+    const hits = this.d.registry.list({ address: target });
+    if (dryRun) return { dryRun: true, hits, result: null };
+    const now = this.d.clock.now();
+    const until = now + ttlMs;
+    await this.d.state.update((s) => ({
+      ...s,
+      bans: [...s.bans.filter((b) => b.until > now && sameTarget(b.target, net) === false), { target: net.text, until, reason, created_at: now }],
+    }));
+    const ban = this.d.gate.bans.add(target, ttlMs, reason, now);
+    await this.d.audit.append({ action: 'ban.add', target: ban.target, by: caller.address, reason, details: { until: new Date(until).toISOString() } }, now);
+    return { dryRun: false, hits, result: ban };
+  }
+
+  async unban(target: string, caller: Caller): Promise<boolean> {
+    const net = network(target);
+    const now = this.d.clock.now();
+    const key = this.bans().find((b) => sameTarget(b.target, net))?.target;
+    if (key === undefined) return false;
+    await this.d.state.update((s) => ({ ...s, bans: s.bans.filter((b) => b.until > now && !sameTarget(b.target, net)) }));
+    this.d.gate.bans.remove(key);
+    await this.d.audit.append({ action: 'ban.remove', target: key, by: caller.address, reason: null }, now);
+    return true;
+  }
+
+  /** Country rules in force per service and phase, and whether each was set at run time. */
+  countries(): Record<string, Record<RulePhase, { kind: 'allow' | 'deny'; codes: string[]; mode: string; source: 'config' | 'runtime' } | null>> {
+    const overlay = this.d.state.current.countries;
+    const out: Record<string, Record<RulePhase, { kind: 'allow' | 'deny'; codes: string[]; mode: string; source: 'config' | 'runtime' } | null>> = {};
+    for (const [name, s] of this.d.gate.rules.services) {
+      const one = (phase: RulePhase) => {
+        const r = s.countries[phase];
+        const source: 'config' | 'runtime' = overlay[name]?.[phase] !== undefined ? 'runtime' : 'config';
+        return r === null ? null : { kind: r.kind, codes: [...r.codes].sort(), mode: r.dryRun ? 'dry-run' : 'enforce', source };
+      };
+      out[name] = { connect: one('connect'), auth: one('auth') };
+    }
+    return out;
+  }
+
+  /** Sets (or with null lifts) the country rule of a service's phase. */
+  async setCountries(service: string, phase: RulePhase, rule: CountryRuleInput | null, caller: Caller, dryRun = false): Promise<ChangeResult<null>> {
+    if (!this.d.gate.rules.services.has(service)) throw new ControlInputError('DOORMAN_ERR_SERVICE', `no service "${service.slice(0, 64)}" in the configuration`);
+    const next: RuntimeState = { ...this.d.state.current, countries: { ...this.d.state.current.countries, [service]: { ...this.d.state.current.countries[service], [phase]: rule === null ? null : { ...rule } } } };
+    let rules: Rules;
+    try {
+      rules = rulesWith(this.d.config, next);
+    } catch (err) {
+      throw new ControlInputError('DOORMAN_ERR_COUNTRY_RULE', (err as Error).message);
+    }
+    const compiled = rules.service(service).countries[phase];
+    const blocks = (country: string | null) => compiled !== null && country !== null && compiled.kind === 'allow' !== compiled.codes.has(country);
+    const own = this.d.gate.countryOf(caller.address);
+    if (!compiled?.dryRun && blocks(own)) {
+      throw new GuardrailError('DOORMAN_ERR_GUARDRAIL', `refused: this rule would block your own address ${caller.address} (country ${own}) from ${service}`);
+    }
+    const hits = phase === 'connect' ? this.d.registry.list({ service }).filter((c) => blocks(c.country)) : [];
+    if (dryRun) return { dryRun: true, hits, result: null };
+    await this.d.state.update(() => next);
+    this.d.gate.setRules(rules);
+    await this.d.audit.append({ action: rule === null ? 'country.lift' : 'country.set', target: `${service}.${phase}`, by: caller.address, reason: null, details: { rule } }, this.d.clock.now());
+    return { dryRun: false, hits, result: null };
+  }
+
+  counts(key: string): Promise<KeySnapshot> | KeySnapshot {
+    return this.d.gate.engine.lookup(key);
+  }
+
+  peaks(): Partial<Record<PeakName, Peak>> {
+    return this.d.gate.engine.peaks.snapshot();
+  }
+
+  /** What connect and AUTH would decide for `address` now, with live counts and bans. */
+  async check(address: string, service: string): Promise<{ connect: Decision; auth: Decision }> {
+    if (parseIp(address) === null) throw new ControlInputError('DOORMAN_ERR_ADDRESS', `"${address.slice(0, 64)}" is not an IP address`);
+    return { connect: await this.d.gate.checkConnect(service, address), auth: await this.d.gate.checkAuth(service, address) };
+  }
+
+  /** A ban on `target` must not cover the caller, nor overlap an exception network. */
+  private guardBan(target: string, caller: Caller): void {
+    const net = network(target);
+    const me = parseIp(caller.address);
+    if (me !== null && networkContains(net, me)) {
+      throw new GuardrailError('DOORMAN_ERR_GUARDRAIL', `refused: ${net.text} covers your own address ${caller.address}`);
+    }
+    for (const ex of this.d.gate.rules.exceptions.networks) {
+      if (overlaps(net, ex)) throw new GuardrailError('DOORMAN_ERR_GUARDRAIL', `refused: ${net.text} overlaps the exception network ${ex.text}`);
+    }
+  }
+}
+
+/** The configuration's rules with the run-time country rules in place of the file's. */
+export function rulesWith(config: Config, state: RuntimeState): Rules {
+  const services: Record<string, unknown> = { ...config.services };
+  for (const [name, phases] of Object.entries(state.countries)) {
+    const s = config.services[name];
+    if (s === undefined) continue;
+    const countries: Record<string, unknown> = { ...s.countries };
+    for (const phase of ['connect', 'auth'] as const) {
+      const v = phases[phase];
+      if (v === null) delete countries[phase];
+      else if (v !== undefined) countries[phase] = v;
+    }
+    services[name] = { ...s, countries };
+  }
+  return Rules.compile({ ...config, services: services as Config['services'] }, `${config.source} (with run-time country rules)`);
+}
+
+function network(target: string): Network {
+  try {
+    return parseNetwork(target);
+  } catch (err) {
+    throw new ControlInputError('DOORMAN_ERR_TARGET', `"${target.slice(0, 64)}" is no connection id, address or network (${(err as Error).message})`);
+  }
+}
+
+function checkedFilter(f: ConnectionFilter): ConnectionFilter {
+  if (f.address !== undefined) network(f.address);
+  return f;
+}
+
+function sameTarget(stored: string, net: Network): boolean {
+  try {
+    const n = parseNetwork(stored);
+    return n.bits === net.bits && n.words.every((w, i) => w === net.words[i]);
+  } catch {
+    return false;
+  }
+}
+
+/** Whether two networks share an address: one contains the other's base. */
+function overlaps(a: Network, b: Network): boolean {
+  const base = (n: Network) => ({ words: n.words, family: 6 as const });
+  return networkContains(a, base(b)) || networkContains(b, base(a));
+}

@@ -1,0 +1,33 @@
+/**
+ * What happens at the door, as events: a connection admitted or closed, a
+ * client refused, a kick. The admin API streams them (Server-Sent Events)
+ * and the metrics count them; nothing here waits for a listener, and with
+ * none attached an emit costs a Map lookup.
+ */
+import { EventEmitter } from 'node:events';
+import type { ConnectionView } from './connections.js';
+
+export interface RefusalEvent {
+  readonly service: string;
+  readonly address: string;
+  readonly country: string | null;
+  readonly rule: string;
+  readonly reason: string;
+  /** Which front-end refused: proxy, policy, dovecot. */
+  readonly by: string;
+}
+
+export interface DoorEvents {
+  connect: [ConnectionView];
+  disconnect: [{ readonly id: string; readonly service: string; readonly address: string; readonly why: string; readonly bytesIn: number; readonly bytesOut: number }];
+  refusal: [RefusalEvent];
+  kick: [{ readonly target: string; readonly kicked: number; readonly ban: string | null; readonly reason: string }];
+}
+
+export class DoorEventBus extends EventEmitter<DoorEvents> {
+  constructor() {
+    super({ captureRejections: false });
+    // Many SSE clients may listen; none is a leak.
+    this.setMaxListeners(0);
+  }
+}

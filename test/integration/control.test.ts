@@ -1,0 +1,118 @@
+/**
+ * The operator's controls on a running daemon with the guard proxy: bans
+ * and country rules changed at run time take effect, are written before the
+ * call returns and survive a restart; guardrails refuse a lock-out; dry runs
+ * report who would be hit and change nothing; every change is audited.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { parseConfig } from '../../src/config/load.js';
+import { GuardrailError, ControlInputError } from '../../src/control/control.js';
+import { startDaemon, type Daemon } from '../../src/main.js';
+import { startFakeBackend, type FakeBackend } from '../helpers/fake-backend.js';
+import { waitUntil } from '../helpers/guard.js';
+import { memoryLogger } from '../helpers/log.js';
+import { RawClient } from '../helpers/raw-client.js';
+import { stateIn } from '../helpers/state.js';
+
+const COUNTRIES: Record<string, string> = { '127.0.0.66': 'RU', '127.0.0.49': 'DE' };
+const backends: FakeBackend[] = [];
+after(async () => {
+  for (const b of backends) await b.close();
+});
+
+async function start(dir: string, port: number): Promise<Daemon> {
+  const config = parseConfig(
+    {
+      anvil: { enabled: false },
+      state: stateIn(dir),
+      exceptions: ['127.0.9.0/24'],
+      services: { imap: { proxy: { listen: ['127.0.0.1:0'], backend: `127.0.0.1:${port}`, proxy_protocol: 'v2', hostname: 'mx.test' } } },
+    },
+    'control-test',
+  );
+  return startDaemon(config, memoryLogger().log, { countries: { country: (ip) => COUNTRIES[ip] ?? null } });
+}
+
+const OPERATOR = { address: '127.0.0.2' };
+
+test('bans: in force at once, written before the call returns, restored after a restart, lifted by unban', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'doorman-control-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const b = await startFakeBackend({ proxy: true });
+  backends.push(b);
+  let d = await start(dir, b.port);
+  const victim = await RawClient.open(d.proxies[0]?.port ?? 0, { localAddress: '127.0.0.20' });
+  await victim.waitFor(/^220 /);
+  const dry = await d.control.ban('127.0.0.20', 600_000, 'flood', OPERATOR, true);
+  assert.deepEqual([dry.dryRun, dry.hits.map((h) => h.client.address), d.control.bans().length], [true, ['127.0.0.20'], 0], 'a dry run changes nothing');
+  const made = await d.control.ban('127.0.0.20', 600_000, 'flood', OPERATOR);
+  assert.equal(made.result?.target, '127.0.0.20');
+  assert.match(readFileSync(join(dir, 'state.json'), 'utf8'), /"target": "127\.0\.0\.20"/, 'on disk when the call returns');
+  const refused = await RawClient.open(d.proxies[0]?.port ?? 0, { localAddress: '127.0.0.20' });
+  await refused.closed();
+  assert.equal(refused.received, '* BYE [UNAVAILABLE] Your address is temporarily blocked, try again later\r\n');
+  victim.destroy();
+  await d.stop();
+
+  d = await start(dir, b.port);
+  t.after(() => d.stop());
+  assert.deepEqual(d.control.bans().map((x) => [x.target, x.reason]), [['127.0.0.20', 'flood']], 'restored at start');
+  assert.equal(await d.control.unban('127.0.0.20', OPERATOR), true);
+  assert.equal(await d.control.unban('127.0.0.20', OPERATOR), false);
+  const back = await RawClient.open(d.proxies[0]?.port ?? 0, { localAddress: '127.0.0.20' });
+  await back.waitFor(/^220 /);
+  back.destroy();
+  const audit = readFileSync(join(dir, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.deepEqual(audit.map((a) => [a.action, a.target, a.by, a.reason]), [
+    ['ban.add', '127.0.0.20', '127.0.0.2', 'flood'],
+    ['ban.remove', '127.0.0.20', '127.0.0.2', null],
+  ]);
+});
+
+test('guardrails: no ban over the caller or an exception network, no country rule over the caller', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'doorman-control-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const d = await start(dir, 1);
+  t.after(() => d.stop());
+  await assert.rejects(d.control.ban('127.0.0.0/24', 60_000, 'x', OPERATOR), (e: unknown) => e instanceof GuardrailError && /covers your own address 127\.0\.0\.2/.test(e.message));
+  await assert.rejects(d.control.ban('127.0.0.0/16', 60_000, 'x', { address: '10.0.0.1' }), (e: unknown) => e instanceof GuardrailError && /exception network 127\.0\.9\.0\/24/.test(e.message));
+  await assert.rejects(d.control.kick('127.0.0.2', { banMs: 60_000 }, OPERATOR), GuardrailError);
+  await assert.rejects(d.control.setCountries('imap', 'connect', { allow: ['RU'] }, { address: '127.0.0.49' }), (e: unknown) => e instanceof GuardrailError && /country DE/.test(e.message));
+  await assert.rejects(d.control.setCountries('nosuch', 'connect', { deny: ['RU'] }, OPERATOR), ControlInputError);
+  await assert.rejects(d.control.setCountries('imap', 'connect', { allow: ['RU'], deny: ['DE'] }, OPERATOR), ControlInputError);
+  await assert.rejects(d.control.ban('not-an-address', 60_000, 'x', OPERATOR), ControlInputError);
+  assert.deepEqual(d.control.bans(), []);
+});
+
+test('country rules set at run time: dry run counts who is hit, then the next connection is refused, and it survives a restart', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'doorman-control-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const b = await startFakeBackend({ proxy: true });
+  backends.push(b);
+  let d = await start(dir, b.port);
+  const ru = await RawClient.open(d.proxies[0]?.port ?? 0, { localAddress: '127.0.0.66' });
+  await ru.waitFor(/^220 /);
+  const dry = await d.control.setCountries('imap', 'connect', { deny: ['RU'] }, OPERATOR, true);
+  assert.deepEqual(dry.hits.map((h) => h.client.address), ['127.0.0.66']);
+  assert.equal(d.control.countries().imap?.connect, null, 'the dry run changed nothing');
+  await d.control.setCountries('imap', 'connect', { deny: ['RU'] }, OPERATOR);
+  assert.deepEqual(d.control.countries().imap?.connect, { kind: 'deny', codes: ['RU'], mode: 'enforce', source: 'runtime' });
+  const next = await RawClient.open(d.proxies[0]?.port ?? 0, { localAddress: '127.0.0.66' });
+  await next.closed();
+  assert.equal(next.received, '* BYE [CONTACTADMIN] Access from your country is not allowed\r\n');
+  ru.destroy();
+  await waitUntil('the session gone', () => d.registry.size === 0);
+  await d.stop();
+  d = await start(dir, b.port);
+  t.after(() => d.stop());
+  assert.equal(d.control.countries().imap?.connect?.source, 'runtime');
+  await d.control.setCountries('imap', 'connect', null, OPERATOR);
+  assert.equal(d.control.countries().imap?.connect, null);
+  const ok = await RawClient.open(d.proxies[0]?.port ?? 0, { localAddress: '127.0.0.66' });
+  await ok.waitFor(/^220 /);
+  ok.destroy();
+});
