@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BanList } from './bans.js';
 import { ConnectionRegistry, type ConnectionHandle, type ConnectionInfo } from './connections.js';
-import { kick, KickTargetError } from './kick.js';
 
 function fakeHandle(): ConnectionHandle & { kicked: string[] } {
   const kicked: string[] = [];
@@ -58,23 +56,4 @@ test('registry: remove forgets a connection once; counts drop to nothing', () =>
   assert.deepEqual(r.countsByService(), {});
   assert.deepEqual(r.countsByCountry(), {});
   assert.deepEqual(r.list({ address: '192.0.2.1' }), []);
-});
-
-test('kick: by id, by address or network, with an optional ban first', () => {
-  const { r, handles } = filled();
-  const bans = new BanList();
-  const first = r.list({ service: 'smtp' })[0];
-  assert.ok(first);
-  const one = kick(r, bans, first.id, { reason: 'test' }, 0);
-  assert.deepEqual([one.kicked.length, one.ban], [1, null]);
-  assert.deepEqual(handles.get(first.id)?.kicked, ['test']);
-  const net = kick(r, bans, '192.0.2.0/24', { banMs: 60_000, reason: 'flood', service: 'imap' }, 0);
-  assert.equal(net.kicked.length, 3);
-  assert.equal(net.ban?.target, '192.0.2.0/24');
-  assert.equal(net.ban?.until, 60_000);
-  const byId = r.list({ address: '2001:db8::5' })[0];
-  assert.ok(byId);
-  assert.equal(kick(r, bans, byId.id, { banMs: 1000 }, 0).ban?.target, '2001:db8::5', 'a kick by id bans the connection\'s address');
-  assert.throws(() => kick(r, bans, 'no-such-thing', {}, 0), KickTargetError);
-  assert.equal(kick(r, bans, '203.0.113.1', {}, 0).kicked.length, 0, 'an address with no connections kicks nothing');
 });

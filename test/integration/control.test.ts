@@ -47,6 +47,10 @@ test('bans: in force at once, written before the call returns, restored after a 
   let d = await start(dir, b.port);
   const victim = await RawClient.open(d.proxies[0]?.port ?? 0, { localAddress: '127.0.0.20' });
   await victim.waitFor(/^220 /);
+  const kickDry = await d.control.kick('127.0.0.0/30', { banMs: 60_000, dryRun: true }, { address: '10.0.0.1' });
+  assert.deepEqual([kickDry.dryRun, kickDry.hits.length, kickDry.result.kicked], [true, 0, 0]);
+  const kickDry2 = await d.control.kick('127.0.0.20', { dryRun: true }, OPERATOR);
+  assert.deepEqual([kickDry2.hits.map((h) => h.client.address), d.registry.size], [['127.0.0.20'], 1], 'a dry kick lists, closes nothing');
   const dry = await d.control.ban('127.0.0.20', 600_000, 'flood', OPERATOR, true);
   assert.deepEqual([dry.dryRun, dry.hits.map((h) => h.client.address), d.control.bans().length], [true, ['127.0.0.20'], 0], 'a dry run changes nothing');
   const made = await d.control.ban('127.0.0.20', 600_000, 'flood', OPERATOR);
