@@ -101,3 +101,13 @@ test('a service proxy: defaults, and errors that name the key', () => {
   );
   assert.deepEqual(twice.issues.map((i) => [i.key, i.expected]), [['services.pop3.proxy.listen.0', 'an address no other proxy listens on (services.imap.proxy.listen.0 has it)']]);
 });
+
+test('admin: loopback by default; beyond loopback only with a token', () => {
+  assert.equal(parseConfigText('', 'x').admin.listen, '127.0.0.1:8025');
+  assert.equal(parseConfigText('admin: { listen: "[::1]:9000" }', 'x').admin.listen, '[::1]:9000');
+  const open = issues('admin: { listen: "0.0.0.0:8025" }\n');
+  assert.deepEqual(open.issues.map((i) => i.key), ['admin.listen']);
+  assert.match(open.message, /unless admin\.token or admin\.token_file is set/);
+  assert.equal(parseConfigText('admin: { listen: "0.0.0.0:8025", token: "0123456789abcdef0123" }', 'x').admin.token, '0123456789abcdef0123');
+  assert.deepEqual(issues('admin: { token: "short" }').issues.map((i) => i.key), ['admin.token']);
+});

@@ -63,7 +63,7 @@ export function parseConfigText(text: string, file: string): Config {
 /** Validates already-parsed data. */
 export function parseConfig(data: unknown, file: string): Config {
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-    throw new ConfigError([{ file, key: '', value: data, expected: 'a mapping of sections (log, engine, store, anvil, geo, postfix_policy, dovecot_policy, state, services, exceptions, overrides)' }]);
+    throw new ConfigError([{ file, key: '', value: data, expected: 'a mapping of sections (log, engine, store, anvil, geo, postfix_policy, dovecot_policy, state, admin, services, exceptions, overrides)' }]);
   }
   const result = configSchema.safeParse(data);
   if (!result.success) throw new ConfigError(result.error.issues.flatMap((i) => toIssues(i, data, file)));
@@ -78,11 +78,23 @@ export function parseConfig(data: unknown, file: string): Config {
       seen.set(listen, key);
     }
   }
+  const a = result.data.admin;
+  if (a.token !== null && a.token_file !== null) {
+    throw new ConfigError([{ file, key: 'admin.token_file', value: a.token_file, expected: 'either admin.token or admin.token_file, not both' }]);
+  }
+  if (a.listen !== null && a.token === null && a.token_file === null && !isLoopbackListen(a.listen)) {
+    throw new ConfigError([{ file, key: 'admin.listen', value: a.listen, expected: 'a loopback address (127.0.0.1, [::1], localhost) unless admin.token or admin.token_file is set: the admin API can kick and ban' }]);
+  }
   const d = result.data.dovecot_policy;
   if (d.listen !== null && d.api_key === null && d.basic === null) {
     throw new ConfigError([{ file, key: 'dovecot_policy.api_key', value: null, expected: 'an api_key or basic credentials: Dovecot sends them, and the endpoint refuses requests without them' }]);
   }
   return deepFreeze({ ...result.data, source: file }) as Config;
+}
+
+function isLoopbackListen(listen: string): boolean {
+  const host = listen.slice(0, listen.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1');
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 function toIssues(issue: z.core.$ZodIssue, data: unknown, file: string): ConfigIssue[] {

@@ -117,6 +117,22 @@ export const dovecotPolicySchema = z.strictObject(
   section('dovecot_policy'),
 );
 
+export const adminSchema = z.strictObject(
+  {
+    /** host:port of the admin API and dashboard; null: off. Without a token only loopback is allowed. */
+    listen: z
+      .string({ error: 'host:port such as 127.0.0.1:8025, or null' })
+      .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { error: 'host:port such as 127.0.0.1:8025' })
+      .nullable()
+      .default('127.0.0.1:8025'),
+    /** The bearer token every route but /health requires. */
+    token: z.string({ error: 'a secret string' }).min(16, { error: 'a secret of at least 16 characters' }).nullable().default(null),
+    /** A file holding the token (first line), instead of token. */
+    token_file: z.string({ error: 'a path to a file holding the token' }).min(1).nullable().default(null),
+  },
+  section('admin'),
+);
+
 export const stateSchema = z.strictObject(
   {
     /** Bans and country rules changed at run time; written atomically on every change, read at start. */
@@ -136,8 +152,10 @@ export const configSchema = z.strictObject({
   postfix_policy: postfixPolicySchema.default(() => postfixPolicySchema.parse({})),
   dovecot_policy: dovecotPolicySchema.default(() => dovecotPolicySchema.parse({})),
   state: stateSchema.default(() => stateSchema.parse({})),
+  admin: adminSchema.default(() => adminSchema.parse({})),
   ...rulesSchemaShape,
 });
 
 export type ConfigData = z.output<typeof configSchema>;
 export type DovecotPolicyConfig = z.output<typeof dovecotPolicySchema>;
+export type AdminConfig = z.output<typeof adminSchema>;

@@ -68,7 +68,8 @@ export async function startDoorman(config: object, opts: DoormanOptions = {}): P
   if (!existsSync(DOORMAN_MAIN)) throw new Error(`${DOORMAN_MAIN} not found: run \`npx tsc -b\` first`);
   const dir = await mkdtemp(join(tmpdir(), 'doorman-'));
   const configPath = join(dir, 'doorman.yaml');
-  await writeFile(configPath, stringify(config));
+  // An admin port of its own, unless the test sets one: tests run side by side.
+  await writeFile(configPath, stringify({ admin: { listen: '127.0.0.1:0' }, ...config }));
 
   const proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, DOORMAN_MAIN, 'serve', '--config', configPath, ...(opts.args ?? [])], {
     cwd: dir,

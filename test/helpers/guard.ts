@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseConfig } from '../../src/config/load.js';
 import { startDaemon, type Daemon, type DaemonDeps } from '../../src/main.js';
 import { memoryLogger } from './log.js';
-import { stateIn } from './state.js';
+import { isolated } from './state.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +21,7 @@ import { join } from 'node:path';
 export async function startGuard(t: TestContext, services: Record<string, unknown>, deps: DaemonDeps = {}): Promise<{ daemon: Daemon; lines: Array<Record<string, unknown>> }> {
   const dir = mkdtempSync(join(tmpdir(), 'doorman-guard-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const cfg = parseConfig({ anvil: { enabled: false }, state: stateIn(dir), services }, 'test');
+  const cfg = parseConfig({ anvil: { enabled: false }, ...isolated(dir), services }, 'test');
   const { log, lines } = memoryLogger();
   const daemon = await startDaemon(cfg, log, deps);
   t.after(() => daemon.stop());

@@ -11,14 +11,14 @@ import { ListenError } from '../../src/errors.js';
 import { startDaemon, type Daemon } from '../../src/main.js';
 import { AnvilTestClient } from '../helpers/anvil-client.js';
 import { memoryLogger } from '../helpers/log.js';
-import { stateIn } from '../helpers/state.js';
+import { isolated } from '../helpers/state.js';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 
 async function daemon(t: TestContext, anvil: Record<string, unknown> = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'doorman-anvil-'));
   const socket = join(dir, 'anvil');
-  const config = parseConfig({ log: { level: 'debug' }, anvil: { socket, ...anvil }, state: stateIn(dir) }, 'test');
+  const config = parseConfig({ log: { level: 'debug' }, anvil: { socket, ...anvil }, ...isolated(dir) }, 'test');
   const { log, lines } = memoryLogger();
   const d: Daemon = await startDaemon(config, log);
   t.after(async () => {
@@ -167,7 +167,7 @@ test('the socket: mode applied, stale file replaced, live one refused, removed a
   assert.ok(lstatSync(socket).isSocket(), 'a stale socket file is in place');
 
   const { log, lines } = memoryLogger();
-  const config = parseConfig({ anvil: { socket, socket_mode: '0600' }, state: stateIn(dirname(socket)) }, 'test');
+  const config = parseConfig({ anvil: { socket, socket_mode: '0600' }, ...isolated(dirname(socket)) }, 'test');
   const d = await startDaemon(config, log);
   assert.ok(lines.some((l) => l.msg === 'anvil: replaced a stale socket file'));
   assert.equal(statSync(socket).mode & 0o777, 0o600);

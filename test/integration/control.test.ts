@@ -16,7 +16,7 @@ import { startFakeBackend, type FakeBackend } from '../helpers/fake-backend.js';
 import { waitUntil } from '../helpers/guard.js';
 import { memoryLogger } from '../helpers/log.js';
 import { RawClient } from '../helpers/raw-client.js';
-import { stateIn } from '../helpers/state.js';
+import { isolated } from '../helpers/state.js';
 
 const COUNTRIES: Record<string, string> = { '127.0.0.66': 'RU', '127.0.0.49': 'DE' };
 const backends: FakeBackend[] = [];
@@ -28,7 +28,7 @@ async function start(dir: string, port: number): Promise<Daemon> {
   const config = parseConfig(
     {
       anvil: { enabled: false },
-      state: stateIn(dir),
+      ...isolated(dir),
       exceptions: ['127.0.9.0/24'],
       services: { imap: { proxy: { listen: ['127.0.0.1:0'], backend: `127.0.0.1:${port}`, proxy_protocol: 'v2', hostname: 'mx.test' } } },
     },

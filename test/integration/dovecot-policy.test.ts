@@ -6,7 +6,7 @@ import { test, type TestContext } from 'node:test';
 import { parseConfig } from '../../src/config/load.js';
 import { startDaemon } from '../../src/main.js';
 import { memoryLogger } from '../helpers/log.js';
-import { stateIn } from '../helpers/state.js';
+import { isolated } from '../helpers/state.js';
 
 const COUNTRIES: Record<string, string> = { '8.8.8.8': 'US', '77.88.8.8': 'RU', '133.242.0.1': 'JP', '2a00:1450::1': 'DE', '5.1.1.1': 'AT' };
 const KEY = 'doorman-test-key';
@@ -14,7 +14,7 @@ const KEY = 'doorman-test-key';
 async function daemon(t: TestContext, rules: Record<string, unknown>) {
   const dir = mkdtempSync(join(tmpdir(), 'doorman-dovecot-'));
   const config = parseConfig(
-    { anvil: { socket: join(dir, 'anvil') }, state: stateIn(dir), dovecot_policy: { listen: '127.0.0.1:0', api_key: KEY, basic: { user: 'dov', password: 'pw-12345678' } }, ...rules },
+    { anvil: { socket: join(dir, 'anvil') }, ...isolated(dir), dovecot_policy: { listen: '127.0.0.1:0', api_key: KEY, basic: { user: 'dov', password: 'pw-12345678' } }, ...rules },
     'test',
   );
   const { log, lines } = memoryLogger();

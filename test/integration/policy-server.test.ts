@@ -8,7 +8,7 @@ import { startDaemon } from '../../src/main.js';
 import { AnvilTestClient } from '../helpers/anvil-client.js';
 import { memoryLogger } from '../helpers/log.js';
 import { PolicyTestClient } from '../helpers/policy-client.js';
-import { stateIn } from '../helpers/state.js';
+import { isolated } from '../helpers/state.js';
 
 /** Countries for public test addresses (as the CC0 database answers them); no traffic goes to them. */
 const COUNTRIES: Record<string, string> = { '8.8.8.8': 'US', '77.88.8.8': 'RU', '133.242.0.1': 'JP', '2a00:1450::1': 'DE' };
@@ -16,7 +16,7 @@ const COUNTRIES: Record<string, string> = { '8.8.8.8': 'US', '77.88.8.8': 'RU', 
 async function daemon(t: TestContext, rules: Record<string, unknown>, policy: Record<string, unknown> = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'doorman-policy-'));
   const config = parseConfig(
-    { anvil: { socket: join(dir, 'anvil') }, state: stateIn(dir), postfix_policy: { listen: ['127.0.0.1:0', join(dir, 'policy')], ...policy }, ...rules },
+    { anvil: { socket: join(dir, 'anvil') }, ...isolated(dir), postfix_policy: { listen: ['127.0.0.1:0', join(dir, 'policy')], ...policy }, ...rules },
     'test',
   );
   const { log, lines } = memoryLogger();
