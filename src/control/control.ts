@@ -182,6 +182,41 @@ export class Control {
     return { dryRun: false, hits, result: null };
   }
 
+  /**
+   * Blocks one country for a service's phase, whatever the rule in force:
+   * added to a deny list, removed from an allow list (a new deny list when
+   * there is no rule).
+   */
+  async blockCountry(service: string, phase: RulePhase, code: string, caller: Caller, dryRun = false): Promise<ChangeResult<null>> {
+    const cur = this.ruleInput(service, phase);
+    const c = countryCode(code);
+    const next: CountryRuleInput =
+      cur === null ? { deny: [c] } : cur.allow !== undefined ? { ...cur, allow: cur.allow.filter((x) => x !== c) } : { ...cur, deny: [...new Set([...(cur.deny ?? []), c])] };
+    if (next.allow !== undefined && next.allow.length === 0) {
+      throw new ControlInputError('DOORMAN_ERR_COUNTRY_RULE', `${c} is the only country allowed for ${service} at ${phase}: blocking it would block every country`);
+    }
+    return this.setCountries(service, phase, next, caller, dryRun);
+  }
+
+  /** The reverse of blockCountry: removed from a deny list (the rule lifted when it empties), added to an allow list. */
+  async unblockCountry(service: string, phase: RulePhase, code: string, caller: Caller, dryRun = false): Promise<ChangeResult<null>> {
+    const cur = this.ruleInput(service, phase);
+    const c = countryCode(code);
+    if (cur === null) return this.setCountries(service, phase, null, caller, dryRun);
+    if (cur.allow !== undefined) return this.setCountries(service, phase, { ...cur, allow: [...new Set([...cur.allow, c])] }, caller, dryRun);
+    const deny = (cur.deny ?? []).filter((x) => x !== c);
+    return this.setCountries(service, phase, deny.length === 0 ? null : { ...cur, deny }, caller, dryRun);
+  }
+
+  private ruleInput(service: string, phase: RulePhase): CountryRuleInput | null {
+    const s = this.d.gate.rules.services.get(service);
+    if (s === undefined) throw new ControlInputError('DOORMAN_ERR_SERVICE', `no service "${service.slice(0, 64)}" in the configuration`);
+    const r = s.countries[phase];
+    if (r === null) return null;
+    const codes = [...r.codes].sort();
+    return r.kind === 'allow' ? { allow: codes, mode: r.dryRun ? 'dry-run' : 'enforce' } : { deny: codes, mode: r.dryRun ? 'dry-run' : 'enforce' };
+  }
+
   counts(key: string): Promise<KeySnapshot> | KeySnapshot {
     return this.d.gate.engine.lookup(key);
   }
@@ -224,6 +259,11 @@ export function rulesWith(config: Config, state: RuntimeState): Rules {
     services[name] = { ...s, countries };
   }
   return Rules.compile({ ...config, services: services as Config['services'] }, `${config.source} (with run-time country rules)`);
+}
+
+function countryCode(code: string): string {
+  if (!/^[A-Za-z]{2}$/.test(code)) throw new ControlInputError('DOORMAN_ERR_COUNTRY', `"${code.slice(0, 16)}" is not a two-letter country code`);
+  return code.toUpperCase();
 }
 
 function network(target: string): Network {

@@ -114,8 +114,16 @@ test('country rules set at run time: dry run counts who is hit, then the next co
   d = await start(dir, b.port);
   t.after(() => d.stop());
   assert.equal(d.control.countries().imap?.connect?.source, 'runtime');
-  await d.control.setCountries('imap', 'connect', null, OPERATOR);
-  assert.equal(d.control.countries().imap?.connect, null);
+  await d.control.blockCountry('imap', 'connect', 'kp', OPERATOR);
+  assert.deepEqual(d.control.countries().imap?.connect?.codes, ['KP', 'RU']);
+  await d.control.unblockCountry('imap', 'connect', 'KP', OPERATOR);
+  await d.control.unblockCountry('imap', 'connect', 'RU', OPERATOR);
+  assert.equal(d.control.countries().imap?.connect, null, 'the last code unblocked lifts the rule');
+  await d.control.setCountries('imap', 'auth', { allow: ['DE', 'RU'] }, OPERATOR);
+  await d.control.blockCountry('imap', 'auth', 'RU', OPERATOR);
+  assert.deepEqual(d.control.countries().imap?.auth, { kind: 'allow', codes: ['DE'], mode: 'enforce', source: 'runtime' });
+  await assert.rejects(d.control.blockCountry('imap', 'auth', 'DE', OPERATOR), /would block every country/);
+  await d.control.setCountries('imap', 'auth', null, OPERATOR);
   const ok = await RawClient.open(d.proxies[0]?.port ?? 0, { localAddress: '127.0.0.66' });
   await ok.waitFor(/^220 /);
   ok.destroy();
