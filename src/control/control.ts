@@ -67,9 +67,20 @@ const PAGE_MAX = 1000;
 
 export class Control {
   private readonly d: ControlDeps;
+  /**
+   * Changes run one at a time: each reads the state and rules its
+   * predecessor left, so two at once cannot both succeed with one lost.
+   */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(deps: ControlDeps) {
     this.d = deps;
+  }
+
+  private exclusive<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(f);
+    this.queue = run.catch(() => undefined);
+    return run;
   }
 
   /** Applies a loaded state: its bans (those not yet expired) and its country rules. */
@@ -84,10 +95,9 @@ export class Control {
   }
 
   connections(filter: ConnectionFilter = {}, page: { offset?: number; limit?: number } = {}): { total: number; items: ConnectionView[] } {
-    const all = this.d.registry.list(checkedFilter(filter));
     const offset = Math.max(0, page.offset ?? 0);
     const limit = Math.min(PAGE_MAX, Math.max(1, page.limit ?? 100));
-    return { total: all.length, items: all.slice(offset, offset + limit) };
+    return this.d.registry.page(checkedFilter(filter), offset, limit);
   }
 
   connection(id: string): ConnectionView | null {
@@ -95,7 +105,11 @@ export class Control {
   }
 
   /** Kicks by id, address or network; with banMs, bans the address or network first. */
-  async kick(target: string, opts: { banMs?: number; reason?: string; service?: string; dryRun?: boolean }, caller: Caller): Promise<ChangeResult<{ kicked: number; ban: Ban | null }>> {
+  kick(target: string, opts: { banMs?: number; reason?: string; service?: string; dryRun?: boolean }, caller: Caller): Promise<ChangeResult<{ kicked: number; ban: Ban | null }>> {
+    return this.exclusive(() => this.kickNow(target, opts, caller));
+  }
+
+  private async kickNow(target: string, opts: { banMs?: number; reason?: string; service?: string; dryRun?: boolean }, caller: Caller): Promise<ChangeResult<{ kicked: number; ban: Ban | null }>> {
     const one = this.d.registry.get(target);
     const where = one !== null ? one.client.address : target;
     if (one === null) network(target);
@@ -104,7 +118,7 @@ export class Control {
     if (opts.dryRun) return { dryRun: true, hits, result: { kicked: 0, ban: null } };
     const reason = opts.reason ?? 'kicked by the administrator';
     let ban: Ban | null = null;
-    if (opts.banMs !== undefined) ban = (await this.ban(where, opts.banMs, reason, caller)).result;
+    if (opts.banMs !== undefined) ban = (await this.banNow(where, opts.banMs, reason, caller, false)).result;
     for (const h of hits) this.d.registry.kick(h.id, reason);
     await this.d.audit.append({ action: 'kick', target, by: caller.address, reason: opts.reason ?? null, details: { kicked: hits.length, ids: hits.map((h) => h.id) } }, this.d.clock.now());
     this.d.events.emit('kick', { target, kicked: hits.length, ban: ban?.target ?? null, reason });
@@ -115,7 +129,11 @@ export class Control {
     return this.d.gate.bans.list(this.d.clock.now());
   }
 
-  async ban(target: string, ttlMs: number, reason: string, caller: Caller, dryRun = false): Promise<ChangeResult<Ban | null>> {
+  ban(target: string, ttlMs: number, reason: string, caller: Caller, dryRun = false): Promise<ChangeResult<Ban | null>> {
+    return this.exclusive(() => this.banNow(target, ttlMs, reason, caller, dryRun));
+  }
+
+  private async banNow(target: string, ttlMs: number, reason: string, caller: Caller, dryRun: boolean): Promise<ChangeResult<Ban | null>> {
     const net = network(target);
     if (!(ttlMs >= 1000 && ttlMs <= 366 * 86_400_000)) throw new ControlInputError('DOORMAN_ERR_BAN_TTL', 'a ban lasts from 1 s to 366 days');
     this.guardBan(target, caller);
@@ -132,7 +150,11 @@ export class Control {
     return { dryRun: false, hits, result: ban };
   }
 
-  async unban(target: string, caller: Caller): Promise<boolean> {
+  unban(target: string, caller: Caller): Promise<boolean> {
+    return this.exclusive(() => this.unbanNow(target, caller));
+  }
+
+  private async unbanNow(target: string, caller: Caller): Promise<boolean> {
     const net = network(target);
     const now = this.d.clock.now();
     const key = this.bans().find((b) => sameTarget(b.target, net))?.target;
@@ -159,7 +181,11 @@ export class Control {
   }
 
   /** Sets (or with null lifts) the country rule of a service's phase. */
-  async setCountries(service: string, phase: RulePhase, rule: CountryRuleInput | null, caller: Caller, dryRun = false): Promise<ChangeResult<null>> {
+  setCountries(service: string, phase: RulePhase, rule: CountryRuleInput | null, caller: Caller, dryRun = false): Promise<ChangeResult<null>> {
+    return this.exclusive(() => this.setCountriesNow(service, phase, rule, caller, dryRun));
+  }
+
+  private async setCountriesNow(service: string, phase: RulePhase, rule: CountryRuleInput | null, caller: Caller, dryRun: boolean): Promise<ChangeResult<null>> {
     if (!this.d.gate.rules.services.has(service)) throw new ControlInputError('DOORMAN_ERR_SERVICE', `no service "${service.slice(0, 64)}" in the configuration`);
     const next: RuntimeState = { ...this.d.state.current, countries: { ...this.d.state.current.countries, [service]: { ...this.d.state.current.countries[service], [phase]: rule === null ? null : { ...rule } } } };
     let rules: Rules;
@@ -187,7 +213,11 @@ export class Control {
    * added to a deny list, removed from an allow list (a new deny list when
    * there is no rule).
    */
-  async blockCountry(service: string, phase: RulePhase, code: string, caller: Caller, dryRun = false): Promise<ChangeResult<null>> {
+  blockCountry(service: string, phase: RulePhase, code: string, caller: Caller, dryRun = false): Promise<ChangeResult<null>> {
+    return this.exclusive(() => this.blockCountryNow(service, phase, code, caller, dryRun));
+  }
+
+  private async blockCountryNow(service: string, phase: RulePhase, code: string, caller: Caller, dryRun: boolean): Promise<ChangeResult<null>> {
     const cur = this.ruleInput(service, phase);
     const c = countryCode(code);
     const next: CountryRuleInput =
@@ -195,17 +225,19 @@ export class Control {
     if (next.allow !== undefined && next.allow.length === 0) {
       throw new ControlInputError('DOORMAN_ERR_COUNTRY_RULE', `${c} is the only country allowed for ${service} at ${phase}: blocking it would block every country`);
     }
-    return this.setCountries(service, phase, next, caller, dryRun);
+    return this.setCountriesNow(service, phase, next, caller, dryRun);
   }
 
   /** The reverse of blockCountry: removed from a deny list (the rule lifted when it empties), added to an allow list. */
-  async unblockCountry(service: string, phase: RulePhase, code: string, caller: Caller, dryRun = false): Promise<ChangeResult<null>> {
-    const cur = this.ruleInput(service, phase);
-    const c = countryCode(code);
-    if (cur === null) return this.setCountries(service, phase, null, caller, dryRun);
-    if (cur.allow !== undefined) return this.setCountries(service, phase, { ...cur, allow: [...new Set([...cur.allow, c])] }, caller, dryRun);
-    const deny = (cur.deny ?? []).filter((x) => x !== c);
-    return this.setCountries(service, phase, deny.length === 0 ? null : { ...cur, deny }, caller, dryRun);
+  unblockCountry(service: string, phase: RulePhase, code: string, caller: Caller, dryRun = false): Promise<ChangeResult<null>> {
+    return this.exclusive(async () => {
+      const cur = this.ruleInput(service, phase);
+      const c = countryCode(code);
+      if (cur === null) return this.setCountriesNow(service, phase, null, caller, dryRun);
+      if (cur.allow !== undefined) return this.setCountriesNow(service, phase, { ...cur, allow: [...new Set([...cur.allow, c])] }, caller, dryRun);
+      const deny = (cur.deny ?? []).filter((x) => x !== c);
+      return this.setCountriesNow(service, phase, deny.length === 0 ? null : { ...cur, deny }, caller, dryRun);
+    });
   }
 
   private ruleInput(service: string, phase: RulePhase): CountryRuleInput | null {

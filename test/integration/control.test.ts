@@ -124,6 +124,18 @@ test('country rules set at run time: dry run counts who is hit, then the next co
   assert.deepEqual(d.control.countries().imap?.auth, { kind: 'allow', codes: ['DE'], mode: 'enforce', source: 'runtime' });
   await assert.rejects(d.control.blockCountry('imap', 'auth', 'DE', OPERATOR), /would block every country/);
   await d.control.setCountries('imap', 'auth', null, OPERATOR);
+  // Changes at the same moment are applied one after the other: none is lost.
+  await Promise.all([
+    d.control.blockCountry('imap', 'auth', 'RU', OPERATOR),
+    d.control.blockCountry('imap', 'connect', 'CN', OPERATOR),
+    d.control.blockCountry('imap', 'connect', 'KP', OPERATOR),
+    d.control.ban('192.0.2.1', 60_000, 'x', OPERATOR),
+  ]);
+  assert.deepEqual([d.control.countries().imap?.auth?.codes, d.control.countries().imap?.connect?.codes], [['RU'], ['CN', 'KP']]);
+  const saved = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { countries: { imap: { connect: { deny: string[] } } }; bans: unknown[] };
+  assert.deepEqual([saved.countries.imap.connect.deny, saved.bans.length], [['CN', 'KP'], 1]);
+  await d.control.setCountries('imap', 'auth', null, OPERATOR);
+  await d.control.setCountries('imap', 'connect', null, OPERATOR);
   const ok = await RawClient.open(d.proxies[0]?.port ?? 0, { localAddress: '127.0.0.66' });
   await ok.waitFor(/^220 /);
   ok.destroy();
