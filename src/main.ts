@@ -15,6 +15,8 @@ import { AnvilServer } from './listeners/anvil-server.js';
 import { parseAnvilIdent } from './protocols/anvil.js';
 import { PolicyServer } from './listeners/policy-server.js';
 import { DovecotPolicyServer } from './http/dovecot-policy.js';
+import { AdminServer } from './http/admin/server.js';
+import type { ServiceInfo } from './http/admin/context.js';
 import { openCountryLookup, type CountryLookup } from './geo/country.js';
 import { resolveGid, resolveUid } from './listeners/unix-ids.js';
 import { MemoryStore } from './store/memory.js';
@@ -29,6 +31,7 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { NetworkSet } from './core/networks.js';
 import { GuardListener } from './listeners/guard-proxy.js';
+import { describeEndpoint, parseEndpoint } from './listeners/stream-listener.js';
 import { hostname } from 'node:os';
 
 export interface Daemon {
@@ -47,6 +50,10 @@ export interface Daemon {
   readonly events: DoorEventBus;
   /** The operator's controls (kick, ban, country rules, counts, check). */
   readonly control: Control;
+  /** The admin API and dashboard; null when admin.listen is null. */
+  readonly admin: AdminServer | null;
+  /** The admin API's bound port (0 when off). */
+  readonly adminPort: number;
   /** Closes live connections by id, address or network, optionally banning first (as the operator "internal"). */
   kick(target: string, opts?: { banMs?: number; reason?: string; service?: string }): Promise<{ kicked: readonly ConnectionView[]; ban: Ban | null }>;
   /** Stop accepting, close clients, remove sockets, log final statistics. */
@@ -61,6 +68,7 @@ export interface DaemonDeps {
 
 export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps = {}): Promise<Daemon> {
   const clock = deps.clock ?? systemClock;
+  const startedAt = clock.now();
   const e = config.engine;
   const rate = rateAlgorithm(e.rate_algorithm, e.rate_time_unit);
   const store = new MemoryStore({ rate, maxEntries: e.max_entries });
@@ -105,6 +113,8 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
   let policy: PolicyServer | null = null;
   let dovecot: DovecotPolicyServer | null = null;
   let dovecotPort = 0;
+  let admin: AdminServer | null = null;
+  let adminPort = 0;
   const proxies: GuardListener[] = [];
   const host = hostname();
   try {
@@ -161,12 +171,17 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
         maxClients: p.max_clients,
         requestTimeoutMs: p.request_timeout,
         idleTimeoutMs: p.idle_timeout,
-      });
+      }, events);
       await policy.listen();
     }
     if (config.dovecot_policy.listen !== null) {
-      dovecot = new DovecotPolicyServer(gate, log, config.dovecot_policy);
+      dovecot = new DovecotPolicyServer(gate, log, config.dovecot_policy, events);
       dovecotPort = await dovecot.listen();
+    }
+    // Last: its status shows the other listeners' bound ports.
+    if (config.admin.listen !== null) {
+      admin = await AdminServer.create({ config: config.admin, control, gate, registry, events, clock, log, services: serviceInfo(rules, proxies), startedAt });
+      adminPort = await admin.listen();
     }
   } catch (err) {
     for (const g of proxies) await g.close();
@@ -191,6 +206,8 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
     proxies,
     events,
     control,
+    admin,
+    adminPort,
     async kick(target, opts = {}) {
       const r = await control.kick(target, opts, { address: 'internal' });
       log.info({ target, kicked: r.hits.length, ban: r.result.ban?.target ?? null, reason: opts.reason ?? null }, 'kick');
@@ -198,6 +215,8 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
     },
     stop() {
       stopping ??= (async () => {
+        // First: no change may arrive while the rest shuts down.
+        await admin?.close();
         await Promise.all(proxies.map((g) => g.close()));
         await audit?.close();
         await dovecot?.close();
@@ -209,6 +228,15 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
       return stopping;
     },
   };
+}
+
+/** Every configured service for the admin API's status: its protocol and its proxy's bound addresses. */
+function serviceInfo(rules: Rules, proxies: readonly GuardListener[]): ServiceInfo[] {
+  return [...rules.services.values()].map((s) => ({
+    name: s.name,
+    protocol: s.protocol,
+    listen: proxies.filter((g) => g.opts.service === s.name).map((g) => describeEndpoint({ host: parseEndpoint(g.opts.listen).host, port: g.port })),
+  }));
 }
 
 /** True when some service has a country rule or counts countries per login. */

@@ -46,6 +46,24 @@ test('registry: lists by service, address, network and country, oldest first, wi
   assert.match(r.newId(), /^n1-/);
 });
 
+test('registry: a page counts every match and views only its own; counts per address', () => {
+  const { r } = filled();
+  const p = r.page({}, 1, 2);
+  assert.equal(p.total, 5);
+  assert.deepEqual(p.items.map((v) => v.client.address), r.list().slice(1, 3).map((v) => v.client.address));
+  assert.deepEqual(r.page({ service: 'imap' }, 2, 10).items.length, 1);
+  assert.deepEqual(r.page({ service: 'pop3' }, 0, 10), { total: 0, items: [] });
+  assert.deepEqual(
+    r.countsByAddress().sort((a, b) => b.count - a.count || (a.address < b.address ? -1 : 1)),
+    [
+      { address: '192.0.2.1', country: 'DE', count: 2 },
+      { address: '192.0.2.77', country: 'DE', count: 1 },
+      { address: '198.51.100.9', country: null, count: 1 },
+      { address: '2001:db8::5', country: 'FR', count: 1 },
+    ],
+  );
+});
+
 test('registry: remove forgets a connection once; counts drop to nothing', () => {
   const { r } = filled();
   for (const v of r.list()) {

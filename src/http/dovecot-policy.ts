@@ -16,10 +16,12 @@
  * whose rules apply is the body's protocol (imap, pop3).
  */
 import { timingSafeEqual } from 'node:crypto';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Decision } from '../core/decision.js';
+import type { DoorEventBus } from '../core/events.js';
 import type { Gatekeeper } from '../core/gate.js';
+import { formatIp, parseIp } from '../core/ip.js';
 import type { DovecotPolicyConfig } from '../config/schema.js';
 
 /** Sessions remembered to tell the second allow from the first. */
@@ -66,12 +68,15 @@ export class DovecotPolicyServer {
   private readonly cfg: DovecotPolicyConfig;
   private readonly log: Logger;
   private readonly sessions = new Map<string, number>();
+  private readonly events: DoorEventBus | null;
 
-  constructor(gate: Gatekeeper, log: Logger, cfg: DovecotPolicyConfig) {
+  /** `events`: refusals are emitted there (by "dovecot") for the metrics and the admin API's stream. */
+  constructor(gate: Gatekeeper, log: Logger, cfg: DovecotPolicyConfig, events: DoorEventBus | null = null) {
     this.gate = gate;
     this.cfg = cfg;
     this.log = log;
-    this.app = Fastify({ loggerInstance: log.child({ http: 'dovecot_policy' }) as FastifyBaseLogger, disableRequestLogging: true, bodyLimit: BODY_LIMIT, requestTimeout: cfg.request_timeout, connectionTimeout: cfg.request_timeout });
+    this.events = events;
+    this.app = Fastify({ loggerInstance: log.child({ http: 'dovecot_policy' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }), bodyLimit: BODY_LIMIT, requestTimeout: cfg.request_timeout, connectionTimeout: cfg.request_timeout });
     this.app.addHook('onRequest', async (req, reply) => {
       if (!this.authorized(req.headers['authorization'], req.headers['x-api-key'])) {
         await reply.code(401).header('www-authenticate', 'Basic realm="doorman"').send({ error: 'credentials required' });
@@ -129,6 +134,12 @@ export class DovecotPolicyServer {
     for (const r of d.dryRun) this.log.info({ ...ctx, rule: r.rule, reason: r.reason, country: d.country }, 'dry-run: would refuse');
     if (d.refusal === null) return { status: 0 };
     this.log.info({ ...ctx, rule: d.refusal.rule, reason: d.refusal.reason, country: d.country }, 'refused');
+    // Checked first: with nobody listening, a refusal costs no event object.
+    if (this.events !== null && this.events.listenerCount('refusal') > 0) {
+      const remote = ctx['remote'] ?? '';
+      const ip = parseIp(remote);
+      this.events.emit('refusal', { service: ctx['service'] ?? '', address: ip === null ? remote : formatIp(ip), country: d.country, rule: d.refusal.rule, reason: d.refusal.reason, by: 'dovecot' });
+    }
     return { status: -1, msg: d.refusal.reason };
   }
 

@@ -19,7 +19,9 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Decision } from '../core/decision.js';
+import type { DoorEventBus } from '../core/events.js';
 import type { Gatekeeper } from '../core/gate.js';
+import { formatIp, parseIp } from '../core/ip.js';
 import { POLICY_LIMITS, decodePolicyRequest, encodePolicyAction, type PolicyRequest } from '../protocols/policy.js';
 import { postfixAction, type SmtpPhase } from '../protocols/smtp-replies.js';
 import type { Awaitable } from '../store/types.js';
@@ -58,11 +60,14 @@ export class PolicyServer implements SessionHost {
   private readonly gate: Gatekeeper;
   private readonly opts: PolicyServerOptions;
   private readonly listeners: StreamListener<PolicySession>[];
+  private readonly events: DoorEventBus | null;
 
-  constructor(gate: Gatekeeper, log: Logger, opts: PolicyServerOptions) {
+  /** `events`: refusals are emitted there (by "policy") for the metrics and the admin API's stream. */
+  constructor(gate: Gatekeeper, log: Logger, opts: PolicyServerOptions, events: DoorEventBus | null = null) {
     this.gate = gate;
     this.log = log;
     this.opts = opts;
+    this.events = events;
     this.listeners = opts.listen.map(
       (text) =>
         new StreamListener<PolicySession>(
@@ -133,7 +138,15 @@ export class PolicyServer implements SessionHost {
 
   private reply(d: Decision, phase: SmtpPhase, ctx: Record<string, string>): string {
     for (const r of d.dryRun) this.log.info({ ...ctx, rule: r.rule, reason: r.reason, country: d.country }, 'dry-run: would refuse');
-    if (d.refusal !== null) this.log.info({ ...ctx, rule: d.refusal.rule, reason: d.refusal.reason, country: d.country }, 'refused');
+    if (d.refusal !== null) {
+      this.log.info({ ...ctx, rule: d.refusal.rule, reason: d.refusal.reason, country: d.country }, 'refused');
+      // Checked first: with nobody listening, a refusal costs no event object.
+      if (this.events !== null && this.events.listenerCount('refusal') > 0) {
+        const ip = parseIp(ctx.address ?? '');
+        const address = ip === null ? (ctx.address ?? '') : formatIp(ip);
+        this.events.emit('refusal', { service: ctx.service ?? '', address, country: d.country, rule: d.refusal.rule, reason: d.refusal.reason, by: 'policy' });
+      }
+    }
     return encodePolicyAction(postfixAction(d, phase));
   }
 

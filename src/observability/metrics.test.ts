@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { ConnectionView } from '../core/connections.js';
+import { DoorEventBus } from '../core/events.js';
+import { DoorMetrics } from './metrics.js';
+
+function conn(service: string): ConnectionView {
+  return {
+    id: '1',
+    service,
+    protocol: 'imap',
+    client: { address: '192.0.2.1', port: 1234 },
+    country: 'DE',
+    listen: '127.0.0.1:143',
+    backend: '127.0.0.1:10143',
+    startedAt: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    encrypted: false,
+  };
+}
+
+const refusal = (service: string, country: string | null, rule = 'bans') => ({ service, address: '192.0.2.9', country, rule, reason: 'r', by: 'proxy' });
+
+/** The value of one series in exposition text, or undefined. */
+function value(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+function setup() {
+  const bus = new DoorEventBus();
+  let live: Record<string, number> = {};
+  let bans = 0;
+  const m = new DoorMetrics(bus, {
+    registry: { countsByService: () => live },
+    entries: () => 42,
+    bans: () => bans,
+    services: ['imap', 'smtp', 'pop3'],
+    proxied: ['imap', 'pop3'],
+  });
+  m.attach();
+  return { bus, m, setLive: (v: Record<string, number>) => (live = v), setBans: (n: number) => (bans = n) };
+}
+
+test('metrics: counters from the bus, gauges read at scrape, series present from the start', async () => {
+  const { bus, m, setLive, setBans } = setup();
+  let t = await m.text();
+  assert.equal(value(t, 'doorman_connections{service="imap"}'), 0);
+  assert.equal(value(t, 'doorman_connections{service="pop3"}'), 0);
+  assert.equal(value(t, 'doorman_connections_total{service="imap"}'), 0);
+  assert.equal(value(t, 'doorman_kicks_total'), 0);
+  bus.emit('connect', conn('imap'));
+  bus.emit('connect', conn('imap'));
+  bus.emit('refusal', refusal('imap', 'RU', 'services.imap.limits.connections_per_address'));
+  bus.emit('refusal', refusal('smtp', null));
+  bus.emit('kick', { target: '192.0.2.0/24', kicked: 3, ban: null, reason: 'x' });
+  setLive({ imap: 2 });
+  setBans(5);
+  t = await m.text();
+  assert.equal(value(t, 'doorman_connections{service="imap"}'), 2);
+  assert.equal(value(t, 'doorman_connections_total{service="imap"}'), 2);
+  assert.equal(value(t, 'doorman_decisions_total{service="imap",action="allow",rule="none"}'), 2);
+  assert.equal(value(t, 'doorman_decisions_total{service="imap",action="refuse",rule="services.imap.limits.connections_per_address"}'), 1);
+  assert.equal(value(t, 'doorman_refusals_by_country_total{service="imap",country="RU"}'), 1);
+  assert.equal(value(t, 'doorman_refusals_by_country_total{service="smtp",country="none"}'), 1);
+  assert.equal(value(t, 'doorman_engine_entries'), 42);
+  assert.equal(value(t, 'doorman_bans'), 5);
+  assert.equal(value(t, 'doorman_kicks_total'), 3);
+  assert.match(t, /^doorman_process_cpu_user_seconds_total /m, "prom-client's default metrics, prefixed");
+  assert.match(t, /^doorman_nodejs_eventloop_lag_seconds /m);
+  assert.match(m.contentType, /^text\/plain/);
+});
+
+test('metrics: labels from the network are capped; detach stops counting', async () => {
+  const { bus, m } = setup();
+  for (let i = 0; i < 60; i++) bus.emit('refusal', refusal('imap', `C${String.fromCharCode(65 + (i % 26))}${i}`));
+  bus.emit('refusal', refusal('made-up-protocol', 'DE'));
+  let t = await m.text();
+  const countries = t.split('\n').filter((l) => l.startsWith('doorman_refusals_by_country_total{service="imap"'));
+  assert.equal(countries.length, 51, '50 countries and "other"');
+  assert.equal(value(t, 'doorman_refusals_by_country_total{service="imap",country="other"}'), 10);
+  assert.equal(value(t, 'doorman_refusals_by_country_total{service="other",country="other"}'), 1, 'an unknown service name is "other", and DE is past the 50 countries');
+  m.detach();
+  assert.equal(bus.listenerCount('connect') + bus.listenerCount('refusal') + bus.listenerCount('kick'), 0);
+  bus.emit('kick', { target: 'x', kicked: 1, ban: null, reason: 'x' });
+  t = await m.text();
+  assert.equal(value(t, 'doorman_kicks_total'), 0);
+});
