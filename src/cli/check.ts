@@ -1,8 +1,9 @@
 /**
- * `doorman check ADDRESS --service NAME`: what each phase would decide for a
- * client, and why, from the configuration alone: the country, exceptions,
- * overrides and country rules, with empty counts. (Live counts and bans are
- * the running daemon's; the admin API's check will see those.)
+ * `doorman check ADDRESS --service NAME --offline`: what each phase would
+ * decide for a client, and why, from the configuration alone: the country,
+ * exceptions, overrides and country rules, with empty counts. (Without
+ * --offline the daemon is asked, with its live counts and bans: see
+ * ./commands/check.ts.)
  */
 import { pino } from 'pino';
 import type { Config } from '../config/load.js';

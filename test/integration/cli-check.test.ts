@@ -8,12 +8,12 @@ import { fileURLToPath } from 'node:url';
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
-test('doorman check: country from the bundled database and the decision of each phase, with --json', (t) => {
+test('doorman check --offline: country from the bundled database and the decision of each phase, with --json', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'doorman-check-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const cfg = join(dir, 'd.yaml');
   writeFileSync(cfg, 'services:\n  imap:\n    countries:\n      connect: { deny: [RU] }\n      auth: { allow: [DE] }\nexceptions: [198.51.100.0/24]\n');
-  const run = (...args: string[]) => spawnSync(process.execPath, [CLI, 'check', ...args, '--service', 'imap', '--config', cfg, '--json'], { encoding: 'utf8' });
+  const run = (...args: string[]) => spawnSync(process.execPath, [CLI, 'check', ...args, '--service', 'imap', '--offline', '--config', cfg, '--json'], { encoding: 'utf8' });
   const ru = JSON.parse(run('77.88.8.8').stdout) as { country: string; phases: Record<string, { action: string; rule: string | null }> };
   assert.equal(ru.country, 'RU');
   assert.equal(ru.phases.connect?.action, 'refuse');

@@ -1,0 +1,91 @@
+/**
+ * The admin API's JSON as the CLI reads it, transcribed from
+ * docs/admin-api.md. Fields the CLI does not show are left out or loosely
+ * typed, so a server that adds fields does not break the client.
+ */
+
+export interface ApiConnection {
+  readonly id: string;
+  readonly service: string;
+  readonly protocol: string;
+  readonly client: { readonly address: string; readonly port: number };
+  readonly country: string | null;
+  readonly listen: string;
+  readonly backend: string;
+  readonly started_at: string;
+  readonly age_s: number;
+  readonly bytes_in: number;
+  readonly bytes_out: number;
+  readonly encrypted: boolean;
+}
+
+export interface ApiBan {
+  readonly target: string;
+  readonly until: string;
+  readonly left_s: number;
+  readonly reason: string;
+  readonly created_at: string;
+}
+
+export interface ApiRule {
+  readonly kind: 'allow' | 'deny';
+  readonly codes: readonly string[];
+  readonly mode: 'enforce' | 'dry-run';
+  readonly source: 'config' | 'runtime';
+}
+
+export interface ApiDecision {
+  readonly action: 'allow' | 'refuse';
+  readonly rule: unknown;
+  readonly reason: string;
+  readonly retry_after_s?: number;
+  readonly dry_run?: ReadonlyArray<{ readonly rule: unknown; readonly reason: string }>;
+  readonly exempt?: unknown;
+  readonly country?: string | null;
+}
+
+export interface ApiStatus {
+  readonly version?: string;
+  readonly started_at?: string;
+  readonly uptime_s?: number;
+  readonly connections: number;
+  readonly services: Readonly<Record<string, { readonly protocol?: string; readonly connections: number; readonly listen?: readonly string[] }>>;
+  readonly countries?: Readonly<Record<string, number>>;
+  readonly engine?: { readonly entries: number };
+  readonly bans?: number;
+}
+
+export interface ApiConnections {
+  readonly total: number;
+  readonly items: readonly ApiConnection[];
+}
+
+export interface ApiKick {
+  readonly dry_run: boolean;
+  readonly hits: readonly ApiConnection[];
+  readonly kicked: number;
+  readonly ban: ApiBan | null;
+}
+
+export interface ApiBanResult {
+  readonly dry_run: boolean;
+  readonly hits: readonly ApiConnection[];
+  readonly ban: ApiBan | null;
+}
+
+export interface ApiCountryChange {
+  readonly dry_run: boolean;
+  readonly hits: readonly ApiConnection[];
+}
+
+export interface ApiCountries {
+  readonly services: Readonly<Record<string, { readonly connect: ApiRule | null; readonly auth: ApiRule | null }>>;
+}
+
+export interface ApiCheck {
+  readonly address: string;
+  readonly service: string;
+  readonly country: string | null;
+  readonly connect: ApiDecision;
+  readonly auth: ApiDecision;
+}

@@ -1,0 +1,79 @@
+/**
+ * `doorman serve` runs the daemon; `doorman config check` validates a
+ * configuration with the code the daemon uses. The daemon's modules load
+ * only for `serve`, so the commands that talk to it start quickly.
+ */
+import type { Command } from 'commander';
+import { loadConfig } from '../../config/load.js';
+import { DoormanError } from '../../errors.js';
+import { EXIT } from '../admin-client.js';
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('run every service the configuration enables (embedded defaults without a file)')
+    .option('-c, --config <file>', 'configuration file (default: ./doorman.yaml if present)')
+    .action(async (opts: { config?: string }) => {
+      const config = loadOrExit(opts.config);
+      const [{ startDaemon }, { createLogger }] = await Promise.all([import('../../main.js'), import('../../observability/logger.js')]);
+      const log = createLogger(config.log);
+      log.info({ config: config.source, version: process.env.npm_package_version }, 'doorman starting');
+      let daemon;
+      try {
+        daemon = await startDaemon(config, log);
+      } catch (err) {
+        log.fatal({ code: (err as DoormanError).code, err: (err as Error).message }, 'doorman could not start');
+        process.exitCode = 1;
+        return;
+      }
+      const d = daemon;
+      let signals = 0;
+      const shutdown = (signal: string) => {
+        if (++signals > 1) {
+          log.warn({ signal }, 'second signal: exiting at once');
+          process.exit(1);
+        }
+        log.info({ signal }, 'shutting down');
+        d.stop().then(
+          () => {
+            log.info('doorman stopped');
+            process.exit(0);
+          },
+          (err: unknown) => {
+            log.error({ err }, 'error during shutdown');
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', () => shutdown('SIGTERM'));
+      process.on('SIGINT', () => shutdown('SIGINT'));
+      process.on('SIGHUP', () => log.warn('SIGHUP: configuration reload is not supported yet; running configuration kept'));
+      process.on('uncaughtException', (err) => {
+        log.fatal({ err }, 'uncaught exception: exiting');
+        process.exit(70);
+      });
+      log.info({ anvil: config.anvil.enabled ? config.anvil.socket : null }, 'doorman ready');
+    });
+
+  const configCmd = program.command('config').description('configuration tools');
+  configCmd
+    .command('check')
+    .description('validate a configuration file and exit non-zero if it is invalid')
+    .option('-c, --config <file>', 'configuration file (default: ./doorman.yaml if present)')
+    .action((opts: { config?: string }) => {
+      const config = loadOrExit(opts.config);
+      process.stdout.write(`${config.source}: configuration is valid\n`);
+    });
+}
+
+function loadOrExit(path: string | undefined) {
+  try {
+    return loadConfig(path);
+  } catch (err) {
+    if (err instanceof DoormanError) {
+      process.stderr.write(`doorman: invalid configuration\n${err.message}\n`);
+      process.exit(EXIT.usage);
+    }
+    throw err;
+  }
+}
