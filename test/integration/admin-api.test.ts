@@ -34,6 +34,9 @@ test('auth: 401 without or with a wrong token, /health open, /?token= sets the c
     }
   }
   assert.equal((await none.call('POST', '/api/bans', { target: '10.0.0.1', ttl: '1h', reason: 'x' })).status, 401);
+  const hint = await fetch(`http://127.0.0.1:${d.adminPort}/`, { headers: { accept: 'text/html' } });
+  assert.equal(hint.status, 401);
+  assert.match(await hint.text(), /Open <code>\/\?token=YOUR_TOKEN<\/code> once/, 'a browser is told how to sign in');
   assert.equal((await api.get('/api/status')).status, 200);
   assert.equal((await none.get('/?token=wrong-token-0123456789')).status, 401);
   const login = await none.get(`/?token=${TOKEN}`);

@@ -80,12 +80,22 @@ export function installAuth(app: FastifyInstance, token: string | null): void {
     const auth = req.headers.authorization;
     if (auth !== undefined && auth.startsWith('Bearer ') && tokenMatches(auth.slice(7), expected)) return;
     if (tokenMatches(req.cookies[COOKIE], expected)) return;
+    if (req.routeOptions.url === '/' && (req.headers.accept ?? '').includes('text/html')) {
+      // A person opening the dashboard's address: say how to get in, not a JSON error.
+      return reply.code(401).type('text/html; charset=utf-8').send(LOGIN_HINT);
+    }
     return reply
       .code(401)
       .header('www-authenticate', 'Bearer realm="doorman"')
       .send(errorBody('DOORMAN_ERR_UNAUTHORIZED', auth === undefined && req.cookies[COOKIE] === undefined ? 'a token is required: send Authorization: Bearer TOKEN, or open /?token=TOKEN once in a browser' : 'the token is wrong'));
   });
 }
+
+const LOGIN_HINT =
+  '<!doctype html><meta charset="utf-8"><title>Doorman</title><body style="font-family:sans-serif;margin:3em">' +
+  '<h1>Doorman</h1><p>The dashboard needs the admin token. Open <code>/?token=YOUR_TOKEN</code> once ' +
+  '(the token is <code>admin.token</code> or the first line of <code>admin.token_file</code>); ' +
+  'a cookie then keeps you signed in.</p></body>\n';
 
 /** The TCP peer, as guardrails and the audit log see it (an IPv4-mapped IPv6 address as dotted IPv4). */
 export function callerAddress(req: FastifyRequest): string {
