@@ -257,10 +257,10 @@ export class Control {
     return this.d.gate.engine.peaks.snapshot();
   }
 
-  /** What connect and AUTH would decide for `address` now, with live counts and bans. */
+  /** What the next connection and AUTH from `address` would get now, with live counts and bans. */
   async check(address: string, service: string): Promise<{ connect: Decision; auth: Decision }> {
     if (parseIp(address) === null) throw new ControlInputError('DOORMAN_ERR_ADDRESS', `"${address.slice(0, 64)}" is not an IP address`);
-    return { connect: await this.d.gate.checkConnect(service, address), auth: await this.d.gate.checkAuth(service, address) };
+    return { connect: await this.d.gate.checkConnect(service, address, true), auth: await this.d.gate.checkAuth(service, address) };
   }
 
   /** A ban on `target` must not cover the caller, nor overlap an exception network. */

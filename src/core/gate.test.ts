@@ -92,3 +92,12 @@ test('admit: a ban or a country refusal counts nothing', () => {
   const odd = sync(g.admit('smtp', 'not-an-ip', owner));
   assert.deepEqual([odd.decision.action, odd.keys], ['allow', []]);
 });
+
+test('checkConnect(next): judges the next connection, itself counted', () => {
+  const { g } = gate({ imap: { limits: { connections_per_address: 2 } } });
+  const owner = g.engine.createOwner('proxy');
+  sync(g.admit('imap', '8.8.8.8', owner));
+  sync(g.admit('imap', '8.8.8.8', owner));
+  assert.equal(sync(g.checkConnect('imap', '8.8.8.8')).action, 'allow', 'the counts as they are: at the limit');
+  assert.equal(sync(g.checkConnect('imap', '8.8.8.8', true)).refusal?.rule, 'services.imap.limits.connections_per_address');
+});

@@ -33,6 +33,14 @@ export interface Admission {
 
 const NO_COUNTS = { address: EMPTY_SNAPSHOT, prefix: null, prefixText: null };
 
+function same(k: KeySnapshot): KeySnapshot {
+  return k;
+}
+
+function plusOne(k: KeySnapshot): KeySnapshot {
+  return { count: k.count + 1, rates: { ...k.rates, conn: k.rates.conn + 1 } };
+}
+
 function snapshotOf(a: AcquireResult): KeySnapshot {
   return { count: a.count, rates: { ...EMPTY_SNAPSHOT.rates, conn: a.rate } };
 }
@@ -117,15 +125,17 @@ export class Gatekeeper {
    * Postfix; the proxy registers its own): concurrency and connection rate
    * are read, not counted again.
    */
-  checkConnect(serviceName: string, address: string): Awaitable<Decision> {
+  checkConnect(serviceName: string, address: string, next = false): Awaitable<Decision> {
     const f = this.facts(serviceName, address);
     if (f === null) return unjudged(address);
     const s = f.facts.service;
     const prefixText = f.facts.limits.limits.connections_per_prefix === null ? null : prefixOf(f.ip, s.prefixV4, s.prefixV6);
+    // `next`: as the next connection would be judged, itself counted (the admin API's check).
+    const plus = next ? plusOne : same;
     return then(this.engine.lookup(f.key), (addressSnap) => {
-      if (prefixText === null) return evaluateConnect(f.facts, { address: addressSnap, prefix: null, prefixText: null });
+      if (prefixText === null) return evaluateConnect(f.facts, { address: plus(addressSnap), prefix: null, prefixText: null });
       return then(this.engine.lookup(`${serviceName}:${prefixText}`), (prefixSnap) =>
-        evaluateConnect(f.facts, { address: addressSnap, prefix: prefixSnap, prefixText }),
+        evaluateConnect(f.facts, { address: plus(addressSnap), prefix: plus(prefixSnap), prefixText }),
       );
     }) as Awaitable<Decision>;
   }

@@ -273,8 +273,9 @@ test('counts, peaks and check', async (t) => {
     country: null,
   });
   assert.equal(check.json.auth.rule, 'bans');
+  // At its limit of 1: the next connection, itself counted, would be refused.
   const live = await api.get('/api/check?address=127.0.0.50&service=imap');
-  assert.deepEqual([live.json.connect.action, live.json.connect.reason], ['allow', 'no rule refuses']);
+  assert.deepEqual([live.json.connect.action, live.json.connect.reason], ['refuse', '2 connections from 127.0.0.50, over the limit of 1']);
   const ru = await api.get('/api/check?address=77.88.8.8&service=imap');
   assert.deepEqual([ru.json.country, ru.json.connect.action, ru.json.connect.rule, ru.json.connect.reason], ['RU', 'allow', null, 'no rule refuses']);
   const exempt = await api.get('/api/check?address=127.0.9.1&service=imap');
