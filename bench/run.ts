@@ -10,6 +10,8 @@ const SUITES: Record<string, () => Promise<void>> = {
   anvil: runAnvilSuite,
   geo: async () => (await import('./geo/index.js')).runGeoBench(),
   policy: async () => (await import('./policy/index.js')).runPolicyBench(),
+  proxy: async () => (await import('./proxy/index.js')).runProxySuite(),
+  admin: async () => (await import('./admin/index.js')).runAdminBench(),
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -1,7 +1,7 @@
 /**
  * Starts a private Doorman (the built dist/src/cli/main.js) in a temp dir with
- * only the anvil service, and stops it with SIGTERM to collect its final
- * `statistics:` lines.
+ * the anvil service (and whatever `extraYaml` adds), and stops it with
+ * SIGTERM to collect its final `statistics:` lines.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,6 +22,17 @@ export interface DoormanOptions {
   readonly rateTimeUnit: string;
   /** More top-level YAML lines (other suites enable other services). */
   readonly extraYaml?: readonly string[];
+  /** log.level (default info). Above info, "doorman ready" is not logged: give `ready`. */
+  readonly logLevel?: string;
+  /** false: `anvil: { enabled: false }` (bench/proxy measures the proxy alone). Default true. */
+  readonly anvil?: boolean;
+  /** Node flags after DAEMON_NODE_FLAGS, e.g. --cpu-prof. */
+  readonly nodeFlags?: readonly string[];
+  /**
+   * Resolves once the daemon serves, instead of waiting for its "doorman
+   * ready" log line; `signal` aborts when start() has settled either way.
+   */
+  readonly ready?: (signal: AbortSignal) => Promise<void>;
 }
 
 export class DoormanProcess {
@@ -53,15 +64,17 @@ export class DoormanProcess {
     writeFileSync(
       config,
       [
-        'log: { level: info, format: json }',
+        `log: { level: ${opts.logLevel ?? 'info'}, format: json }`,
         // status_update_time is long so the only statistics lines are the final ones at SIGTERM.
         `engine: { rate_time_unit: ${opts.rateTimeUnit}, status_update_time: 3600s, max_entries: ${opts.maxEntries} }`,
-        `anvil: { socket: ${socket}, socket_mode: "0666" }`,
+        opts.anvil === false ? 'anvil: { enabled: false }' : `anvil: { socket: ${socket}, socket_mode: "0666" }`,
         ...(opts.extraYaml ?? []),
+        // The admin API's fixed default port would collide with a running Doorman: off unless a suite sets it.
+        ...((opts.extraYaml ?? []).some((l) => l.startsWith('admin:')) ? [] : ['admin: { listen: null }']),
         '',
       ].join('\n'),
     );
-    const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, CLI, 'serve', '--config', config], {
+    const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, ...(opts.nodeFlags ?? []), CLI, 'serve', '--config', config], {
       cwd: dir,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -90,6 +103,7 @@ export class DoormanProcess {
         }
       }
     });
+    const probe = new AbortController();
     try {
       await new Promise<void>((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`doorman not ready after ${READY_TIMEOUT_MS} ms; stderr: ${stderr}`)), READY_TIMEOUT_MS);
@@ -101,10 +115,13 @@ export class DoormanProcess {
           clearTimeout(t);
           reject(new Error(`doorman exited with ${code} before ready; stderr: ${stderr}`));
         });
+        opts.ready?.(probe.signal).then(() => ready?.(), reject);
       });
     } catch (err) {
       d.unregister();
       throw err;
+    } finally {
+      probe.abort();
     }
     return d;
   }
