@@ -28,7 +28,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DAEMON_NODE_FLAGS } from '../../src/cli/node-flags.js';
+import { DAEMON_ENV, DAEMON_NODE_FLAGS } from '../../src/cli/node-flags.js';
 import { onTeardown } from '../anvil/teardown.js';
 
 /** dist/bench/admin/index.js → the repository root. */
@@ -64,7 +64,7 @@ function fdLimit(): number {
 
 /** Spawns `args`, registers its teardown, and resolves with the first stdout line `pick` accepts. */
 function spawnAndWait<T>(label: string, args: string[], cwd: string, pick: (line: string) => T | null): Promise<{ child: ChildProcess; value: T; stop: () => void }> {
-  const child = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, { cwd, env: { ...process.env, ...DAEMON_ENV }, stdio: ['ignore', 'pipe', 'pipe'] });
   const stop = onTeardown(label, () => child.kill('SIGTERM'));
   let err = '';
   child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { onTeardown } from './teardown.js';
-import { DAEMON_NODE_FLAGS } from '../../src/cli/node-flags.js';
+import { DAEMON_ENV, DAEMON_NODE_FLAGS } from '../../src/cli/node-flags.js';
 
 /** dist/bench/anvil/doorman.js → dist/src/cli/main.js */
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -76,6 +76,7 @@ export class DoormanProcess {
     );
     const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, ...(opts.nodeFlags ?? []), CLI, 'serve', '--config', config], {
       cwd: dir,
+      env: { ...process.env, ...DAEMON_ENV },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     if (child.pid === undefined) {

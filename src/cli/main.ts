@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=2
+#!/usr/bin/env -S MALLOC_TRIM_THRESHOLD_=134217728 node --max-semi-space-size=2
 /**
  * The `doorman` command: registers each command (each in ./commands/) and
  * runs the one asked for.

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { DAEMON_NODE_FLAGS } from '../../src/cli/node-flags.js';
+import { DAEMON_ENV, DAEMON_NODE_FLAGS } from '../../src/cli/node-flags.js';
 
 /** dist/test/helpers/daemon.js → the repository root, three levels up. */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -73,7 +73,7 @@ export async function startDoorman(config: object, opts: DoormanOptions = {}): P
 
   const proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, DOORMAN_MAIN, 'serve', '--config', configPath, ...(opts.args ?? [])], {
     cwd: dir,
-    env: { ...process.env, ...opts.env },
+    env: { ...process.env, ...DAEMON_ENV, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   live.add(proc);
