@@ -57,7 +57,8 @@ interface Pending {
   /** The client as judged, and where it connected to. */
   address: string;
   port: number;
-  localAddress: string;
+  /** Where the client connected to, from a trusted proxy's header; null: ask the socket (a getsockname) when the header is built. */
+  localAddress: string | null;
   localPort: number;
   early: Buffer | null;
 }
@@ -88,6 +89,7 @@ export class GuardListener implements RelayHost {
   private readonly sockets = new Set<Socket>();
   private readonly relays = new Map<Relay, { id: string; keys: readonly string[]; startedAt: number; address: string }>();
   private sweep: NodeJS.Timeout | null = null;
+  private readonly refusals = new Map<string, Buffer | null>();
   private lastFullWarning = 0;
   /** The TCP port bound (port 0 picks one). */
   port = 0;
@@ -146,7 +148,7 @@ export class GuardListener implements RelayHost {
       this.refuse(socket, 'unavailable', true, null);
       return;
     }
-    const p: Pending = { socket, address: remote, port: socket.remotePort ?? 0, localAddress: socket.localAddress ?? '', localPort: socket.localPort ?? 0, early: null };
+    const p: Pending = { socket, address: remote, port: socket.remotePort ?? 0, localAddress: null, localPort: 0, early: null };
     if (this.opts.trusted.size > 0) {
       const ip = parseIp(remote);
       if (ip !== null && this.opts.trusted.match(ip) !== null) {
@@ -259,13 +261,26 @@ export class GuardListener implements RelayHost {
   private header(address: string, p: Pending): Buffer | null {
     const v = this.opts.proxyProtocol;
     if (v === 'none') return null;
-    const dst = unmapped(p.localAddress);
-    return v === 'v2' ? encodeProxyV2(address, p.port, dst, p.localPort) : encodeProxyV1(address, p.port, dst, p.localPort);
+    const dst = unmapped(p.localAddress ?? p.socket.localAddress ?? '');
+    const dport = p.localAddress === null ? (p.socket.localPort ?? 0) : p.localPort;
+    return v === 'v2' ? encodeProxyV2(address, p.port, dst, dport) : encodeProxyV1(address, p.port, dst, dport);
+  }
+
+  /** The refusal's bytes, made once per (kind, temporary, limit): a flood is refused without building text. */
+  private refusalBytes(kind: RefusalKind, temporary: boolean, limit: number | null): Buffer | null {
+    const key = `${kind}|${temporary ? 't' : 'p'}|${limit ?? ''}`;
+    let line = this.refusals.get(key);
+    if (line === undefined) {
+      line = refusalLine(this.opts.protocol, temporary, refusalText(this.opts.protocol, kind, this.opts.texts, limit), this.opts.hostname);
+      // Limits are few (services, overrides); the cap only guards against surprises.
+      if (this.refusals.size < 256) this.refusals.set(key, line);
+    }
+    return line;
   }
 
   /** Tells the client no in its protocol's words (or closes, for implicit TLS), then closes. */
   private refuse(s: Socket, kind: RefusalKind, temporary: boolean, limit: number | null): void {
-    const line = refusalLine(this.opts.protocol, temporary, refusalText(this.opts.protocol, kind, this.opts.texts, limit), this.opts.hostname);
+    const line = this.refusalBytes(kind, temporary, limit);
     if (line === null) {
       s.destroy();
       return;
