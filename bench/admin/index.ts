@@ -30,6 +30,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DAEMON_ENV, DAEMON_NODE_FLAGS } from '../../src/cli/node-flags.js';
 import { onTeardown } from '../anvil/teardown.js';
+import { envInt } from '../env.js';
 
 /** dist/bench/admin/index.js → the repository root. */
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -46,14 +47,6 @@ interface Settings {
   readonly conns: number;
   readonly requests: number;
   readonly warmup: number;
-}
-
-function envInt(name: string, def: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return def;
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v < min || v > max) throw new Error(`${name}=${raw}: expected an integer from ${min} to ${max}`);
-  return v;
 }
 
 /** The soft open-files limit this process (and so its children) has. */

@@ -28,19 +28,14 @@ import { measureServer, type ServerName, type ServerResult, type SuiteConfig } f
 import { PostfixInstance } from './postfix.js';
 import { pinToCpu } from './proc.js';
 import { buildTable, evaluateAims, formatAims, formatChecks } from './report.js';
+import { envNumber } from '../env.js';
 
 const RATE_TIME_UNIT = '60s';
 /** Postfix forks anvil on the first connection; it is up well within this. */
 const ANVIL_PID_TIMEOUT_MS = 10_000;
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): SuiteConfig {
-  const n = (name: string, def: number, min: number, max: number): number => {
-    const raw = env[name];
-    if (raw === undefined || raw === '') return def;
-    const v = Number(raw);
-    if (!Number.isFinite(v) || v < min || v > max) throw new Error(`${name}=${raw}: expected a number from ${min} to ${max}`);
-    return v;
-  };
+  const n = (name: string, def: number, min: number, max: number): number => envNumber(name, def, min, max, env);
   const servers = (env.BENCH_SERVERS ?? 'doorman,postfix').split(',').map((s) => s.trim()).filter(Boolean);
   for (const s of servers) if (s !== 'doorman' && s !== 'postfix') throw new Error(`BENCH_SERVERS: unknown server ${s}`);
   return {

@@ -21,6 +21,7 @@ import { BlockList } from 'node:net';
 import maxmind, { type Response } from 'maxmind';
 import { embeddedDatabasePath, openCountryLookup } from '../../src/geo/country.js';
 import { SPECIAL_BLOCKS, specialPurpose } from '../../src/geo/special.js';
+import { envInt } from '../env.js';
 
 const SEED = 0x5eed_2026;
 const WARMUP_ROUNDS = 2;
@@ -34,14 +35,6 @@ const AIM_RATIO = 0.8;
 const V6_PREFIXES: readonly (readonly [number, number])[] = [
   [0x2001_4860, 32], [0x2400_0000, 12], [0x2600_0000, 12], [0x2800_0000, 12], [0x2a00_0000, 12], [0x2c00_0000, 12], [0x2a02_06b8, 32], [0x2001_0200, 23],
 ];
-
-function envInt(name: string, def: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return def;
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v < min || v > max) throw new Error(`${name}=${raw}: expected an integer from ${min} to ${max}`);
-  return v;
-}
 
 /** mulberry32: small, fast, and the same sequence everywhere for a seed. */
 function rng(seed: number): () => number {

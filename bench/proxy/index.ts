@@ -40,6 +40,7 @@ import { NoiseGuard } from './noise.js';
 import { fdHardLimit, waitForPort } from './ports.js';
 import { formatProfile, summarizeProfile } from './profile.js';
 import { bottlenecks, buildTable, evaluateAims, formatAims, type Results, type TargetResults } from './report.js';
+import { envNumber } from '../env.js';
 
 const HOSTNAME = 'bench.example';
 /** Per address on the sessions port: far above any client count, so nothing is refused. */
@@ -68,13 +69,7 @@ interface Config {
 }
 
 function configFromEnv(env: NodeJS.ProcessEnv = process.env): Config {
-  const n = (name: string, def: number, min: number, max: number): number => {
-    const raw = env[name];
-    if (raw === undefined || raw === '') return def;
-    const v = Number(raw);
-    if (!Number.isFinite(v) || v < min || v > max) throw new Error(`${name}=${raw}: expected a number from ${min} to ${max}`);
-    return v;
-  };
+  const n = (name: string, def: number, min: number, max: number): number => envNumber(name, def, min, max, env);
   const servers = (env.BENCH_SERVERS ?? 'doorman,haproxy').split(',').map((s) => s.trim()).filter(Boolean);
   for (const s of servers) if (s !== 'doorman' && s !== 'haproxy') throw new Error(`BENCH_SERVERS: unknown server ${s} (doorman, haproxy)`);
   return {
