@@ -147,6 +147,11 @@ export const countryChange = (op, service, phase, country, dryRun) =>
 export const getPeaks = () => call('GET', '/api/peaks');
 
 /** @returns {Promise<{ items: TopItem[] }>} */
+/**
+ * @typedef {{ key: string, service: string, client: string, count: number, rates: Record<string, number> }} EngineClient
+ * @returns {Promise<{ items: EngineClient[], scanned: number, complete: boolean }>}
+ */
+export const getClients = (limit = 10) => call('GET', `/api/clients${query({ limit })}`);
 export const getTop = (/** @type {'connections' | 'refusals'} */ by, limit = 10) => call('GET', `/api/top${query({ by, limit })}`);
 
 /** @returns {Promise<{ step_s: number, points: HistoryPoint[] }>} */

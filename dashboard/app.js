@@ -38,7 +38,7 @@ const table = new ConnectionTable({
   filter: $('conn-filter'),
   kickForm: $('kick-form'),
 });
-const stats = new StatsView({ topConnections: $('top-connections'), topRefusals: $('top-refusals'), peaks: $('peaks'), feed: $('refusals') });
+const stats = new StatsView({ topConnections: $('top-connections'), topRefusals: $('top-refusals'), engineClients: $('engine-clients'), peaks: $('peaks'), feed: $('refusals') });
 const bans = new BansView({ body: $('bans-body'), form: $('ban-form'), onChange: () => afterChange() });
 const countries = new CountriesView({ body: $('countries-body'), form: $('country-form'), onChange: () => afterChange() });
 

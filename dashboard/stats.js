@@ -29,7 +29,7 @@ const PEAK_LABELS = /** @type {const} */ ([
 ]);
 
 export class StatsView {
-  /** @param {{ topConnections: HTMLOListElement, topRefusals: HTMLOListElement, peaks: HTMLElement, feed: HTMLOListElement }} els */
+  /** @param {{ topConnections: HTMLOListElement, topRefusals: HTMLOListElement, engineClients: HTMLOListElement, peaks: HTMLElement, feed: HTMLOListElement }} els */
   constructor(els) {
     this.els = els;
     /** @type {Refusal[]} */
@@ -40,10 +40,13 @@ export class StatsView {
 
   async loadTop() {
     try {
-      const [conn, ref] = await Promise.all([api.getTop('connections', TOP_LIMIT), api.getTop('refusals', TOP_LIMIT)]);
+      const [conn, ref, engine] = await Promise.all([api.getTop('connections', TOP_LIMIT), api.getTop('refusals', TOP_LIMIT), api.getClients(TOP_LIMIT)]);
       clearErrors('Top clients');
       this.showTop(this.els.topConnections, conn.items, 'No live connections.', 'connection');
       this.showTop(this.els.topRefusals, ref.items, 'No refusals in the last hour.', 'refusal');
+      // The engine's view includes clients that only Postfix (anvil) or a policy service reported.
+      const counted = engine.items.map((c) => ({ address: `${c.service} ${c.client}`, country: null, count: c.count }));
+      this.showTop(this.els.engineClients, counted, 'Nothing counted now.', 'connection');
     } catch (err) {
       showError('Top clients could not be loaded.', err);
     }

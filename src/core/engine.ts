@@ -93,6 +93,11 @@ export class Engine {
     return then(this.store.read(key, this.clock.now()), (s) => s ?? EMPTY_SNAPSHOT);
   }
 
+  /** The busiest keys under `prefix` (e.g. "smtp:"), by count or a rate; see CounterStore.top. */
+  top(prefix: string, by: 'count' | RateMetric, limit: number, maxScan = 1_000_000): ReturnType<CounterStore['top']> {
+    return this.store.top(prefix, by, limit, this.clock.now(), maxScan);
+  }
+
   /** Releases everything `owner` holds: its process or socket went away. */
   closeOwner(owner: Owner): Awaitable<number> {
     return this.store.releaseOwner(owner, this.clock.now());

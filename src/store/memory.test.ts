@@ -115,3 +115,19 @@ test('property: after any interleaving, closing every owner leaves every count a
     ),
   );
 });
+
+test('top: the busiest keys under a prefix, by count or a rate', () => {
+  const s = new MemoryStore({ rate: slidingWindow(60_000), maxEntries: 100 });
+  const o = s.createOwner('t');
+  for (let i = 0; i < 3; i++) s.acquire('smtp:192.0.2.1', o, 0);
+  s.acquire('smtp:192.0.2.2', o, 0);
+  s.acquire('imap:192.0.2.3', o, 0);
+  s.acquire('imap:192.0.2.3', o, 0);
+  for (let i = 0; i < 5; i++) s.hit('smtp:192.0.2.2', 'rcpt', 0);
+  const r = s.top('smtp:', 'count', 10, 1, 1000);
+  assert.deepEqual(r.items.map((x) => [x.key, x.snapshot.count]), [['smtp:192.0.2.1', 3], ['smtp:192.0.2.2', 1]]);
+  assert.deepEqual([r.scanned, r.complete], [3, true]);
+  assert.deepEqual(s.top('', 'count', 1, 1, 1000).items.map((x) => x.key), ['smtp:192.0.2.1']);
+  assert.deepEqual(s.top('', 'rcpt', 5, 1, 1000).items.map((x) => [x.key, x.snapshot.rates.rcpt]), [['smtp:192.0.2.2', 5]]);
+  assert.equal(s.top('', 'count', 10, 1, 2).complete, false, 'a capped scan says so');
+});

@@ -178,6 +178,31 @@ export class MemoryStore implements CounterStore {
     }
   }
 
+  top(prefix: string, by: 'count' | RateMetric, limit: number, now: number, maxScan: number): { items: Array<{ key: string; snapshot: KeySnapshot }>; scanned: number; complete: boolean } {
+    // A sorted array of at most `limit` candidates: limits are small (≤ 100), inserts rare after the first.
+    const best: Array<{ slot: number; value: number }> = [];
+    const m = by === 'count' ? -1 : METRIC_INDEX[by];
+    let scanned = 0;
+    for (let slot = 0; slot < this.nextSlot && scanned < maxScan; slot++) {
+      if (!this.index.used(slot)) continue;
+      scanned++;
+      const page = this.pages[slot >>> PAGE_BITS] as Page;
+      const i = slot & PAGE_MASK;
+      const value = m < 0 ? (page.count[i] as number) : this.rate.read(page, i, m, now);
+      if (value <= 0 || (best.length === limit && value <= (best[best.length - 1] as { value: number }).value)) continue;
+      if (prefix !== '' && !(this.index.keyOf(slot) ?? '').startsWith(prefix)) continue;
+      let at = best.length;
+      while (at > 0 && (best[at - 1] as { value: number }).value < value) at--;
+      best.splice(at, 0, { slot, value });
+      if (best.length > limit) best.pop();
+    }
+    const items = best.map(({ slot }) => {
+      const key = this.index.keyOf(slot) as string;
+      return { key, snapshot: this.read(key, now) as KeySnapshot };
+    });
+    return { items, scanned, complete: scanned >= this.index.size };
+  }
+
   stats(): StoreStats {
     return { entries: this.index.size, evicted: this.evicted, untracked: this.untracked };
   }

@@ -66,6 +66,12 @@ export interface CounterStore {
   touchMember(key: string, member: string, now: number, windowMs: number): Awaitable<{ size: number; added: boolean }>;
   /** Releases every connection `owner` holds; returns how many. The owner is done. */
   releaseOwner(owner: Owner, now: number): Awaitable<number>;
+  /**
+   * The `limit` keys starting with `prefix` with the highest `by` (the count,
+   * or a rate), for the monitor; examines at most `maxScan` keys. Not on any
+   * request path.
+   */
+  top(prefix: string, by: 'count' | RateMetric, limit: number, now: number, maxScan: number): Awaitable<{ items: Array<{ key: string; snapshot: KeySnapshot }>; scanned: number; complete: boolean }>;
   /** Drops keys whose count is zero and whose rates have decayed; bounded work per call. */
   sweep(now: number): void;
   stats(): StoreStats;

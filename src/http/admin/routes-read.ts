@@ -9,11 +9,14 @@
  *   GET /api/check?address&service
  *   GET /api/top?by=connections|refusals&limit
  *   GET /api/history
+ *   GET /api/clients?service&by&limit   (the engine's counts per client: what
+ *                                        anvil and the policy services report)
  *   GET /metrics                (Prometheus text)
  */
 import type { FastifyInstance } from 'fastify';
 import { ControlInputError } from '../../control/control.js';
 import { formatIp, parseIp } from '../../core/ip.js';
+import { RATE_METRICS, type RateMetric } from '../../core/metrics.js';
 import { parseNetwork } from '../../core/networks.js';
 import type { AdminContext } from './context.js';
 import * as f from './fields.js';
@@ -22,6 +25,8 @@ import { decisionJson, peakJson } from './shapes.js';
 
 /** Top lists are for a glance; the full list is /api/connections. */
 const TOP_MAX = 100;
+/** Keys a /api/clients scan examines at most (about 30 ms for this many): beyond, it says it is incomplete. */
+const CLIENTS_SCAN_MAX = 200_000;
 /** Engine keys are "service:address" or "service:prefix/len": short. */
 const KEY_MAX = 200;
 
@@ -89,6 +94,31 @@ export function readRoutes(app: FastifyInstance, ctx: AdminContext): void {
       },
     },
     async (req) => ({ items: req.query.by === 'refusals' ? ctx.refusals.top(req.query.limit) : topConnections(ctx, req.query.limit) }),
+  );
+
+  app.get<{ Querystring: { service?: string; by: 'count' | RateMetric; limit: number } }>(
+    '/api/clients',
+    {
+      schema: {
+        querystring: f.strict({
+          service: f.service,
+          by: { type: 'string', enum: ['count', ...RATE_METRICS], default: 'count', description: `count or a rate: ${RATE_METRICS.join(', ')}` },
+          limit: { type: 'integer', minimum: 1, maximum: TOP_MAX, default: 20, description: `an integer from 1 to ${TOP_MAX}` },
+        }),
+      },
+    },
+    async (req) => {
+      const { service, by, limit } = req.query;
+      const r = await ctx.gate.engine.top(service === undefined ? '' : `${service}:`, by, limit, CLIENTS_SCAN_MAX);
+      return {
+        scanned: r.scanned,
+        complete: r.complete,
+        items: r.items.map(({ key, snapshot }) => {
+          const colon = key.indexOf(':');
+          return { key, service: key.slice(0, colon), client: key.slice(colon + 1), count: snapshot.count, rates: { ...snapshot.rates } };
+        }),
+      };
+    },
   );
 
   app.get('/api/history', none, async () => ({

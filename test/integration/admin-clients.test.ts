@@ -1,0 +1,39 @@
+/**
+ * The monitor shows what only reports to Doorman: clients Postfix counts
+ * through the anvil service (no proxied connection at all) appear in
+ * GET /api/clients with their counts and rates, busiest first.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { AnvilTestClient } from '../helpers/anvil-client.js';
+import { startAdminDaemon } from '../helpers/admin-daemon.js';
+
+test('clients reported through the anvil service are listed with their counts and rates', async (t) => {
+  const sockDir = mkdtempSync(join(tmpdir(), 'doorman-clients-'));
+  t.after(() => rmSync(sockDir, { recursive: true, force: true }));
+  const socket = join(sockDir, 'anvil');
+  const { api } = await startAdminDaemon(t, { anvil: { socket } });
+  const smtpd = await AnvilTestClient.open(socket);
+  t.after(() => smtpd.close());
+  for (let i = 0; i < 3; i++) await smtpd.request('connect', 'smtp:192.0.2.7');
+  await smtpd.request('connect', 'smtp:192.0.2.8');
+  await smtpd.request('recipient', 'smtp:192.0.2.8');
+  await smtpd.request('recipient', 'smtp:192.0.2.8');
+  const byCount = await api.get('/api/clients?service=smtp');
+  assert.equal(byCount.status, 200);
+  assert.deepEqual(
+    byCount.json.items.map((c: { client: string; count: number; rates: { conn: number } }) => [c.client, c.count, c.rates.conn]),
+    [
+      ['192.0.2.7', 3, 3],
+      ['192.0.2.8', 1, 1],
+    ],
+  );
+  assert.equal(byCount.json.complete, true);
+  const byRcpt = await api.get('/api/clients?by=rcpt&limit=1');
+  assert.deepEqual(byRcpt.json.items.map((c: { key: string; rates: { rcpt: number } }) => [c.key, c.rates.rcpt]), [['smtp:192.0.2.8', 2]]);
+  assert.deepEqual((await api.get('/api/clients?service=imap')).json.items, []);
+  assert.equal((await api.get('/api/clients?by=bogus')).status, 400);
+});
