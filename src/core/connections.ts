@@ -69,6 +69,8 @@ export class ConnectionRegistry {
   private readonly byAddress = new Map<string, Set<Entry>>();
   private readonly perService = new Map<string, number>();
   private readonly perCountry = new Map<string, number>();
+  /** Connections ever added, per service: the metrics read it at scrape time, so counting costs nothing per connection. */
+  private readonly added = new Map<string, number>();
   private nextId = 1;
   private readonly prefix: string;
 
@@ -94,6 +96,12 @@ export class ConnectionRegistry {
     set.add(e);
     bump(this.perService, info.service, 1);
     bump(this.perCountry, info.country ?? '', 1);
+    this.added.set(info.service, (this.added.get(info.service) ?? 0) + 1);
+  }
+
+  /** Connections admitted since start, per service. */
+  admittedByService(): ReadonlyMap<string, number> {
+    return this.added;
   }
 
   /** Forgets a connection; unknown ids are ignored (a second close). */

@@ -1,24 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { ConnectionView } from '../core/connections.js';
 import { DoorEventBus } from '../core/events.js';
 import { DoorMetrics } from './metrics.js';
-
-function conn(service: string): ConnectionView {
-  return {
-    id: '1',
-    service,
-    protocol: 'imap',
-    client: { address: '192.0.2.1', port: 1234 },
-    country: 'DE',
-    listen: '127.0.0.1:143',
-    backend: '127.0.0.1:10143',
-    startedAt: 0,
-    bytesIn: 0,
-    bytesOut: 0,
-    encrypted: false,
-  };
-}
 
 const refusal = (service: string, country: string | null, rule = 'bans') => ({ service, address: '192.0.2.9', country, rule, reason: 'r', by: 'proxy' });
 
@@ -31,27 +14,29 @@ function value(text: string, series: string): number | undefined {
 function setup() {
   const bus = new DoorEventBus();
   let live: Record<string, number> = {};
+  const admitted = new Map<string, number>();
   let bans = 0;
   const m = new DoorMetrics(bus, {
-    registry: { countsByService: () => live },
+    registry: { countsByService: () => live, admittedByService: () => admitted },
     entries: () => 42,
     bans: () => bans,
     services: ['imap', 'smtp', 'pop3'],
     proxied: ['imap', 'pop3'],
   });
   m.attach();
-  return { bus, m, setLive: (v: Record<string, number>) => (live = v), setBans: (n: number) => (bans = n) };
+  const admit = (service: string) => admitted.set(service, (admitted.get(service) ?? 0) + 1);
+  return { bus, m, admit, setLive: (v: Record<string, number>) => (live = v), setBans: (n: number) => (bans = n) };
 }
 
 test('metrics: counters from the bus, gauges read at scrape, series present from the start', async () => {
-  const { bus, m, setLive, setBans } = setup();
+  const { bus, m, admit, setLive, setBans } = setup();
   let t = await m.text();
   assert.equal(value(t, 'doorman_connections{service="imap"}'), 0);
   assert.equal(value(t, 'doorman_connections{service="pop3"}'), 0);
   assert.equal(value(t, 'doorman_connections_total{service="imap"}'), 0);
   assert.equal(value(t, 'doorman_kicks_total'), 0);
-  bus.emit('connect', conn('imap'));
-  bus.emit('connect', conn('imap'));
+  admit('imap');
+  admit('imap');
   bus.emit('refusal', refusal('imap', 'RU', 'services.imap.limits.connections_per_address'));
   bus.emit('refusal', refusal('smtp', null));
   bus.emit('kick', { target: '192.0.2.0/24', kicked: 3, ban: null, reason: 'x' });
@@ -61,6 +46,9 @@ test('metrics: counters from the bus, gauges read at scrape, series present from
   assert.equal(value(t, 'doorman_connections{service="imap"}'), 2);
   assert.equal(value(t, 'doorman_connections_total{service="imap"}'), 2);
   assert.equal(value(t, 'doorman_decisions_total{service="imap",action="allow",rule="none"}'), 2);
+  admit('imap');
+  t = await m.text();
+  assert.equal(value(t, 'doorman_connections_total{service="imap"}'), 3, 'totals read again at each scrape, not counted twice');
   assert.equal(value(t, 'doorman_decisions_total{service="imap",action="refuse",rule="services.imap.limits.connections_per_address"}'), 1);
   assert.equal(value(t, 'doorman_refusals_by_country_total{service="imap",country="RU"}'), 1);
   assert.equal(value(t, 'doorman_refusals_by_country_total{service="smtp",country="none"}'), 1);

@@ -31,7 +31,7 @@ const MAX_COUNTRIES = 50;
 const MAX_RULES = 200;
 
 export interface MetricsSources {
-  readonly registry: Pick<ConnectionRegistry, 'countsByService'>;
+  readonly registry: Pick<ConnectionRegistry, 'countsByService' | 'admittedByService'>;
   readonly entries: () => number;
   readonly bans: () => number;
   /** Service names a label may hold (the configured ones, the protocol names); any other is "other". */
@@ -96,7 +96,7 @@ export class DoorMetrics {
   private readonly decisions: Counter<'service' | 'action' | 'rule'>;
   private readonly byCountry: Counter<'service' | 'country'>;
   private readonly kicks: Counter;
-  private readonly listeners: { [K in 'connect' | 'refusal' | 'kick']: (...a: DoorEvents[K]) => void };
+  private readonly listeners: { [K in 'refusal' | 'kick']: (...a: DoorEvents[K]) => void };
   private attached = false;
 
   constructor(bus: DoorEventBus, src: MetricsSources) {
@@ -117,12 +117,31 @@ export class DoorMetrics {
         for (const [s, n] of Object.entries(now)) if (!known.includes(s)) this.set({ service: s }, n);
       },
     });
+    // Admissions are read from the registry's totals at scrape time rather than
+    // counted per connection: the proxy's accept path then builds no event for them.
+    const seen = new Map<string, number>();
+    const metrics = this;
+    const admitted = (): Array<[string, number]> => {
+      const out: Array<[string, number]> = [];
+      for (const [svc, total] of src.registry.admittedByService()) {
+        const delta = total - (seen.get(svc) ?? 0);
+        if (delta > 0) out.push([metrics.service(svc), delta]);
+        seen.set(svc, total);
+      }
+      return out;
+    };
     this.connectionsTotal = new Counter({ name: 'doorman_connections_total', help: 'Connections admitted by the guard proxy, per service', labelNames: ['service'], registers });
     this.decisions = new Counter({
       name: 'doorman_decisions_total',
       help: 'Decisions: refusals by every front-end, admissions by the guard proxy (rule "none")',
       labelNames: ['service', 'action', 'rule'],
       registers,
+      collect() {
+        for (const [service, n] of admitted()) {
+          metrics.connectionsTotal.inc({ service }, n);
+          this.inc({ service, action: 'allow', rule: 'none' }, n);
+        }
+      },
     });
     this.byCountry = new Counter({
       name: 'doorman_refusals_by_country_total',
@@ -151,11 +170,6 @@ export class DoorMetrics {
     for (const s of known) this.connectionsTotal.inc({ service: s }, 0);
     this.kicks.inc(0);
     this.listeners = {
-      connect: (c) => {
-        const service = this.service(c.service);
-        this.connectionsTotal.inc({ service });
-        this.decisions.inc({ service, action: 'allow', rule: 'none' });
-      },
       refusal: (e) => {
         const service = this.service(e.service);
         this.decisions.inc({ service, action: 'refuse', rule: this.rules.of(e.rule) });
@@ -169,7 +183,6 @@ export class DoorMetrics {
   attach(): void {
     if (this.attached) return;
     this.attached = true;
-    this.bus.on('connect', this.listeners.connect);
     this.bus.on('refusal', this.listeners.refusal);
     this.bus.on('kick', this.listeners.kick);
   }
@@ -177,7 +190,6 @@ export class DoorMetrics {
   detach(): void {
     if (!this.attached) return;
     this.attached = false;
-    this.bus.off('connect', this.listeners.connect);
     this.bus.off('refusal', this.listeners.refusal);
     this.bus.off('kick', this.listeners.kick);
   }
