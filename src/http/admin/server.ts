@@ -14,6 +14,7 @@ import fastifyCookie from '@fastify/cookie';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { AdminConfig } from '../../config/schema.js';
+import { PROTOCOLS } from '../../config/rules-schema.js';
 import type { Clock } from '../../core/clock.js';
 import type { ConnectionRegistry } from '../../core/connections.js';
 import type { DoorEventBus, RefusalEvent } from '../../core/events.js';
@@ -62,8 +63,6 @@ export interface AdminServerDeps {
   readonly dashboardDir?: string;
 }
 
-/** Service names a metric label may hold besides the configured ones: the protocols Dovecot and Postfix name. */
-const PROTOCOL_NAMES = ['smtp', 'submission', 'smtps', 'pop3', 'pop3s', 'imap', 'imaps'];
 
 export class AdminServer {
   readonly app: FastifyInstance;
@@ -102,7 +101,8 @@ export class AdminServer {
       registry: deps.registry,
       entries: () => deps.gate.engine.entries,
       bans: () => deps.control.bans().length,
-      services: [...new Set([...names, ...PROTOCOL_NAMES])],
+      // Besides the configured services, a label may hold the protocols Dovecot and Postfix name.
+      services: [...new Set([...names, ...PROTOCOLS])],
       proxied,
     });
     const refusals = new RefusalTracker(deps.clock);
