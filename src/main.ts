@@ -99,6 +99,8 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
     const state = await StateStore.open(config.state.file);
     audit = await AuditLog.open(config.state.audit_log);
     control = Control.restore({ config, gate, registry, state, audit, clock, log, events });
+    const kept = control;
+    gate.onAutoBan = (ban) => void kept.keepAutoBan(ban);
     if (state.current.bans.length > 0 || Object.keys(state.current.countries).length > 0) {
       log.info({ file: state.path, bans: gate.bans.list(clock.now()).length, country_rules: Object.keys(state.current.countries).length }, 'run-time state restored');
     }

@@ -150,6 +150,22 @@ export class Control {
     return { dryRun: false, hits, result: ban };
   }
 
+  /**
+   * Writes a ban the gatekeeper made itself (too many AUTH failures) to the
+   * state file and the audit log, so it outlives a restart like the
+   * operator's. It is already in force; a failed write is logged, not thrown.
+   */
+  keepAutoBan(ban: Ban): Promise<void> {
+    return this.exclusive(async () => {
+      const now = this.d.clock.now();
+      await this.d.state.update((s) => ({
+        ...s,
+        bans: [...s.bans.filter((b) => b.until > now && b.target !== ban.target), { target: ban.target, until: ban.until, reason: ban.reason, created_at: ban.createdAt }],
+      }));
+      await this.d.audit.append({ action: 'ban.auto', target: ban.target, by: 'internal', reason: ban.reason, details: { until: new Date(ban.until).toISOString() } }, now);
+    }).catch((err: unknown) => this.d.log.error({ err, target: ban.target }, 'an automatic ban is in force but could not be written to the state file'));
+  }
+
   unban(target: string, caller: Caller): Promise<boolean> {
     return this.exclusive(() => this.unbanNow(target, caller));
   }

@@ -72,6 +72,9 @@ export class Gatekeeper {
   /** Whether any rule counts per prefix: when none does, prefixKey() returns at once. */
   prefixCounting: boolean;
 
+  /** Told of every ban the gatekeeper makes itself (AUTH failures), so it can be kept with the operator's. */
+  onAutoBan: ((ban: Ban) => void) | null = null;
+
   /** Swaps in new rules (country rules changed at run time, a reload). */
   setRules(rules: Rules): void {
     this.rules = rules;
@@ -237,7 +240,9 @@ export class Gatekeeper {
           const limit = f.facts.limits.limits.auth_failure_rate;
           if (limit === null || r.rate <= limit || f.facts.service.dryRun) return null;
           const reason = `${r.rate} AUTH failures in ${this.rateUnitSec}s, over the limit of ${limit}`;
-          return this.bans.add(f.facts.address, f.facts.service.authFailureBanMs, reason, this.clock.now());
+          const ban = this.bans.add(f.facts.address, f.facts.service.authFailureBanMs, reason, this.clock.now());
+          this.onAutoBan?.(ban);
+          return ban;
         }),
       );
     }) as Awaitable<Ban | null>;

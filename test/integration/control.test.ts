@@ -5,7 +5,7 @@
  * report who would be hit and change nothing; every change is audited.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -24,13 +24,13 @@ after(async () => {
   for (const b of backends) await b.close();
 });
 
-async function start(dir: string, port: number): Promise<Daemon> {
+async function start(dir: string, port: number, imap: Record<string, unknown> = {}): Promise<Daemon> {
   const config = parseConfig(
     {
       anvil: { enabled: false },
       ...isolated(dir),
       exceptions: ['127.0.9.0/24'],
-      services: { imap: { proxy: { listen: ['127.0.0.1:0'], backend: `127.0.0.1:${port}`, proxy_protocol: 'v2', hostname: 'mx.test' } } },
+      services: { imap: { ...imap, proxy: { listen: ['127.0.0.1:0'], backend: `127.0.0.1:${port}`, proxy_protocol: 'v2', hostname: 'mx.test' } } },
     },
     'control-test',
   );
@@ -139,4 +139,23 @@ test('country rules set at run time: dry run counts who is hit, then the next co
   const ok = await RawClient.open(d.proxies[0]?.port ?? 0, { localAddress: '127.0.0.66' });
   await ok.waitFor(/^220 /);
   ok.destroy();
+});
+
+test('a ban made for AUTH failures is written like the operator\'s and restored after a restart', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'doorman-control-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  let d = await start(dir, 1, { limits: { auth_failure_rate: 1 }, auth_failure_ban: '10m' });
+  const first = d;
+  t.after(() => first.stop());
+  assert.equal(await d.gate.authFailed('imap', '192.0.2.50', 'alice', 'h1'), null);
+  const ban = await d.gate.authFailed('imap', '192.0.2.50', 'alice', 'h2');
+  assert.equal(ban?.target, '192.0.2.50');
+  const statePath = join(dir, 'state.json');
+  await waitUntil('the ban on disk', () => existsSync(statePath) && readFileSync(statePath, 'utf8').includes('192.0.2.50'));
+  await d.stop();
+  d = await start(dir, 1, { limits: { auth_failure_rate: 1 } });
+  t.after(() => d.stop());
+  assert.deepEqual(d.control.bans().map((b) => [b.target, b.reason]), [['192.0.2.50', '2 AUTH failures in 60s, over the limit of 1']]);
+  const audit = readFileSync(join(dir, 'audit.log'), 'utf8');
+  assert.match(audit, /"action":"ban\.auto","target":"192\.0\.2\.50","by":"internal"/);
 });
