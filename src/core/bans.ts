@@ -6,8 +6,8 @@
  * This is the in-process list; fleet mode will keep bans in Redis behind the
  * same methods.
  */
-import { formatIp, type ParsedIp } from './ip.js';
-import { networkContains, parseNetwork, type Network } from './networks.js';
+import type { ParsedIp } from './ip.js';
+import { hostText, networkContains, parseNetwork, type Network } from './networks.js';
 
 export interface Ban {
   /** The address or network as given, normalised for exact addresses. */
@@ -24,8 +24,9 @@ export class BanList {
   /** Bans `target` (an address or a CIDR network) until now + ttlMs; a longer existing ban is kept. */
   add(target: string, ttlMs: number, reason: string, now: number): Ban {
     const net = parseNetwork(target);
-    const isHost = net.bits === 128;
-    const key = isHost ? formatIp({ words: net.words, family: net.words[2] === 0xffff && net.words[0] === 0 && net.words[1] === 0 ? 4 : 6 }) : net.text;
+    const host = hostText(net);
+    const isHost = host !== null;
+    const key = host ?? net.text;
     const ban: Ban = { target: key, until: now + ttlMs, reason, createdAt: now };
     if (isHost) {
       const old = this.exact.get(key);

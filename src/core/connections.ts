@@ -12,8 +12,8 @@
  * are kept as connections come and go, so reading them costs nothing.
  */
 import type { Protocol } from '../config/rules-schema.js';
-import { formatIp, parseIp, type ParsedIp } from './ip.js';
-import { networkContains, parseNetwork } from './networks.js';
+import { parseIp, type ParsedIp } from './ip.js';
+import { hostText, networkContains, parseNetwork } from './networks.js';
 
 /** What the proxy knows of one live connection. */
 export interface ConnectionInfo {
@@ -164,21 +164,14 @@ export class ConnectionRegistry {
     return true;
   }
 
-  /** Closes every connection matching `filter`; returns what was closed. */
-  kickWhere(filter: ConnectionFilter, reason: string): ConnectionView[] {
-    const hit = this.entries(filter);
-    const views = hit.map(view);
-    for (const e of hit) e.handle.kick(reason);
-    return views;
-  }
-
   private entries(filter: ConnectionFilter): Entry[] {
     let candidates: Iterable<Entry> = this.byId.values();
     let net: ReturnType<typeof parseNetwork> | null = null;
     if (filter.address !== undefined) {
       net = parseNetwork(filter.address);
-      if (net.bits === 128) {
-        candidates = this.byAddress.get(canonical(filter.address.replace(/\/128$|\/32$/, ''))) ?? [];
+      const host = hostText(net);
+      if (host !== null) {
+        candidates = this.byAddress.get(host) ?? [];
         net = null;
       }
     }
@@ -191,12 +184,6 @@ export class ConnectionRegistry {
     }
     return out.sort((a, b) => a.info.startedAt - b.info.startedAt);
   }
-}
-
-/** An address as the registry keys it: the gate's canonical text (mapped IPv4 as dotted). */
-function canonical(address: string): string {
-  const p = parseIp(address);
-  return p === null ? address : formatIp(p);
 }
 
 function bump(m: Map<string, number>, k: string, by: number): void {

@@ -3,7 +3,7 @@
  * request. A list of a few hundred networks is scanned; each entry is four
  * words and a prefix length, so a match is a handful of integer compares.
  */
-import { maskWords, parseIp, type IpWords, type ParsedIp } from './ip.js';
+import { formatIp, maskWords, parseIp, type IpWords, type ParsedIp } from './ip.js';
 
 export interface Network {
   /** As written in the configuration, for messages. */
@@ -29,6 +29,17 @@ export function parseNetwork(text: string): Network {
   }
   const bits = p.family === 4 ? 96 + len : len;
   return { text, words: maskWords(p.words, bits), bits };
+}
+
+/**
+ * A single-address network (/32, /128 or a bare address) as the canonical
+ * address text the gatekeeper keys clients by (mapped IPv4 as dotted); null
+ * for a wider network.
+ */
+export function hostText(n: Network): string | null {
+  if (n.bits !== 128) return null;
+  const w = n.words;
+  return formatIp({ words: w, family: w[0] === 0 && w[1] === 0 && w[2] === 0xffff ? 4 : 6 });
 }
 
 export function networkContains(n: Network, ip: ParsedIp): boolean {
