@@ -40,3 +40,13 @@ export class ProtocolError extends DoormanError {}
 
 /** A listener could not start (socket in use, bad path, permissions). */
 export class ListenError extends DoormanError {}
+
+/**
+ * The shared store (Redis) did not answer in time or cannot be reached. The
+ * gatekeeper turns it into the service's on_store_failure decision.
+ */
+export class StoreUnavailableError extends DoormanError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('DOORMAN_ERR_STORE_UNAVAILABLE', message, options);
+  }
+}

@@ -19,7 +19,7 @@ import { AdminServer } from './http/admin/server.js';
 import type { ServiceInfo } from './http/admin/context.js';
 import { openCountryLookup, type CountryLookup } from './geo/country.js';
 import { resolveGid, resolveUid } from './listeners/unix-ids.js';
-import { MemoryStore } from './store/memory.js';
+import { openStore } from './store/open.js';
 import { ConnectionRegistry } from './core/connections.js';
 import type { ConnectionView } from './core/connections.js';
 import type { Ban } from './core/bans.js';
@@ -71,7 +71,7 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
   const startedAt = clock.now();
   const e = config.engine;
   const rate = rateAlgorithm(e.rate_algorithm, e.rate_time_unit);
-  const store = new MemoryStore({ rate, maxEntries: e.max_entries });
+  const { store, fleet } = await openStore(config, rate, clock, log);
   const engine = new Engine(store, clock, log, { rateUnitMs: rate.unitMs, statusUpdateMs: e.status_update_time });
   const rules = Rules.compile(config, config.source);
   // The database is opened (and validated, ~65 ms) only when some rule uses countries.

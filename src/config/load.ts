@@ -85,6 +85,13 @@ export function parseConfig(data: unknown, file: string): Config {
   if (a.listen !== null && a.token === null && a.token_file === null && !isLoopbackListen(a.listen)) {
     throw new ConfigError([{ file, key: 'admin.listen', value: a.listen, expected: 'a loopback address (127.0.0.1, [::1], localhost) unless admin.token or admin.token_file is set: the admin API can kick and ban' }]);
   }
+  const st = result.data.store;
+  if (st.type === 'redis') {
+    const ways = [st.redis.url !== null, st.redis.sentinels.length > 0, st.redis.cluster.length > 0].filter(Boolean).length;
+    if (ways !== 1) {
+      throw new ConfigError([{ file, key: 'store.redis', value: undefined, expected: 'exactly one of url, sentinels or cluster when store.type is redis' }]);
+    }
+  }
   const d = result.data.dovecot_policy;
   if (d.listen !== null && d.api_key === null && d.basic === null) {
     throw new ConfigError([{ file, key: 'dovecot_policy.api_key', value: null, expected: 'an api_key or basic credentials: Dovecot sends them, and the endpoint refuses requests without them' }]);

@@ -86,6 +86,8 @@ export const serviceSchema = z.strictObject(
       )
       .nullable()
       .default(null),
+    /** Fleet mode, when Redis cannot be reached: count per host in memory (open) or refuse with a temporary failure (closed). */
+    on_store_failure: z.enum(['open', 'closed'], { error: 'one of: open, closed' }).default('open'),
     /** The guard proxy in front of this service's server; null: no proxy. */
     proxy: proxySchema.nullable().default(null),
   },

@@ -49,8 +49,40 @@ export const engineSchema = z.strictObject({
   max_entries: int(1_000_000, 1, 100_000_000),
 }, section('engine'));
 
+const hostPort = z
+  .string({ error: 'host:port such as 10.0.0.5:26379' })
+  .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { error: 'host:port such as 10.0.0.5:26379' });
+
+export const redisSchema = z.strictObject(
+  {
+    /** One server: redis://[:password@]host:port[/db], rediss:// for TLS. */
+    url: z
+      .string({ error: 'a redis:// or rediss:// URL' })
+      .regex(/^rediss?:\/\/\S+$/, { error: 'a redis:// or rediss:// URL such as redis://127.0.0.1:6379' })
+      .nullable()
+      .default(null),
+    /** Sentinel: the sentinels to ask and the master's name (the password, if any, from password_file). */
+    sentinels: z.array(hostPort, { error: 'a list of host:port' }).default([]),
+    sentinel_name: z.string({ error: 'the name of the master the sentinels watch' }).min(1).default('mymaster'),
+    /** Redis Cluster: a few seed nodes. */
+    cluster: z.array(hostPort, { error: 'a list of host:port' }).default([]),
+    /** A file holding the password (first line), kept out of this file and out of logs. */
+    password_file: z.string({ error: 'a path to a file holding the password' }).min(1).nullable().default(null),
+    /** Every key Doorman writes starts with this. */
+    prefix: z.string({ error: 'a key prefix such as "doorman:"' }).max(64).default('doorman:'),
+    /** The deadline of every call; past it the call counts as failed. */
+    timeout: duration('250ms', 10),
+  },
+  section('store.redis'),
+);
+
 export const storeSchema = z.strictObject({
-  type: oneOf(['memory'], 'memory'),
+  type: oneOf(['memory', 'redis'], 'memory'),
+  /** This host's name in the fleet; must be unique among nodes sharing a Redis. Default: the host name. */
+  node: z.string({ error: 'a node name' }).regex(/^[A-Za-z0-9._-]{1,64}$/, { error: 'a node name of letters, digits, ".", "_" and "-" (at most 64)' }).nullable().default(null),
+  /** How long a node's connections outlive it when it dies without releasing them. */
+  lease: duration('30s', 3000),
+  redis: redisSchema.default(() => redisSchema.parse({})),
 }, section('store'));
 
 export const anvilSchema = z.strictObject({

@@ -7,3 +7,11 @@ import type { Awaitable } from '../store/types.js';
 export function then<T, R>(v: Awaitable<T>, f: (t: T) => R): Awaitable<R> {
   return v instanceof Promise ? v.then(f) : f(v);
 }
+
+/**
+ * then() with a failure path: `fail` is called for a rejection (a
+ * networked store's failure); a synchronous value never fails.
+ */
+export function settle<T, R>(v: Awaitable<T>, ok: (t: T) => Awaitable<R>, fail: (err: unknown) => Awaitable<R>): Awaitable<R> {
+  return v instanceof Promise ? v.then(ok, fail) : ok(v);
+}

@@ -70,6 +70,23 @@ export class Engine {
     });
   }
 
+  /** connect() for each key (a client's address and its network), in one store call. */
+  connectMany(keys: readonly string[], owner: Owner): Awaitable<AcquireResult[]> {
+    const now = this.clock.now();
+    return then(this.store.acquireMany(keys, owner, now), (rs) => {
+      for (let i = 0; i < rs.length; i++) {
+        const r = rs[i] as AcquireResult;
+        this.peaks.update('count', r.count, keys[i] as string, now);
+        this.peaks.update('conn', r.rate, keys[i] as string, now);
+      }
+      return rs;
+    });
+  }
+
+  disconnectMany(keys: readonly string[], owner: Owner): Awaitable<number[]> {
+    return this.store.releaseMany(keys, owner, this.clock.now());
+  }
+
   disconnect(key: string, owner: Owner): Awaitable<number> {
     return this.store.release(key, owner, this.clock.now());
   }

@@ -5,7 +5,8 @@
  * evaluate* functions of ./decision.ts. Keys are the engine's:
  * "service:address" (the anvil ident for Postfix) and "service:prefix/len".
  */
-import { then } from './awaitable.js';
+import { settle, then } from './awaitable.js';
+import { StoreUnavailableError } from '../errors.js';
 import type { Ban, BanList } from './bans.js';
 import type { Clock } from './clock.js';
 import { evaluateAuth, evaluateConnect, evaluateEvent, type ClientFacts, type Decision } from './decision.js';
@@ -43,6 +44,27 @@ function plusOne(k: KeySnapshot): KeySnapshot {
 
 function snapshotOf(a: AcquireResult): KeySnapshot {
   return { count: a.count, rates: { ...EMPTY_SNAPSHOT.rates, conn: a.rate } };
+}
+
+/**
+ * The shared store failed and the service's on_store_failure is closed (or
+ * the failure came mid-call): a temporary refusal, so the client retries.
+ * Anything else than a store failure is a bug and is thrown on.
+ */
+function storeFailure(f: ClientFacts, err: unknown): Decision {
+  if (!(err instanceof StoreUnavailableError)) throw err;
+  return {
+    action: 'refuse',
+    refusal: { temporary: true, rule: `services.${f.service.name}.on_store_failure`, reason: `the shared counter store is unreachable (${err.message})`, retryAfterSec: 60 },
+    dryRun: [],
+    exempt: null,
+    country: f.country,
+  };
+}
+
+/** A store failure turned into the service's decision; a sync value passes through as is. */
+function guarded(f: ClientFacts, v: Awaitable<Decision>): Awaitable<Decision> {
+  return v instanceof Promise ? v.catch((err: unknown) => storeFailure(f, err)) : v;
 }
 
 /** A decision for an address that is not an IP: nothing can be judged, so nothing is refused. */
@@ -135,12 +157,12 @@ export class Gatekeeper {
     const prefixText = f.facts.limits.limits.connections_per_prefix === null ? null : prefixOf(f.ip, s.prefixV4, s.prefixV6);
     // `next`: as the next connection would be judged, itself counted (the admin API's check).
     const plus = next ? plusOne : same;
-    return then(this.engine.lookup(f.key), (addressSnap) => {
+    return guarded(f.facts, then(this.engine.lookup(f.key), (addressSnap) => {
       if (prefixText === null) return evaluateConnect(f.facts, { address: plus(addressSnap), prefix: null, prefixText: null });
       return then(this.engine.lookup(`${serviceName}:${prefixText}`), (prefixSnap) =>
         evaluateConnect(f.facts, { address: plus(addressSnap), prefix: plus(prefixSnap), prefixText }),
       );
-    }) as Awaitable<Decision>;
+    }) as Awaitable<Decision>);
   }
 
   /**
@@ -163,19 +185,18 @@ export class Gatekeeper {
       if (decision.action === 'allow') return { decision, address: f.facts.address, keys };
       return then(this.leave(keys, owner), () => ({ decision, address: f.facts.address, keys: [] }));
     };
-    return then(this.engine.connect(f.key, owner), (a) => {
-      if (prefixText === null) return judge(a, null, [f.key]);
-      const prefixKey = `${serviceName}:${prefixText}`;
-      return then(this.engine.connect(prefixKey, owner), (p) => judge(a, p, [f.key, prefixKey]));
-    }) as Awaitable<Admission>;
+    const keys = prefixText === null ? [f.key] : [f.key, `${serviceName}:${prefixText}`];
+    return settle(
+      this.engine.connectMany(keys, owner),
+      (r) => judge(r[0] as AcquireResult, r[1] ?? null, keys),
+      (err: unknown) => ({ decision: storeFailure(f.facts, err), address: f.facts.address, keys: [] }),
+    );
   }
 
   /** Gives back the keys an admitted connection held. */
   leave(keys: readonly string[], owner: Owner): Awaitable<void> {
     if (keys.length === 0) return undefined;
-    const first = this.engine.disconnect(keys[0] as string, owner);
-    if (keys.length === 1) return then(first, () => undefined);
-    return then(first, () => then(this.engine.disconnect(keys[1] as string, owner), () => undefined)) as Awaitable<void>;
+    return then(this.engine.disconnectMany(keys, owner), () => undefined);
   }
 
   /**
@@ -188,7 +209,7 @@ export class Gatekeeper {
     if (f === null) return unjudged(address);
     const limit = f.facts.limits.limits[metric === 'mail' ? 'message_rate' : 'recipient_rate'];
     if (limit === null || f.facts.exception !== null) return evaluateEvent(f.facts, metric, 0);
-    return then(this.engine.event(f.key, metric), (r) => evaluateEvent(f.facts, metric, r.rate));
+    return guarded(f.facts, then(this.engine.event(f.key, metric), (r) => evaluateEvent(f.facts, metric, r.rate)));
   }
 
   /**
@@ -200,9 +221,9 @@ export class Gatekeeper {
     const f = this.facts(serviceName, address);
     if (f === null) return unjudged(address);
     if (f.facts.exception !== null) return evaluateAuth(f.facts, { address: EMPTY_SNAPSHOT }, null);
-    return then(this.engine.event(f.key, 'auth'), (r) =>
+    return guarded(f.facts, then(this.engine.event(f.key, 'auth'), (r) =>
       then(this.engine.lookup(f.key), (snap) => evaluateAuth(f.facts, { address: snap, authRate: r.rate }, null)),
-    ) as Awaitable<Decision>;
+    ) as Awaitable<Decision>);
   }
 
   /**
@@ -217,9 +238,9 @@ export class Gatekeeper {
     if (travel === null || country === null || login === '' || f.facts.exception !== null) {
       return evaluateAuth(f.facts, { address: EMPTY_SNAPSHOT }, null);
     }
-    return then(this.engine.touchMember(`logins:${serviceName}:${login}`, country, travel.windowMs), (m) =>
+    return guarded(f.facts, then(this.engine.touchMember(`logins:${serviceName}:${login}`, country, travel.windowMs), (m) =>
       evaluateAuth(f.facts, { address: EMPTY_SNAPSHOT }, { name: login, countriesSeen: m.size, newCountry: m.added }),
-    );
+    ));
   }
 
   /**
@@ -233,7 +254,7 @@ export class Gatekeeper {
     const f = this.facts(serviceName, address);
     if (f === null || f.facts.exception !== null) return null;
     const seenKey = `${f.key}:authfail:${login}:${pwhash}`;
-    return then(this.engine.event(seenKey, 'authfail'), (seen) => {
+    const counted = then(this.engine.event(seenKey, 'authfail'), (seen) => {
       if (seen.rate > 1) return null;
       return then(this.engine.event(`${f.key}:login:${login}`, 'authfail'), () =>
         then(this.engine.event(f.key, 'authfail'), (r) => {
@@ -246,12 +267,14 @@ export class Gatekeeper {
         }),
       );
     }) as Awaitable<Ban | null>;
+    // Without the store the failure is not counted; nothing else is lost.
+    return counted instanceof Promise ? counted.catch((err: unknown) => (storeFailure(f.facts, err), null)) : counted;
   }
 
   /** At AUTH (Postfix: a request with sasl_username): the AUTH-phase country rule, bans and rates. */
   checkAuth(serviceName: string, address: string): Awaitable<Decision> {
     const f = this.facts(serviceName, address);
     if (f === null) return unjudged(address);
-    return then(this.engine.lookup(f.key), (snap) => evaluateAuth(f.facts, { address: snap }, null));
+    return guarded(f.facts, then(this.engine.lookup(f.key), (snap) => evaluateAuth(f.facts, { address: snap }, null)));
   }
 }

@@ -16,6 +16,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { then } from '../core/awaitable.js';
 import type { Engine } from '../core/engine.js';
+import { StoreUnavailableError } from '../errors.js';
 import {
   ANVIL_FAIL_REPLY,
   ANVIL_GREETING,
@@ -115,7 +116,15 @@ class AnvilClient extends AttrSession {
     if (key === null) return;
     const engine = this.server.engine;
     const r = request === 'connect' ? engine.connect(key, this.owner) : engine.disconnect(key, this.owner);
-    if (r instanceof Promise) r.catch((err: unknown) => this.drop('DOORMAN_ERR_STORE', err));
+    if (r instanceof Promise) r.catch((err: unknown) => this.failReply(err) ?? this.drop('DOORMAN_ERR_STORE', err));
+  }
+
+  /**
+   * The shared store is unreachable: status=fail, which smtpd logs and
+   * serves on without a limit, as it does when anvil itself is down.
+   */
+  protected override failReply(err: unknown): string | null {
+    return err instanceof StoreUnavailableError ? ANVIL_FAIL_REPLY : null;
   }
 
   /** A client holding connections is an smtpd in a long session: keep it. */

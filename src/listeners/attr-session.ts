@@ -81,12 +81,22 @@ export abstract class AttrSession {
         (s) => {
           if (!this.closed) this.socket.write(s);
         },
-        (err: unknown) => this.drop('DOORMAN_ERR_STORE', err),
+        (err: unknown) => {
+          const fallback = this.failReply(err);
+          if (fallback === null) this.drop('DOORMAN_ERR_STORE', err);
+          else if (!this.closed) this.socket.write(fallback);
+        },
       )
       .finally(() => {
         if (this.tail === next) this.tail = null;
       });
     this.tail = next;
+  }
+
+  /** The reply for a request whose answer failed, or null to drop the client. */
+  protected failReply(err: unknown): string | null {
+    void err;
+    return null;
   }
 
   /** Called by the listener's idle sweep: closes a session silent since the last sweep. */

@@ -92,6 +92,19 @@ export class MemoryStore implements CounterStore {
     return { count, rate: this.rate.hit(page, slot & PAGE_MASK, 0, now), tracked: true };
   }
 
+  /** Whether `owner` holds a connection of `key`. */
+  holds(owner: Owner, key: string): boolean {
+    return (owner as MemoryOwner).keys.has(key);
+  }
+
+  acquireMany(keys: readonly string[], owner: Owner, now: number): AcquireResult[] {
+    return keys.map((key) => this.acquire(key, owner, now));
+  }
+
+  releaseMany(keys: readonly string[], owner: Owner, now: number): number[] {
+    return keys.map((key) => this.release(key, owner, now));
+  }
+
   release(key: string, owner: Owner, now: number): number {
     void now;
     const slot = this.index.get(key);

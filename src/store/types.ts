@@ -48,6 +48,10 @@ export interface CounterStore {
   createOwner(label: string): Owner;
   /** One more connection of `key`, held by `owner`; counts a connection event. */
   acquire(key: string, owner: Owner, now: number): Awaitable<AcquireResult>;
+  /** acquire() for each key, in one step where the store can (one round trip for Redis). */
+  acquireMany(keys: readonly string[], owner: Owner, now: number): Awaitable<AcquireResult[]>;
+  /** release() for each key, likewise. */
+  releaseMany(keys: readonly string[], owner: Owner, now: number): Awaitable<number[]>;
   /** One connection of `key` fewer, if `owner` holds one (else nothing changes). Returns the count after. */
   release(key: string, owner: Owner, now: number): Awaitable<number>;
   /**
