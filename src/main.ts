@@ -20,6 +20,12 @@ import type { ServiceInfo } from './http/admin/context.js';
 import { openCountryLookup, type CountryLookup } from './geo/country.js';
 import { resolveGid, resolveUid } from './listeners/unix-ids.js';
 import { openStore } from './store/open.js';
+import { connectWithin } from './store/redis-client.js';
+import { FleetAudit } from './fleet/audit.js';
+import { FleetBus } from './fleet/bus.js';
+import { FleetState } from './fleet/state.js';
+import type { RuntimeStateStore } from './state/runtime-state.js';
+import type { AuditSink } from './state/audit-log.js';
 import { ConnectionRegistry } from './core/connections.js';
 import type { ConnectionView } from './core/connections.js';
 import type { Ban } from './core/bans.js';
@@ -90,22 +96,49 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
   const gate = new Gatekeeper(engine, rules, new BanList(), deps.countries ?? geo ?? NO_COUNTRIES, clock, rate.unitMs);
   engine.start();
   const events = new DoorEventBus();
-  const registry = new ConnectionRegistry();
-  let audit: AuditLog | null = null;
+  const registry = new ConnectionRegistry(fleet === null ? '' : `${fleet.node}-`);
+  let audit: AuditSink | null = null;
   let control: Control;
+  let bus: FleetBus | null = null;
+  let fleetState: FleetState | null = null;
+  const node = fleet?.node ?? hostname().split('.')[0] ?? 'doorman';
   try {
     await mkdir(dirname(config.state.file), { recursive: true });
     await mkdir(dirname(config.state.audit_log), { recursive: true });
-    const state = await StateStore.open(config.state.file);
+    const file = await StateStore.open(config.state.file);
     audit = await AuditLog.open(config.state.audit_log);
-    control = Control.restore({ config, gate, registry, state, audit, clock, log, events });
+    let state: RuntimeStateStore = file;
+    if (fleet !== null) {
+      const prefix = config.store.redis.prefix;
+      fleetState = await FleetState.open({ client: fleet.client, prefix, node, cache: file, log });
+      state = fleetState;
+      audit = new FleetAudit(audit, fleet.client, prefix, node, log);
+      const subscriber = fleet.client.duplicate();
+      subscriber.on('error', () => {});
+      await connectWithin(subscriber, 3000);
+      bus = new FleetBus({ client: fleet.client, subscriber, prefix, node, leaseMs: config.store.lease, log });
+    }
+    control = Control.restore({ config, gate, registry, state, audit, clock, log, events, node, fleet: bus });
     const kept = control;
     gate.onAutoBan = (ban) => void kept.keepAutoBan(ban);
+    if (bus !== null && fleetState !== null) {
+      const fs = fleetState;
+      fs.onRemoteChange = (s) => {
+        kept.applyState(s);
+        log.info({ bans: s.bans.length, country_rules: Object.keys(s.countries).length }, 'fleet state: change from another node in force');
+      };
+      bus.listen(fs.channel, (m) => fs.heard(m));
+      await bus.start([fs.channel]);
+      // Subscribed after a reconnection: changes may have been missed meanwhile.
+      fleet?.client.on('ready', () => void fs.reload().catch(() => undefined));
+    }
     if (state.current.bans.length > 0 || Object.keys(state.current.countries).length > 0) {
       log.info({ file: state.path, bans: gate.bans.list(clock.now()).length, country_rules: Object.keys(state.current.countries).length }, 'run-time state restored');
     }
   } catch (err) {
     await audit?.close();
+    await bus?.stop();
+    fleetState?.close();
     geo?.close();
     await engine.stop();
     throw err;
@@ -221,6 +254,8 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
         await admin?.close();
         await Promise.all(proxies.map((g) => g.close()));
         await audit?.close();
+        await bus?.stop();
+        fleetState?.close();
         await dovecot?.close();
         await policy?.close();
         geo?.close();

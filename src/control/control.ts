@@ -26,8 +26,9 @@ import { networkContains, parseNetwork, type Network } from '../core/networks.js
 import type { Peak, PeakName } from '../core/peaks.js';
 import { Rules, type RulePhase } from '../core/rules.js';
 import { DoormanError } from '../errors.js';
-import type { AuditLog } from '../state/audit-log.js';
-import type { RuntimeState, StateStore } from '../state/runtime-state.js';
+import type { FleetBus } from '../fleet/bus.js';
+import type { AuditSink } from '../state/audit-log.js';
+import type { RuntimeState, RuntimeStateStore } from '../state/runtime-state.js';
 
 /** A change refused to keep the operator from locking themselves (or an exception network) out. */
 export class GuardrailError extends DoormanError {}
@@ -50,14 +51,23 @@ export interface ChangeResult<T> {
   /** Live connections the change hits (kicked, or that would be refused on their next connect). */
   readonly hits: readonly ConnectionView[];
   readonly result: T;
+  /** Fleet mode: live nodes that did not answer in time (their connections are not in hits). */
+  readonly missing?: readonly string[];
 }
+
+/** A live connection with the node that holds it. */
+export type FleetConnectionView = ConnectionView & { readonly node: string };
 
 export interface ControlDeps {
   readonly config: Config;
   readonly gate: Gatekeeper;
   readonly registry: ConnectionRegistry;
-  readonly state: StateStore;
-  readonly audit: AuditLog;
+  readonly state: RuntimeStateStore;
+  readonly audit: AuditSink;
+  /** This host's name: in a fleet, every connection is shown with its node's. */
+  readonly node: string;
+  /** Fleet mode: asks the other nodes for their connections, and kicks there too. */
+  readonly fleet?: FleetBus | null;
   readonly clock: Clock;
   readonly log: Logger;
   readonly events: DoorEventBus;
@@ -86,22 +96,78 @@ export class Control {
   /** Applies a loaded state: its bans (those not yet expired) and its country rules. */
   static restore(deps: ControlDeps): Control {
     const c = new Control(deps);
-    const now = deps.clock.now();
-    for (const b of deps.state.current.bans) {
-      if (b.until > now) deps.gate.bans.add(b.target, b.until - now, b.reason, now);
-    }
-    deps.gate.setRules(rulesWith(deps.config, deps.state.current));
+    c.applyState(deps.state.current);
+    deps.fleet?.handle('connections', (args) => c.localConnections(args as RemoteListArgs));
+    deps.fleet?.handle('kick', (args) => c.localKick(args as RemoteKickArgs));
     return c;
   }
 
-  connections(filter: ConnectionFilter = {}, page: { offset?: number; limit?: number } = {}): { total: number; items: ConnectionView[] } {
-    const offset = Math.max(0, page.offset ?? 0);
-    const limit = Math.min(PAGE_MAX, Math.max(1, page.limit ?? 100));
-    return this.d.registry.page(checkedFilter(filter), offset, limit);
+  /**
+   * Puts a state in force: its bans replace the ones held (a fleet's list is
+   * the whole truth), and its country rules. Run at start and whenever
+   * another node changed the fleet's state.
+   */
+  applyState(state: RuntimeState): void {
+    const now = this.d.clock.now();
+    if (this.d.fleet) this.d.gate.bans.clear();
+    for (const b of state.bans) {
+      if (b.until > now) this.d.gate.bans.add(b.target, b.until - now, b.reason, now);
+    }
+    this.d.gate.setRules(rulesWith(this.d.config, state));
   }
 
-  connection(id: string): ConnectionView | null {
-    return this.d.registry.get(id);
+  /** This node's connections matching `filter`, one page, oldest first. */
+  connections(filter: ConnectionFilter = {}, page: { offset?: number; limit?: number } = {}): { total: number; items: FleetConnectionView[] } {
+    const offset = Math.max(0, page.offset ?? 0);
+    const limit = Math.min(PAGE_MAX, Math.max(1, page.limit ?? 100));
+    const r = this.d.registry.page(checkedFilter(filter), offset, limit);
+    return { total: r.total, items: r.items.map((v) => ({ ...v, node: this.d.node })) };
+  }
+
+  /**
+   * Every node's connections (in a fleet; else this node's), oldest first:
+   * each node sends its first offset+limit matches, and the page is cut
+   * from them merged. Nodes that did not answer in time are in `missing`.
+   */
+  async fleetConnections(filter: ConnectionFilter = {}, page: { offset?: number; limit?: number } = {}): Promise<{ total: number; items: FleetConnectionView[]; missing: string[] }> {
+    if (!this.d.fleet) return { ...this.connections(filter, page), missing: [] };
+    const offset = Math.max(0, page.offset ?? 0);
+    const limit = Math.min(PAGE_MAX, Math.max(1, page.limit ?? 100));
+    checkedFilter(filter);
+    const r = await this.d.fleet.ask<{ total: number; items: FleetConnectionView[] }>('connections', { filter, limit: offset + limit } satisfies RemoteListArgs);
+    let total = 0;
+    const all: FleetConnectionView[] = [];
+    for (const a of r.answers.values()) {
+      if (!Array.isArray(a?.items)) continue;
+      total += a.total;
+      all.push(...a.items);
+    }
+    all.sort((x, y) => x.startedAt - y.startedAt);
+    return { total, items: all.slice(offset, offset + limit), missing: [...r.missing] };
+  }
+
+  connection(id: string): FleetConnectionView | null {
+    const v = this.d.registry.get(id);
+    return v === null ? null : { ...v, node: this.d.node };
+  }
+
+  /** A fleet question: this node's first `limit` connections matching the filter. */
+  private localConnections(a: RemoteListArgs): { total: number; items: FleetConnectionView[] } {
+    const limit = Math.min(100_000, Math.max(1, Number(a?.limit) || 100));
+    const r = this.d.registry.page(checkedFilter(a?.filter ?? {}), 0, limit);
+    return { total: r.total, items: r.items.map((v) => ({ ...v, node: this.d.node })) };
+  }
+
+  /** A fleet order: kick this node's connections with this id, or from this address or network. */
+  private localKick(a: RemoteKickArgs): { kicked: number; ids: string[] } {
+    const reason = typeof a?.reason === 'string' ? a.reason.slice(0, 500) : 'kicked by the administrator';
+    const one = typeof a?.target === 'string' ? this.d.registry.get(a.target) : null;
+    let hits: ConnectionView[] = [];
+    if (one !== null) hits = [one];
+    else if (typeof a?.target === 'string' && isNetwork(a.target)) hits = this.d.registry.list(typeof a.service === 'string' ? { address: a.target, service: a.service } : { address: a.target });
+    for (const h of hits) this.d.registry.kick(h.id, reason);
+    if (hits.length > 0) this.d.events.emit('kick', { target: a.target, kicked: hits.length, ban: null, reason });
+    return { kicked: hits.length, ids: hits.map((h) => h.id) };
   }
 
   /** Kicks by id, address or network; with banMs, bans the address or network first. */
@@ -110,19 +176,44 @@ export class Control {
   }
 
   private async kickNow(target: string, opts: { banMs?: number; reason?: string; service?: string; dryRun?: boolean }, caller: Caller): Promise<ChangeResult<{ kicked: number; ban: Ban | null }>> {
-    const one = this.d.registry.get(target);
+    const fleet = this.d.fleet ?? null;
+    let one: ConnectionView | null = this.d.registry.get(target);
+    let missing: string[] = [];
+    // An id held by another node: ask the fleet for it.
+    if (one === null && fleet !== null && !isNetwork(target)) {
+      const r = await fleet.ask<{ total: number; items: FleetConnectionView[] }>('connections', { filter: {}, limit: 100_000 } satisfies RemoteListArgs);
+      for (const a of r.answers.values()) one ??= (a?.items ?? []).find((c) => c.id === target) ?? null;
+      missing = [...r.missing];
+      if (one === null) throw new ControlInputError('DOORMAN_ERR_TARGET', `"${target.slice(0, 64)}" is no live connection on any node, nor an address or network`);
+    }
     const where = one !== null ? one.client.address : target;
     if (one === null) network(target);
-    const hits = one !== null ? [one] : this.d.registry.list(opts.service === undefined ? { address: target } : { address: target, service: opts.service });
+    const filter = opts.service === undefined ? { address: target } : { address: target, service: opts.service };
+    let hits: FleetConnectionView[];
+    if (one !== null) hits = [{ ...one, node: (one as Partial<FleetConnectionView>).node ?? this.d.node }];
+    else if (fleet !== null) {
+      const r = await this.fleetConnections(filter, { limit: PAGE_MAX });
+      hits = r.items;
+      missing = r.missing;
+    } else hits = this.d.registry.list(filter).map((v) => ({ ...v, node: this.d.node }));
     if (opts.banMs !== undefined) this.guardBan(where, caller);
-    if (opts.dryRun) return { dryRun: true, hits, result: { kicked: 0, ban: null } };
+    if (opts.dryRun) return { dryRun: true, hits, result: { kicked: 0, ban: null }, missing };
     const reason = opts.reason ?? 'kicked by the administrator';
     let ban: Ban | null = null;
     if (opts.banMs !== undefined) ban = (await this.banNow(where, opts.banMs, reason, caller, false)).result;
-    for (const h of hits) this.d.registry.kick(h.id, reason);
-    await this.d.audit.append({ action: 'kick', target, by: caller.address, reason: opts.reason ?? null, details: { kicked: hits.length, ids: hits.map((h) => h.id) } }, this.d.clock.now());
-    this.d.events.emit('kick', { target, kicked: hits.length, ban: ban?.target ?? null, reason });
-    return { dryRun: false, hits, result: { kicked: hits.length, ban } };
+    let kicked: number;
+    if (fleet === null) {
+      for (const h of hits) this.d.registry.kick(h.id, reason);
+      kicked = hits.length;
+      this.d.events.emit('kick', { target, kicked, ban: ban?.target ?? null, reason });
+    } else {
+      // Every node kicks what it holds (this one answers locally).
+      const r = await fleet.ask<{ kicked: number }>('kick', { target: one !== null ? one.id : target, service: opts.service, reason } satisfies RemoteKickArgs);
+      kicked = [...r.answers.values()].reduce((n, a) => n + (Number(a?.kicked) || 0), 0);
+      missing = [...new Set([...missing, ...r.missing])];
+    }
+    await this.d.audit.append({ action: 'kick', target, by: caller.address, reason: opts.reason ?? null, details: { kicked, ids: hits.map((h) => h.id), ...(fleet ? { nodes: [...new Set(hits.map((h) => h.node))] } : {}) } }, this.d.clock.now());
+    return { dryRun: false, hits, result: { kicked, ban }, missing };
   }
 
   bans(): Ban[] {
@@ -320,6 +411,26 @@ function network(target: string): Network {
   } catch (err) {
     throw new ControlInputError('DOORMAN_ERR_TARGET', `"${target.slice(0, 64)}" is no connection id, address or network (${(err as Error).message})`);
   }
+}
+
+function isNetwork(target: string): boolean {
+  try {
+    parseNetwork(target);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+interface RemoteListArgs {
+  readonly filter: ConnectionFilter;
+  readonly limit: number;
+}
+
+interface RemoteKickArgs {
+  readonly target: string;
+  readonly service?: string;
+  readonly reason: string;
 }
 
 function checkedFilter(f: ConnectionFilter): ConnectionFilter {

@@ -60,6 +60,12 @@ export class BanList {
     return true;
   }
 
+  /** Forgets every ban (before loading a fleet's list in its place). */
+  clear(): void {
+    this.exact.clear();
+    this.nets.length = 0;
+  }
+
   list(now: number): Ban[] {
     this.sweep(now);
     return [...this.exact.values(), ...this.nets.map((n) => n.ban)];

@@ -16,7 +16,13 @@ export interface AuditEntry {
   readonly details?: Record<string, unknown>;
 }
 
-export class AuditLog {
+/** Where audit entries go: this file, and in a fleet Redis as well (../fleet/audit.ts). */
+export interface AuditSink {
+  append(entry: AuditEntry, now: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class AuditLog implements AuditSink {
   private readonly fh: FileHandle;
   private tail: Promise<unknown> = Promise.resolve();
 

@@ -42,7 +42,16 @@ export type PersistedBan = z.output<typeof banSchema>;
 
 export const EMPTY_STATE: RuntimeState = deepFreeze({ version: 1, bans: [], countries: {} });
 
-export class StateStore {
+/** Where run-time state lives: this file (one host), or Redis for a fleet (../fleet/state.ts). */
+export interface RuntimeStateStore {
+  /** Where, for logs. */
+  readonly path: string;
+  readonly current: RuntimeState;
+  /** Applies `change` after every earlier one; resolves once it is stored, rejects (nothing changed) if not. */
+  update(change: (s: RuntimeState) => RuntimeState): Promise<RuntimeState>;
+}
+
+export class StateStore implements RuntimeStateStore {
   readonly path: string;
   private state: RuntimeState;
   private tail: Promise<unknown> = Promise.resolve();

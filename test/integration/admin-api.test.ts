@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseConfig } from '../../src/config/load.js';
@@ -107,7 +107,9 @@ test('status and connections: filters, paging, one by id, 404, 400 on bad input'
   assert.equal(all.json.total, 3);
   assert.deepEqual(all.json.items.map((c: any) => c.client.address), ['127.0.0.20', '127.0.0.21', '127.0.0.66'], 'oldest first');
   const c0 = all.json.items[0];
-  assert.deepEqual(Object.keys(c0).sort(), ['age_s', 'backend', 'bytes_in', 'bytes_out', 'client', 'country', 'encrypted', 'id', 'listen', 'protocol', 'service', 'started_at']);
+  assert.deepEqual(Object.keys(c0).sort(), ['age_s', 'backend', 'bytes_in', 'bytes_out', 'client', 'country', 'encrypted', 'id', 'listen', 'node', 'protocol', 'service', 'started_at']);
+  assert.equal(c0.node, hostname().split('.')[0], 'one host: its own name');
+  assert.deepEqual(all.json.missing_nodes, []);
   assert.equal(c0.service, 'imap');
   assert.equal(c0.bytes_out, GREETING.length);
   assert.equal(c0.encrypted, false);

@@ -98,6 +98,47 @@ if (!redisAvailable()) {
       assert.match(fourth.line, FULL);
     });
 
+    test('a ban made on one node refuses on the other within a second; the list and kick span the fleet', async () => {
+      const banned = '127.0.0.31';
+      const ok = await RawClient.open(b.imap, { localAddress: banned });
+      assert.match(await ok.waitFor(/^.*\r\n/), /^\* OK backend ready/);
+      clients.push(ok);
+      // Every node lists every node's connections, each with its node's name.
+      const list = (await (await fetch(`${b.admin}/api/connections?service=imap`)).json()) as { total: number; items: Array<{ node: string; client: { address: string }; id: string }>; missing_nodes: string[] };
+      assert.equal(list.total, 3, JSON.stringify(list));
+      assert.deepEqual(list.items.map((c) => c.node).sort(), ['mx-a', 'mx-b', 'mx-b']);
+      assert.deepEqual(list.missing_nodes, []);
+      // Ban on mx-a; the client held by mx-b is kicked there, and mx-b refuses it at once.
+      const t = Date.now();
+      const r = await fetch(`${a.admin}/api/kick`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ target: banned, ban: '10m', reason: 'fleet test' }) });
+      const kick = (await r.json()) as { kicked: number; hits: Array<{ node: string }> };
+      assert.equal(r.status, 200, JSON.stringify(kick));
+      assert.equal(kick.kicked, 1);
+      assert.deepEqual(kick.hits.map((h) => h.node), ['mx-b']);
+      await ok.closed();
+      await waitUntil('mx-b refuses the banned address', async () => {
+        const c = await RawClient.open(b.imap, { localAddress: banned });
+        const line = await c.waitFor(/^.*\r\n/);
+        c.destroy();
+        return /Your address is temporarily blocked/.test(line);
+      }, 1000);
+      assert.ok(Date.now() - t < 1500);
+      const bans = (await (await fetch(`${b.admin}/api/bans`)).json()) as { items?: Array<{ target: string }> } | Array<{ target: string }>;
+      assert.match(JSON.stringify(bans), /127\.0\.0\.31/);
+      // A kick by id reaches the node that holds it.
+      const onA = list.items.find((c) => c.node === 'mx-a');
+      assert.ok(onA);
+      const byId = (await (await fetch(`${b.admin}/api/kick`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ target: onA.id }) })).json()) as { kicked: number };
+      assert.equal(byId.kicked, 1);
+      await clients[0]?.closed();
+      clients.splice(0, 1);
+      await waitUntil('mx-a gave the count back', async () => {
+        const s = await session(a.imap, /OK/);
+        clients.push(s.c);
+        return !FULL.test(s.line);
+      });
+    });
+
     test("a node killed with SIGKILL frees its slots within the lease", async () => {
       const killed = Date.now();
       await a.d.stop('SIGKILL');

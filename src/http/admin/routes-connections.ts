@@ -41,15 +41,15 @@ export function connectionRoutes(app: FastifyInstance, ctx: AdminContext): void 
     async (req) => {
       const q = req.query;
       const filter = { service: q.service, address: q.address, country: q.country?.toUpperCase() };
-      const page = ctx.control.connections(filter, { offset: q.offset, limit: q.limit });
+      const page = await ctx.control.fleetConnections(filter, { offset: q.offset, limit: q.limit });
       const now = Date.now();
-      return { total: page.total, items: page.items.map((c) => connectionJson(c, now)) };
+      return { total: page.total, items: page.items.map((c) => connectionJson(c, now)), missing_nodes: page.missing };
     },
   );
 
   app.get<{ Params: { id: string } }>(
     '/api/connections/:id',
-    { schema: { params: f.strict({ id: { type: 'string', minLength: 1, maxLength: 64, description: 'a connection id' } }, ['id']) } },
+    { schema: { params: f.strict({ id: { type: 'string', minLength: 1, maxLength: 100, description: 'a connection id' } }, ['id']) } },
     async (req) => {
       const c = ctx.control.connection(req.params.id);
       if (c === null) throw notFound(`no connection "${req.params.id}" (it may have closed)`);
@@ -71,6 +71,7 @@ export function connectionRoutes(app: FastifyInstance, ctx: AdminContext): void 
         dry_run: r.dryRun,
         hits: r.hits.map((c) => connectionJson(c, now)),
         kicked: r.result.kicked,
+        missing_nodes: r.missing ?? [],
         ban: r.result.ban === null ? null : banJson(r.result.ban, ctx.clock.now()),
       };
     },

@@ -22,13 +22,15 @@ export interface ConnectionJson {
   bytes_in: number;
   bytes_out: number;
   encrypted: boolean;
+  /** The node holding it: in a fleet, any node lists every node's connections. */
+  node: string | null;
 }
 
 /**
  * `now` is wall-clock milliseconds: the proxy stamps connections with
  * Date.now(), not with the engine's clock, so ages are measured the same way.
  */
-export function connectionJson(c: ConnectionView, now: number): ConnectionJson {
+export function connectionJson(c: ConnectionView & { node?: string }, now: number): ConnectionJson {
   return {
     id: c.id,
     service: c.service,
@@ -42,6 +44,7 @@ export function connectionJson(c: ConnectionView, now: number): ConnectionJson {
     bytes_in: c.bytesIn,
     bytes_out: c.bytesOut,
     encrypted: c.encrypted,
+    node: c.node ?? null,
   };
 }
 
