@@ -52,6 +52,7 @@ export interface ApiStatus {
   readonly services: Readonly<Record<string, { readonly protocol?: string; readonly connections: number; readonly listen?: readonly string[] }>>;
   readonly countries?: Readonly<Record<string, number>>;
   readonly engine?: { readonly entries: number };
+  readonly store?: { readonly type: string; readonly node: string; readonly backend?: string; readonly up?: boolean; readonly failovers?: number };
   readonly bans?: number;
 }
 

@@ -87,6 +87,11 @@ export class Control {
     this.d = deps;
   }
 
+  /** This host's name (its node name in a fleet). */
+  get node(): string {
+    return this.d.node;
+  }
+
   private exclusive<T>(f: () => Promise<T>): Promise<T> {
     const run = this.queue.then(f);
     this.queue = run.catch(() => undefined);

@@ -11,7 +11,7 @@ import { then } from './awaitable.js';
 import type { Clock } from './clock.js';
 import { EMPTY_SNAPSHOT, type KeySnapshot, type RateMetric } from './metrics.js';
 import { PeakStats } from './peaks.js';
-import type { AcquireResult, Awaitable, CounterStore, HitResult, Owner } from '../store/types.js';
+import type { AcquireResult, Awaitable, CounterStore, HitResult, Owner, StoreStatus } from '../store/types.js';
 
 export interface EngineOptions {
   readonly rateUnitMs: number;
@@ -118,6 +118,15 @@ export class Engine {
   /** Releases everything `owner` holds: its process or socket went away. */
   closeOwner(owner: Owner): Awaitable<number> {
     return this.store.releaseOwner(owner, this.clock.now());
+  }
+
+  /** The store kind ("memory", "redis") and, for a fleet store, its health. */
+  get storeKind(): string {
+    return this.store.kind;
+  }
+
+  storeStatus(): StoreStatus | null {
+    return this.store.status?.() ?? null;
   }
 
   get entries(): number {

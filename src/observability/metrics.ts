@@ -22,6 +22,7 @@
  */
 import { readdir } from 'node:fs/promises';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { StoreStatus } from '../store/types.js';
 import type { ConnectionRegistry } from '../core/connections.js';
 import type { DoorEventBus, DoorEvents } from '../core/events.js';
 
@@ -34,6 +35,8 @@ export interface MetricsSources {
   readonly registry: Pick<ConnectionRegistry, 'countsByService' | 'admittedByService'>;
   readonly entries: () => number;
   readonly bans: () => number;
+  /** A fleet store's health; null for the memory store. */
+  readonly store?: () => StoreStatus | null;
   /** Service names a label may hold (the configured ones, the protocol names); any other is "other". */
   readonly services: readonly string[];
   /** Services with a guard proxy: their connection series read 0 when idle rather than being absent. */
@@ -165,6 +168,27 @@ export class DoorMetrics {
         this.set(src.bans());
       },
     });
+    if (src.store !== undefined) {
+      const status = src.store;
+      new Gauge({
+        name: 'doorman_store_up',
+        help: 'Fleet mode: 1 while Redis answers, 0 while services follow on_store_failure',
+        registers,
+        collect() {
+          const st = status();
+          if (st !== null) this.set(st.up ? 1 : 0);
+        },
+      });
+      new Gauge({
+        name: 'doorman_store_failovers',
+        help: 'Fleet mode: times Redis was found unreachable since start',
+        registers,
+        collect() {
+          const st = status();
+          if (st !== null) this.set(st.failovers);
+        },
+      });
+    }
     this.kicks = new Counter({ name: 'doorman_kicks_total', help: 'Connections closed by the administrator', registers });
     // Series exist from the start, so a rate() over a fresh daemon is 0, not absent.
     for (const s of known) this.connectionsTotal.inc({ service: s }, 0);

@@ -15,7 +15,7 @@ import type { KeySnapshot, RateMetric } from '../core/metrics.js';
 import type { MemoryStore } from './memory.js';
 import { StoreUnavailableError } from '../errors.js';
 import type { RedisStore } from './redis.js';
-import type { AcquireResult, Awaitable, CounterStore, HitResult, Owner, StoreStats } from './types.js';
+import type { AcquireResult, Awaitable, CounterStore, HitResult, Owner, StoreStats, StoreStatus } from './types.js';
 
 export type StoreFailurePolicy = 'open' | 'closed';
 
@@ -27,14 +27,6 @@ export interface FailoverOptions {
   /** How often a down Redis is probed, and a live node's leases renewed (lease/3). */
   readonly probeMs?: number;
   readonly renewMs: number;
-}
-
-export interface StoreStatus {
-  readonly backend: 'redis' | 'memory';
-  readonly up: boolean;
-  /** Switches to the fallback since start. */
-  readonly failovers: number;
-  readonly since: number;
 }
 
 class FailoverOwner implements Owner {

@@ -43,8 +43,21 @@ export interface StoreStats {
   readonly untracked: number;
 }
 
+/** A fleet store's health, for status and metrics. */
+export interface StoreStatus {
+  /** Where counting happens now: Redis, or this host's memory while Redis is away. */
+  readonly backend: 'redis' | 'memory';
+  readonly up: boolean;
+  /** Switches to the fallback since start. */
+  readonly failovers: number;
+  /** When the current backend took over, epoch ms. */
+  readonly since: number;
+}
+
 export interface CounterStore {
   readonly kind: string;
+  /** Fleet stores only. */
+  status?(): StoreStatus;
   createOwner(label: string): Owner;
   /** One more connection of `key`, held by `owner`; counts a connection event. */
   acquire(key: string, owner: Owner, now: number): Awaitable<AcquireResult>;

@@ -178,6 +178,10 @@ if (!redisAvailable()) {
       const closed = await session(b.pop3, /OK/);
       assert.match(closed.line, /^-ERR \[SYS\/TEMP\] Service temporarily unavailable/);
       assert.equal(b.d.proc.exitCode, null, 'no crash');
+      const status = (await (await fetch(`${b.admin}/api/status`)).json()) as { store: { type: string; node: string; up: boolean; backend: string; failovers: number } };
+      assert.deepEqual([status.store.type, status.store.node, status.store.up, status.store.backend], ['redis', 'mx-b', false, 'memory']);
+      assert.ok(status.store.failovers >= 1);
+      assert.match(await (await fetch(`${b.admin}/metrics`)).text(), /^doorman_store_up 0$/m);
 
       await redis.resume();
       await b.d.waitForLog((l) => l['msg'] === 'store: Redis answers again; shared counting resumed', 5000);
@@ -193,6 +197,11 @@ if (!redisAvailable()) {
       const pop = await session(b.pop3, /OK/);
       clients.push(pop.c);
       assert.match(pop.line, /^\+OK|^\* OK backend ready/);
+      assert.match(await (await fetch(`${b.admin}/metrics`)).text(), /^doorman_store_up 1$/m);
+      // Redis restarted empty, and a node restarted: the fleet's ban is still in force there.
+      const c = await RawClient.open(a.imap, { localAddress: '127.0.0.31' });
+      assert.match(await c.waitFor(/^.*\r\n/), /Your address is temporarily blocked/);
+      c.destroy();
     });
   });
 }

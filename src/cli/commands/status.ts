@@ -26,6 +26,9 @@ export function formatStatus(s: ApiStatus, width = Infinity): string {
   const tail: string[] = [];
   if (s.bans !== undefined) tail.push(`bans: ${s.bans}`);
   if (s.engine !== undefined) tail.push(`engine entries: ${s.engine.entries}`);
+  if (s.store !== undefined && s.store.type !== 'memory') {
+    tail.push(`store: ${s.store.type} as node ${s.store.node}${s.store.up === false ? ` (DOWN: counting in ${s.store.backend ?? 'memory'}, ${s.store.failovers ?? 0} failovers)` : ''}`);
+  }
   const countries = Object.entries(s.countries ?? {})
     .filter(([, n]) => n > 0)
     .sort(([a, x], [b, y]) => y - x || a.localeCompare(b))

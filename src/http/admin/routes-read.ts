@@ -13,6 +13,7 @@
  *                                        anvil and the policy services report)
  *   GET /metrics                (Prometheus text)
  */
+import type { StoreStatus } from '../../store/types.js';
 import type { FastifyInstance } from 'fastify';
 import { ControlInputError } from '../../control/control.js';
 import { formatIp, parseIp } from '../../core/ip.js';
@@ -49,6 +50,7 @@ export function readRoutes(app: FastifyInstance, ctx: AdminContext): void {
       services,
       countries: countryCounts(registry.countsByCountry()),
       engine: { entries: ctx.gate.engine.entries },
+      store: storeJson(ctx.gate.engine.storeKind, ctx.gate.engine.storeStatus(), ctx.control.node),
       bans: control.bans().length,
     };
   });
@@ -166,4 +168,10 @@ function topConnections(ctx: AdminContext, limit: number): Array<{ address: stri
     .countsByAddress()
     .sort((a, b) => b.count - a.count || (a.address < b.address ? -1 : 1))
     .slice(0, limit);
+}
+
+/** The counter store: where counting happens now, and in a fleet since when and how often Redis was lost. */
+function storeJson(kind: string, st: StoreStatus | null, node: string): Record<string, unknown> {
+  if (st === null) return { type: kind, node };
+  return { type: kind, node, backend: st.backend, up: st.up, failovers: st.failovers, since: new Date(st.since).toISOString() };
 }

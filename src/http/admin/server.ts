@@ -101,6 +101,7 @@ export class AdminServer {
       registry: deps.registry,
       entries: () => deps.gate.engine.entries,
       bans: () => deps.control.bans().length,
+      store: () => deps.gate.engine.storeStatus(),
       // Besides the configured services, a label may hold the protocols Dovecot and Postfix name.
       services: [...new Set([...names, ...PROTOCOLS])],
       proxied,
