@@ -3,7 +3,7 @@
  * built here and nowhere else, so tests can start a whole daemon in-process.
  */
 import type { Logger } from 'pino';
-import type { Config } from './config/load.js';
+import { EMBEDDED_DEFAULTS, loadConfig, type Config } from './config/load.js';
 import type { Clock } from './core/clock.js';
 import { systemClock } from './core/clock.js';
 import { BanList } from './core/bans.js';
@@ -20,6 +20,7 @@ import type { ServiceInfo } from './http/admin/context.js';
 import { openCountryLookup, type CountryLookup } from './geo/country.js';
 import { resolveGid, resolveUid } from './listeners/unix-ids.js';
 import { openStore } from './store/open.js';
+import { ReloadError, reloadableChanges, restartOnlyChanges } from './config/reload.js';
 import { connectWithin } from './store/redis-client.js';
 import { FleetAudit } from './fleet/audit.js';
 import { FleetBus } from './fleet/bus.js';
@@ -41,6 +42,15 @@ import { describeEndpoint, parseEndpoint } from './listeners/stream-listener.js'
 import { hostname } from 'node:os';
 
 export interface Daemon {
+  /**
+   * Swaps in a reloaded configuration's rules and log level, keeping every
+   * connection and count; refuses (ReloadError, ConfigError), changing
+   * nothing, when it changes what needs a restart or does not compile.
+   * Resolves with the keys changed.
+   */
+  reload(next: Config, by: string): Promise<string[]>;
+  /** reload() of the file the daemon started from, read again (SIGHUP, `doorman reload`). */
+  reloadFile(by: string): Promise<string[]>;
   readonly engine: Engine;
   readonly gate: Gatekeeper;
   readonly anvil: AnvilServer | null;
@@ -77,7 +87,9 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
   const startedAt = clock.now();
   const e = config.engine;
   const rate = rateAlgorithm(e.rate_algorithm, e.rate_time_unit);
-  const { store, fleet } = await openStore(config, rate, clock, log);
+  // The configuration in force: a reload replaces it (see reload() below).
+  let current = config;
+  const { store, fleet } = await openStore(config, rate, clock, log, (service) => current.services[service]?.on_store_failure ?? 'open');
   const engine = new Engine(store, clock, log, { rateUnitMs: rate.unitMs, statusUpdateMs: e.status_update_time });
   const rules = Rules.compile(config, config.source);
   // The database is opened (and validated, ~65 ms) only when some rule uses countries.
@@ -152,6 +164,8 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
   let adminPort = 0;
   const proxies: GuardListener[] = [];
   const host = hostname();
+  /** Re-reads the file the daemon started from (./doorman.yaml if it started on the embedded defaults) and reloads it. */
+  const reloadFile = async (by: string): Promise<string[]> => daemon.reload(loadConfig(config.source === EMBEDDED_DEFAULTS ? undefined : config.source), by);
   try {
     for (const [service, s] of proxied) {
       const p = s.proxy;
@@ -215,7 +229,7 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
     }
     // Last: its status shows the other listeners' bound ports.
     if (config.admin.listen !== null) {
-      admin = await AdminServer.create({ config: config.admin, control, gate, registry, events, clock, log, services: serviceInfo(rules, proxies), startedAt });
+      admin = await AdminServer.create({ config: config.admin, control, gate, registry, events, clock, log, services: serviceInfo(rules, proxies), startedAt, reload: (by) => reloadFile(by) });
       adminPort = await admin.listen();
     }
   } catch (err) {
@@ -230,7 +244,7 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
   }
 
   let stopping: Promise<void> | null = null;
-  return {
+  const daemon: Daemon = {
     engine,
     gate,
     anvil,
@@ -243,6 +257,23 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
     control,
     admin,
     adminPort,
+    async reload(next, by) {
+      const restart = restartOnlyChanges(current, next);
+      if (restart.length > 0) throw new ReloadError(next.source, restart);
+      const changed = reloadableChanges(current, next);
+      const newRules = Rules.compile(next, next.source);
+      if (geo === null && deps.countries === undefined && usesCountries(newRules)) {
+        geo = await openCountryLookup(config.geo.database ?? undefined);
+        gate.setCountrySource(geo);
+        log.info({ source: geo.source }, 'country database open (a reloaded rule uses countries)');
+      }
+      await control.reconfigure(next);
+      current = next;
+      log.level = next.log.level;
+      await audit?.append({ action: 'config.reload', target: next.source, by, reason: null, details: { changed } }, clock.now());
+      log.info({ config: next.source, changed, by }, 'configuration reloaded');
+      return changed;
+    },
     async kick(target, opts = {}) {
       const r = await control.kick(target, opts, { address: 'internal' });
       log.info({ target, kicked: r.hits.length, ban: r.result.ban?.target ?? null, reason: opts.reason ?? null }, 'kick');
@@ -264,7 +295,9 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
       })();
       return stopping;
     },
+    reloadFile,
   };
+  return daemon;
 }
 
 /** Every configured service for the admin API's status: its protocol and its proxy's bound addresses. */

@@ -14,6 +14,7 @@ import { registerCheck } from './commands/check.js';
 import { registerConnections } from './commands/connections.js';
 import { registerCountries } from './commands/countries.js';
 import { registerKick } from './commands/kick.js';
+import { registerReload } from './commands/reload.js';
 import { registerServe } from './commands/serve.js';
 import { registerStatus } from './commands/status.js';
 
@@ -32,6 +33,7 @@ registerKick(program);
 registerBans(program);
 registerCountries(program);
 registerCheck(program);
+registerReload(program);
 
 // `doorman bans | head` closes stdout early: that is not an error.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {

@@ -84,7 +84,25 @@ export class Control {
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(deps: ControlDeps) {
-    this.d = deps;
+    this.d = { ...deps };
+  }
+
+  /** The configuration the rules are compiled from. */
+  get config(): Config {
+    return this.d.config;
+  }
+
+  /**
+   * A reloaded configuration: its rules, with the run-time country rules
+   * over them, replace the running ones in one step (after every change
+   * already queued). Throws, changing nothing, if they do not compile.
+   */
+  reconfigure(config: Config): Promise<void> {
+    return this.exclusive(async () => {
+      const rules = rulesWith(config, this.d.state.current);
+      (this.d as { config: Config }).config = config;
+      this.d.gate.setRules(rules);
+    });
   }
 
   /** This host's name (its node name in a fleet). */

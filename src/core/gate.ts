@@ -77,7 +77,7 @@ export class Gatekeeper {
   /** Replaced whole by setRules(); every decision reads it once, so a swap is atomic per decision. */
   rules: Rules;
   readonly bans: BanList;
-  private readonly geo: CountryOf;
+  private geo: CountryOf;
   private readonly clock: Clock;
   private readonly rateUnitSec: number;
 
@@ -98,6 +98,11 @@ export class Gatekeeper {
   onAutoBan: ((ban: Ban) => void) | null = null;
 
   /** Swaps in new rules (country rules changed at run time, a reload). */
+  /** The country source, once a reload brings the first rule that needs one. */
+  setCountrySource(geo: CountryOf): void {
+    this.geo = geo;
+  }
+
   setRules(rules: Rules): void {
     this.rules = rules;
     this.prefixCounting = rules.countsPrefixes;

@@ -23,7 +23,8 @@ export interface OpenedStore {
 /** How long start waits for Redis before starting in fallback (the client keeps trying). */
 const START_CONNECT_MS = 3000;
 
-export async function openStore(config: Config, rate: RateAlgorithm, clock: Clock, log: Logger): Promise<OpenedStore> {
+/** `policyOf` answers from the configuration in force, which a reload may replace. */
+export async function openStore(config: Config, rate: RateAlgorithm, clock: Clock, log: Logger, policyOf: (service: string) => 'open' | 'closed' = (service) => config.services[service]?.on_store_failure ?? 'open'): Promise<OpenedStore> {
   const memory = new MemoryStore({ rate, maxEntries: config.engine.max_entries });
   if (config.store.type === 'memory') return { store: memory, fleet: null };
   const node = config.store.node ?? hostname().split('.')[0] ?? 'doorman';
@@ -33,7 +34,7 @@ export async function openStore(config: Config, rate: RateAlgorithm, clock: Cloc
   const connected = await connectWithin(client, START_CONNECT_MS);
   const redis = new RedisStore(client, { rate, node, prefix: config.store.redis.prefix, leaseMs: config.store.lease });
   const failover = new FailoverStore(redis, memory, {
-    policyOf: (service) => config.services[service]?.on_store_failure ?? 'open',
+    policyOf,
     log,
     clock,
     renewMs: Math.max(1000, Math.floor(config.store.lease / 3)),

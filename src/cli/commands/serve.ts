@@ -18,6 +18,18 @@ export function registerServe(program: Command): void {
       const [{ startDaemon }, { createLogger }] = await Promise.all([import('../../main.js'), import('../../observability/logger.js')]);
       const log = createLogger(config.log);
       log.info({ config: config.source, version: process.env.npm_package_version }, 'doorman starting');
+      // Until the daemon is up a SIGHUP (whose default is to exit) only says so.
+      let reloadFile: ((by: string) => Promise<string[]>) | null = null;
+      process.on('SIGHUP', () => {
+        if (reloadFile === null) {
+          log.warn('SIGHUP before the daemon was ready: ignored');
+          return;
+        }
+        reloadFile('SIGHUP').catch((err: unknown) => {
+          const e = err as DoormanError;
+          log.error({ code: e.code, err: e.message }, 'SIGHUP: configuration not reloaded; the running configuration stays');
+        });
+      });
       let daemon;
       try {
         daemon = await startDaemon(config, log);
@@ -47,7 +59,7 @@ export function registerServe(program: Command): void {
       };
       process.on('SIGTERM', () => shutdown('SIGTERM'));
       process.on('SIGINT', () => shutdown('SIGINT'));
-      process.on('SIGHUP', () => log.warn('SIGHUP: configuration reload is not supported yet; running configuration kept'));
+      reloadFile = (by) => d.reloadFile(by);
       process.on('uncaughtException', (err) => {
         log.fatal({ err }, 'uncaught exception: exiting');
         process.exit(70);

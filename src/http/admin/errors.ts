@@ -7,14 +7,16 @@
  *        or a ControlInputError from the controls
  *   401  no or a wrong token
  *   404  unknown id or route
- *   409  a guardrail refused the change (GuardrailError)
+ *   409  a guardrail refused the change (GuardrailError); a reload changing what needs a restart
+ *   400  also: a reloaded configuration file that is invalid (each problem named)
  *   500  a change could not be written (state file, audit log), or a bug
  *   503  too many event-stream clients; fleet mode: Redis unreachable, so no change can be stored
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { ControlInputError, GuardrailError } from '../../control/control.js';
-import { DoormanError, StoreUnavailableError } from '../../errors.js';
+import { ConfigError, DoormanError, StoreUnavailableError } from '../../errors.js';
+import { ReloadError } from '../../config/reload.js';
 
 /** An HTTP status with a stable code, thrown by a route. */
 export class HttpError extends DoormanError {
@@ -98,6 +100,8 @@ function classify(err: FastifyError | Error): { status: number; code: string; me
   if (err instanceof HttpError) return { status: err.status, code: err.code, message: err.message };
   if (err instanceof GuardrailError) return { status: 409, code: err.code, message: err.message };
   if (err instanceof ControlInputError) return { status: 400, code: err.code, message: err.message };
+  if (err instanceof ReloadError) return { status: 409, code: err.code, message: err.message };
+  if (err instanceof ConfigError) return { status: 400, code: err.code, message: `not reloaded, the running configuration stays:\n${err.message}` };
   if (err instanceof StoreUnavailableError) return { status: 503, code: err.code, message: `the fleet's store is unreachable; nothing was changed (${err.message})` };
   const status = 'statusCode' in err && typeof err.statusCode === 'number' ? err.statusCode : 500;
   // fastify's own 4xx: a body that is not JSON, too large, the wrong content type.

@@ -24,10 +24,11 @@ import { ListenError } from '../../errors.js';
 import { HistorySampler } from '../../observability/history.js';
 import { DoorMetrics } from '../../observability/metrics.js';
 import { RefusalTracker } from '../../observability/refusal-tracker.js';
-import { installAuth, loadToken } from './auth.js';
+import { callerAddress, installAuth, loadToken } from './auth.js';
 import type { AdminContext, ServiceInfo } from './context.js';
 import { registerDashboard } from './dashboard.js';
 import { installErrorHandlers } from './errors.js';
+import * as f from './fields.js';
 import { EventStream } from './events-stream.js';
 import { connectionRoutes } from './routes-connections.js';
 import { readRoutes } from './routes-read.js';
@@ -61,6 +62,8 @@ export interface AdminServerDeps {
   readonly startedAt: number;
   /** Where the dashboard lives; default the repository's dashboard/ (tests point elsewhere). */
   readonly dashboardDir?: string;
+  /** Re-reads the configuration file and swaps in what may change (POST /api/reload); resolves with the keys changed. */
+  readonly reload?: (by: string) => Promise<string[]>;
 }
 
 
@@ -143,6 +146,14 @@ export class AdminServer {
     readRoutes(app, ctx);
     connectionRoutes(app, ctx);
     ruleRoutes(app, ctx);
+    const reload = deps.reload;
+    if (reload !== undefined) {
+      app.post('/api/reload', { schema: { body: { anyOf: [{ type: 'null' }, f.strict({}, [])] } } }, async (req) => {
+        const by = callerAddress(req);
+        const changed = await reload(by);
+        return { reloaded: true, changed };
+      });
+    }
     app.get('/api/events', { schema: { querystring: { type: 'object', additionalProperties: false } } }, async (req, reply) => stream.open(req, reply));
     const dashboard = await registerDashboard(app, deps.dashboardDir);
     // Event streams never end by themselves: end them, or close() would wait for ever.
