@@ -91,6 +91,7 @@ async function startDoorman(dir: string, backendPort: number): Promise<{ child: 
     config,
     [
       'log: { level: info, format: json }',
+      'run_as: { allow_root: true }',
       'anvil: { enabled: false }',
       `state: { file: ${join(dir, 'state.json')}, audit_log: ${join(dir, 'audit.log')} }`,
       `admin: { listen: "127.0.0.1:0", token: ${TOKEN} }`,

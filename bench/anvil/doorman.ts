@@ -65,6 +65,8 @@ export class DoormanProcess {
       config,
       [
         `log: { level: ${opts.logLevel ?? 'info'}, format: json }`,
+        // The benchmarks run as root on the bench machine, as the peers do.
+        'run_as: { allow_root: true }',
         // status_update_time is long so the only statistics lines are the final ones at SIGTERM.
         `engine: { rate_time_unit: ${opts.rateTimeUnit}, status_update_time: 3600s, max_entries: ${opts.maxEntries} }`,
         opts.anvil === false ? 'anvil: { enabled: false }' : `anvil: { socket: ${socket}, socket_mode: "0666" }`,

@@ -175,7 +175,20 @@ export const stateSchema = z.strictObject(
   section('state'),
 );
 
+export const runAsSchema = z.strictObject(
+  {
+    /** Started as root: once every socket is bound, become this user (name or id). */
+    user: userOrId,
+    /** …and this group; default the user's primary group. */
+    group: userOrId,
+    /** Started as root without a user: keep running as root (refused otherwise). */
+    allow_root: z.boolean({ error: 'true or false' }).default(false),
+  },
+  section('run_as'),
+);
+
 export const configSchema = z.strictObject({
+  run_as: runAsSchema.default(() => runAsSchema.parse({})),
   log: logSchema.default(() => logSchema.parse({})),
   engine: engineSchema.default(() => engineSchema.parse({})),
   store: storeSchema.default(() => storeSchema.parse({})),

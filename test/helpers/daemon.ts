@@ -69,7 +69,8 @@ export async function startDoorman(config: object, opts: DoormanOptions = {}): P
   const dir = await mkdtemp(join(tmpdir(), 'doorman-'));
   const configPath = join(dir, 'doorman.yaml');
   // An admin port of its own, unless the test sets one: tests run side by side.
-  await writeFile(configPath, stringify({ admin: { listen: '127.0.0.1:0' }, ...config }));
+  // Tests run as root in CI: a test daemon may stay root unless the test says otherwise.
+  await writeFile(configPath, stringify({ admin: { listen: '127.0.0.1:0' }, run_as: { allow_root: true }, ...config }));
 
   const proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, DOORMAN_MAIN, 'serve', '--config', configPath, ...(opts.args ?? [])], {
     cwd: dir,

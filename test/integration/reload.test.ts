@@ -37,6 +37,7 @@ describe('reload', () => {
   before(async () => {
     backend = await startFakeBackend({ proxy: true, greeting: '* OK backend ready\r\n' });
     config = {
+      run_as: { allow_root: true },
       anvil: { enabled: false },
       admin: { listen: '127.0.0.1:0' },
       services: {

@@ -15,7 +15,7 @@ export function registerServe(program: Command): void {
     .option('-c, --config <file>', 'configuration file (default: ./doorman.yaml if present)')
     .action(async (opts: { config?: string }) => {
       const config = loadOrExit(opts.config);
-      const [{ startDaemon }, { createLogger }] = await Promise.all([import('../../main.js'), import('../../observability/logger.js')]);
+      const [{ startDaemon }, { createLogger }, { dropPrivileges }] = await Promise.all([import('../../main.js'), import('../../observability/logger.js'), import('../../privileges.js')]);
       const log = createLogger(config.log);
       log.info({ config: config.source, version: process.env.npm_package_version }, 'doorman starting');
       // Until the daemon is up a SIGHUP (whose default is to exit) only says so.
@@ -39,6 +39,15 @@ export function registerServe(program: Command): void {
         return;
       }
       const d = daemon;
+      try {
+        const dropped = await dropPrivileges(config, log);
+        if (dropped !== null) log.info({ user: config.run_as.user, uid: dropped.uid, gid: dropped.gid }, 'root given up: running as an unprivileged user');
+      } catch (err) {
+        log.fatal({ code: (err as DoormanError).code, err: (err as Error).message }, 'doorman will not run this way');
+        await d.stop();
+        process.exitCode = 1;
+        return;
+      }
       let signals = 0;
       const shutdown = (signal: string) => {
         if (++signals > 1) {

@@ -1,0 +1,90 @@
+/**
+ * Least privilege. Started as root (to bind port 25 or 143, or to create
+ * sockets in Postfix's private directory), Doorman gives root up once every
+ * listener is bound: it hands the state directory and files to `run_as.user`,
+ * then sets the groups, the group and the user, in that order (a process
+ * that has dropped its user can no longer change its groups). Root without
+ * `run_as.user` is refused unless `run_as.allow_root` says so; the embedded
+ * defaults (loopback and a local socket only, for trying Doorman out) only
+ * warn. Not root: nothing to drop, and nothing changes.
+ */
+import { chown, stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { EMBEDDED_DEFAULTS, type Config } from './config/load.js';
+import { DoormanError } from './errors.js';
+import { resolveGid, resolveUid } from './listeners/unix-ids.js';
+import { accessSync, constants, readFileSync } from 'node:fs';
+
+export class PrivilegeError extends DoormanError {}
+
+/** The user's primary group, from /etc/passwd. */
+function primaryGid(uid: number): number {
+  for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
+    const f = line.split(':');
+    if (f[2] === String(uid) && f[3] !== undefined && /^\d+$/.test(f[3])) return Number(f[3]);
+  }
+  throw new PrivilegeError('DOORMAN_ERR_RUN_AS', `run_as.group is not set and user ${uid} has no entry in /etc/passwd to take its group from`);
+}
+
+/** Gives a path that exists to uid:gid. */
+async function hand(path: string, uid: number, gid: number): Promise<void> {
+  try {
+    await stat(path);
+  } catch {
+    return;
+  }
+  await chown(path, uid, gid);
+}
+
+/**
+ * Drops root as configured; returns what was done, for the log. Throws
+ * PrivilegeError when root must not be kept or cannot be dropped.
+ */
+export async function dropPrivileges(config: Config, log: Logger): Promise<{ uid: number; gid: number } | null> {
+  const { getuid, getgid, setuid, setgid, setgroups } = process;
+  // Not POSIX (Windows): no users to drop to.
+  if (getuid === undefined || getgid === undefined || setuid === undefined || setgid === undefined || setgroups === undefined) return null;
+  if (getuid() !== 0) return null;
+  const r = config.run_as;
+  if (r.user === null) {
+    if (r.allow_root) {
+      log.warn('running as root (run_as.allow_root: true); set run_as.user to drop root once the sockets are bound');
+      return null;
+    }
+    if (config.source === EMBEDDED_DEFAULTS) {
+      log.warn('running as root on the embedded defaults; a configuration file must set run_as.user (or run_as.allow_root: true)');
+      return null;
+    }
+    throw new PrivilegeError('DOORMAN_ERR_ROOT', `${config.source}: run_as.user: started as root without a user to run as; set run_as.user (e.g. doorman) or, to keep root, run_as.allow_root: true`);
+  }
+  let uid: number;
+  let gid: number;
+  try {
+    uid = resolveUid(r.user);
+    gid = r.group === null ? primaryGid(uid) : resolveGid(r.group);
+  } catch (err) {
+    throw new PrivilegeError('DOORMAN_ERR_RUN_AS', `${config.source}: run_as: ${(err as Error).message}`);
+  }
+  if (uid === 0) throw new PrivilegeError('DOORMAN_ERR_RUN_AS', `${config.source}: run_as.user is root; name an unprivileged user`);
+  // The state file is replaced by rename, so its directory must be the user's; the audit log is already open.
+  for (const path of [dirname(config.state.file), config.state.file, config.state.audit_log]) await hand(path, uid, gid);
+  setgroups([gid]);
+  setgid(gid);
+  setuid(uid);
+  if (getuid() !== uid || getgid() !== gid) throw new PrivilegeError('DOORMAN_ERR_RUN_AS', `could not become ${uid}:${gid}`);
+  // Better refused now than at the first ban: every directory above the state must let the user through.
+  const dir = dirname(config.state.file);
+  try {
+    accessSync(dir, constants.W_OK | constants.X_OK);
+  } catch (err) {
+    throw new PrivilegeError('DOORMAN_ERR_RUN_AS', `${config.source}: state.file: user ${uid} cannot write ${resolve(dir)} (${(err as NodeJS.ErrnoException).code}); give the user a state directory it can reach, e.g. /var/lib/doorman`);
+  }
+  try {
+    setuid(0);
+  } catch {
+    // expected: root cannot be taken back
+    return { uid, gid };
+  }
+  throw new PrivilegeError('DOORMAN_ERR_RUN_AS', 'root could be taken back after dropping it');
+}
