@@ -17,6 +17,8 @@ export interface ApiConnection {
   readonly bytes_in: number;
   readonly bytes_out: number;
   readonly encrypted: boolean;
+  /** The host holding it (its store.node in a fleet). */
+  readonly node?: string | null;
 }
 
 export interface ApiBan {
@@ -59,6 +61,8 @@ export interface ApiStatus {
 export interface ApiConnections {
   readonly total: number;
   readonly items: readonly ApiConnection[];
+  /** Fleet mode: live nodes that did not answer in time. */
+  readonly missing_nodes?: readonly string[];
 }
 
 export interface ApiKick {

@@ -57,6 +57,8 @@ export function registerConnections(program: Command): void {
     runAdmin(opts, async ({ client, print, width }) => {
       const r = await client.get<ApiConnections>('/api/connections', { service: opts.service, country: opts.country, address: opts.address, limit: opts.limit });
       if (opts.json) return print(json(r));
+      // Fleet mode: a node that did not answer is named, so an empty list is not mistaken for none.
+      if (r.missing_nodes !== undefined && r.missing_nodes.length > 0) print(`not answering in time: ${r.missing_nodes.join(', ')} (their connections are not listed)\n`);
       if (r.items.length === 0) return print(r.total === 0 ? `no live connections${filtered(opts) ? ' match' : ''}\n` : `none shown of ${r.total}\n`);
       print(connectionTable(r.items, width));
       if (r.total > r.items.length) print(`${r.items.length} of ${r.total} shown (--limit shows up to ${MAX_LIMIT})\n`);
