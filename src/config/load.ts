@@ -56,15 +56,26 @@ export function parseConfigText(text: string, file: string): Config {
       })),
     );
   }
-  const data: unknown = doc.toJS() ?? {};
+  let data: unknown;
+  try {
+    data = doc.toJS() ?? {};
+  } catch (err) {
+    // The parser lets through what only turns out wrong when the data is built
+    // (an alias before its anchor, a YAML 1.1 merge of a non-mapping, an alias
+    // bomb); yaml throws plain Errors for those.
+    throw new ConfigError([{ file, key: '', value: undefined, expected: `valid YAML (${String((err as Error).message).split('\n')[0]})` }]);
+  }
   return parseConfig(data, file);
 }
 
 /** Validates already-parsed data. */
 export function parseConfig(data: unknown, file: string): Config {
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-    throw new ConfigError([{ file, key: '', value: data, expected: 'a mapping of sections (log, engine, store, anvil, geo, postfix_policy, dovecot_policy, state, admin, services, exceptions, overrides)' }]);
+    throw new ConfigError([{ file, key: '', value: data, expected: 'a mapping of sections (run_as, log, engine, store, anvil, geo, postfix_policy, dovecot_policy, state, admin, services, exceptions, overrides)' }]);
   }
+  // An alias inside its own anchor (`a: &x { b: *x }`) makes data that contains itself.
+  const loop = selfContaining(data);
+  if (loop !== null) throw new ConfigError([{ file, key: loop, value: undefined, expected: 'a value that does not contain itself (a YAML alias inside its own anchor)' }]);
   const result = configSchema.safeParse(data);
   if (!result.success) throw new ConfigError(result.error.issues.flatMap((i) => toIssues(i, data, file)));
   // Checks across keys (networks, contradictions) happen when the rules compile.
@@ -97,6 +108,34 @@ export function parseConfig(data: unknown, file: string): Config {
     throw new ConfigError([{ file, key: 'dovecot_policy.api_key', value: null, expected: 'an api_key or basic credentials: Dovecot sends them, and the endpoint refuses requests without them' }]);
   }
   return deepFreeze({ ...result.data, source: file }) as Config;
+}
+
+/**
+ * The key path of the first value found inside itself, or null. Iterative, as
+ * the data may nest deeper than the stack; a value shared by aliases is walked
+ * once, so the walk is linear however often it is referred to.
+ */
+function selfContaining(data: object): string | null {
+  const onPath = new Set<object>([data]);
+  const done = new Set<object>();
+  const stack: Array<{ node: object; keys: string[]; next: number; path: string }> = [{ node: data, keys: Object.keys(data), next: 0, path: '' }];
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1] as (typeof stack)[number];
+    if (top.next === top.keys.length) {
+      onPath.delete(top.node);
+      done.add(top.node);
+      stack.pop();
+      continue;
+    }
+    const key = top.keys[top.next++] as string;
+    const child: unknown = (top.node as Record<string, unknown>)[key];
+    if (typeof child !== 'object' || child === null || done.has(child)) continue;
+    const path = top.path === '' ? key : `${top.path}.${key}`;
+    if (onPath.has(child)) return path;
+    onPath.add(child);
+    stack.push({ node: child, keys: Object.keys(child), next: 0, path });
+  }
+  return null;
 }
 
 function isLoopbackListen(listen: string): boolean {

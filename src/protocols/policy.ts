@@ -59,7 +59,8 @@ export function encodePolicyRequest(attrs: Readonly<Record<string, string>>): st
   let out = 'request=smtpd_access_policy\n';
   for (const [k, v] of Object.entries(attrs)) {
     if (k === 'request') continue;
-    if (/[=\n\0]/.test(k) || /[\n\0]/.test(v)) throw new ProtocolError('DOORMAN_ERR_ATTR_ENCODE', `cannot encode attribute ${k}`);
+    // An empty name would go out as "=value", which every reader refuses (DOORMAN_ERR_ATTR_NO_NAME).
+    if (k === '' || /[=\n\0]/.test(k) || /[\n\0]/.test(v)) throw new ProtocolError('DOORMAN_ERR_ATTR_ENCODE', `cannot encode attribute ${JSON.stringify(k)}`);
     out += `${k}=${v}\n`;
   }
   return out + '\n';

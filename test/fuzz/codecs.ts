@@ -1,0 +1,10 @@
+/** Every fuzzed codec, in the order `npm run fuzz` runs them. */
+import { anvilCodec } from './anvil.js';
+import { attrPlainCodec } from './attr.js';
+import { configCodec } from './config.js';
+import { dovecotCodec } from './dovecot.js';
+import type { FuzzCodec } from './harness.js';
+import { policyCodec } from './policy.js';
+import { proxyCodec } from './proxy.js';
+
+export const CODECS: readonly FuzzCodec[] = [attrPlainCodec, anvilCodec, policyCodec, proxyCodec, dovecotCodec, configCodec];
