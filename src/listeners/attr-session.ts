@@ -3,7 +3,10 @@
  * delegation): bytes are framed by an AttrReader, each complete block goes to
  * the subclass, replies go out in request order even when the store answers
  * asynchronously, a request left half-sent is dropped after a deadline, and
- * the owning listener's idle sweep closes sessions that stay silent.
+ * the owning listener's idle sweep closes sessions that stay silent. A client
+ * that sends requests without reading the replies is not read from until its
+ * replies drain: what it can make us buffer is bounded by the socket's
+ * high-water mark and one chunk of requests, not by how much it sends.
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -27,6 +30,8 @@ export abstract class AttrSession {
   private readonly reader: AttrReader;
   private requestTimer: NodeJS.Timeout | null = null;
   private tail: Promise<void> | null = null;
+  /** Reading is paused until the replies queued for a peer that is not reading them drain. */
+  private heldBack = false;
   /** Set on every read; the listener's idle sweep clears it. */
   private active = true;
   protected closed = false;
@@ -72,25 +77,40 @@ export abstract class AttrSession {
   /** Writes a reply; replies leave in request order even when some are promises. */
   protected send(reply: Awaitable<string>): void {
     if (this.tail === null && !(reply instanceof Promise)) {
-      this.socket.write(reply);
+      this.write(reply);
       return;
     }
     const next: Promise<void> = (this.tail ?? Promise.resolve())
       .then(() => reply)
       .then(
         (s) => {
-          if (!this.closed) this.socket.write(s);
+          if (!this.closed) this.write(s);
         },
         (err: unknown) => {
           const fallback = this.failReply(err);
           if (fallback === null) this.drop('DOORMAN_ERR_STORE', err);
-          else if (!this.closed) this.socket.write(fallback);
+          else if (!this.closed) this.write(fallback);
         },
       )
       .finally(() => {
         if (this.tail === next) this.tail = null;
       });
     this.tail = next;
+  }
+
+  /**
+   * Backpressure: once the socket's buffer is past its high-water mark, stop
+   * reading requests until it drains. A peer that never reads is then idle
+   * to the sweep, or stalled mid-request, and dropped like any other.
+   */
+  private write(s: string): void {
+    if (this.socket.write(s) || this.heldBack) return;
+    this.heldBack = true;
+    this.socket.pause();
+    this.socket.once('drain', () => {
+      this.heldBack = false;
+      if (!this.closed) this.socket.resume();
+    });
   }
 
   /** The reply for a request whose answer failed, or null to drop the client. */
