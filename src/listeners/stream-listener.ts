@@ -83,8 +83,13 @@ export class StreamListener<S extends Session> {
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err) => reject(new ListenError('DOORMAN_ERR_LISTEN', `${name} on ${where}: ${err.message}`, { cause: err })));
-      if (e.path !== undefined) server.listen(e.path, () => resolve());
-      else server.listen(e.port, e.host, () => resolve());
+      // A backlog of max_clients (the kernel caps it at net.core.somaxconn):
+      // with Node's default of 511, a burst of connects to a UNIX socket
+      // (every smtpd reconnecting after a restart) fails at once with EAGAIN
+      // past 511 pending, and smtpd then waits a second before it retries.
+      const backlog = Math.max(511, this.opts.maxClients);
+      if (e.path !== undefined) server.listen({ path: e.path, backlog }, () => resolve());
+      else server.listen({ port: e.port, host: e.host, backlog }, () => resolve());
     });
     server.on('error', (err) => this.log.error({ err }, `${name}: server error`));
     this.server = server;
