@@ -163,6 +163,13 @@ export class GuardListener implements RelayHost {
   private readHeader(p: Pending): void {
     const s = p.socket;
     const parser = new ProxyHeaderParser();
+    // A deadline from accept, not an inactivity timeout: a header sent a byte
+    // at a time is never silent for header_timeout.
+    const deadline = setTimeout(() => {
+      this.log.warn({ peer: p.address }, `proxy: no PROXY header from a trusted proxy within ${this.opts.headerTimeoutMs} ms; closed`);
+      s.destroy();
+    }, this.opts.headerTimeoutMs);
+    s.once('close', () => clearTimeout(deadline));
     const onData = (chunk: Buffer) => {
       let r;
       try {
@@ -174,7 +181,7 @@ export class GuardListener implements RelayHost {
       }
       if (!r.done) return;
       s.removeListener('data', onData);
-      s.setTimeout(0);
+      clearTimeout(deadline);
       s.pause();
       const h = r.header;
       if (h.proxied && h.source !== undefined && h.destination !== undefined) {
@@ -187,10 +194,6 @@ export class GuardListener implements RelayHost {
       this.judge(p);
     };
     s.on('data', onData);
-    s.setTimeout(this.opts.headerTimeoutMs, () => {
-      this.log.warn({ peer: p.address }, `proxy: no PROXY header from a trusted proxy within ${this.opts.headerTimeoutMs} ms; closed`);
-      s.destroy();
-    });
     s.resume();
   }
 
