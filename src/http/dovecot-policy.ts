@@ -29,6 +29,12 @@ const MAX_SESSIONS = 100_000;
 const SESSION_TTL_MS = 5 * 60_000;
 /** A policy request is a few hundred bytes; 16 KiB leaves room for extra attributes. */
 const BODY_LIMIT = 16 * 1024;
+/**
+ * How often Node checks request deadlines. Its default, 30 s, let a client
+ * that sends its headers a byte at a time (never silent long enough for the
+ * inactivity timeout) hold a connection up to 30 s past request_timeout.
+ */
+const DEADLINE_CHECK_MS = 1000;
 
 const bodySchema = {
   type: 'object',
@@ -76,10 +82,22 @@ export class DovecotPolicyServer {
     this.cfg = cfg;
     this.log = log;
     this.events = events;
-    this.app = Fastify({ loggerInstance: log.child({ http: 'dovecot_policy' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }), bodyLimit: BODY_LIMIT, requestTimeout: cfg.request_timeout, connectionTimeout: cfg.request_timeout });
+    // request_timeout bounds a request from its first byte (headers included), and silence on
+    // an open connection; max_clients caps connections, the excess closed at accept.
+    const t = cfg.request_timeout;
+    this.app = Fastify({
+      loggerInstance: log.child({ http: 'dovecot_policy' }) as FastifyBaseLogger,
+      logController: new LogController({ disableRequestLogging: true }),
+      bodyLimit: BODY_LIMIT,
+      requestTimeout: t,
+      connectionTimeout: t,
+      http: { requestTimeout: t, headersTimeout: t, connectionsCheckingInterval: Math.min(DEADLINE_CHECK_MS, t) },
+    });
+    this.app.server.maxConnections = cfg.max_clients;
     this.app.addHook('onRequest', async (req, reply) => {
       if (!this.authorized(req.headers['authorization'], req.headers['x-api-key'])) {
-        await reply.code(401).header('www-authenticate', 'Basic realm="doorman"').send({ error: 'credentials required' });
+        // No keep-alive for a caller without credentials: it must not hold one of max_clients idle.
+        await reply.code(401).header('www-authenticate', 'Basic realm="doorman"').header('connection', 'close').send({ error: 'credentials required' });
       }
     });
     this.app.post<{ Querystring: { command: 'allow' | 'report' }; Body: PolicyBody }>(
