@@ -82,6 +82,8 @@ export class RedisStore implements CounterStore {
   private readonly held = new Map<string, number>();
   /** Keys recorded in the node's key set since the last rewrite of it. */
   private readonly recorded = new Set<string>();
+  /** Keys to add to the node's key set at the end of this turn. */
+  private unrecorded: string[] = [];
   private ownerSeq = 0;
   private entries = 0;
 
@@ -282,8 +284,21 @@ export class RedisStore implements CounterStore {
     this.held.set(key, before + n);
     if (!this.recorded.has(key)) {
       this.recorded.add(key);
-      // A crash before the next renewal still leaves the key findable at restart.
-      this.client.sadd(this.nodeKeys, this.k(key)).catch(() => this.recorded.delete(key));
+      // A crash before the next renewal still leaves the key findable at restart: recorded
+      // at once, in one SADD for all the keys new in this turn of the event loop.
+      this.unrecorded.push(key);
+      if (this.unrecorded.length === 1) setImmediate(() => this.record());
+    }
+  }
+
+  private record(): void {
+    const keys = this.unrecorded;
+    this.unrecorded = [];
+    for (let i = 0; i < keys.length; i += this.renewBatch) {
+      const batch = keys.slice(i, i + this.renewBatch);
+      this.client.sadd(this.nodeKeys, ...batch.map((key) => this.k(key))).catch(() => {
+        for (const key of batch) this.recorded.delete(key);
+      });
     }
   }
 
