@@ -12,7 +12,7 @@
  * Settings (environment):
  *   SOAK_SECONDS          traffic time, warm-up included (default 600)
  *   SOAK_WARMUP_SECONDS   before the reference sample (default 60)
- *   SOAK_SAMPLE_SECONDS   between samples (default 30)
+ *   SOAK_SAMPLE_SECONDS   between samples (default 10)
  *   SOAK_ANVIL_CLIENTS    persistent anvil clients (default 4)
  *   SOAK_POLICY_CLIENTS   persistent policy clients (default 2)
  *   SOAK_PROXY_WORKERS    proxy session loops (default 8)
@@ -32,7 +32,7 @@ function soakOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): SoakOptions {
   return {
     seconds,
     warmupSeconds: envInt('SOAK_WARMUP_SECONDS', Math.min(60, Math.floor(seconds / 4)), 1, seconds - 1, env),
-    sampleSeconds: envInt('SOAK_SAMPLE_SECONDS', 30, 1, 3600, env),
+    sampleSeconds: envInt('SOAK_SAMPLE_SECONDS', 10, 1, 3600, env),
     anvilClients: envInt('SOAK_ANVIL_CLIENTS', 4, 0, 1000, env),
     policyClients: envInt('SOAK_POLICY_CLIENTS', 2, 0, 1000, env),
     proxyWorkers: envInt('SOAK_PROXY_WORKERS', 8, 0, 200, env),

@@ -113,11 +113,13 @@ async function attrFlood(t: TestContext, target: Target, payload: string, good: 
   await good();
   await allClosed(slow, 1000 + SLACK_MS + 1000, 'slowloris clients');
   const slowLife = span(slow, (c) => (c.closedAt as number) - (c.firstByteAt as number));
+  t.diagnostic(`slow clients cut ${slowLife.min}–${slowLife.max} ms after their first byte`);
   assert.ok(slowLife.min >= 950, `a slowloris client cut ${slowLife.min} ms after its first byte, before request_timeout`);
   assert.ok(slowLife.max <= 1000 + SLACK_MS, `a slowloris client cut ${slowLife.max} ms after its first byte`);
   await good();
   await allClosed(silent, 2 * 1500 + SLACK_MS + 1000, 'silent clients');
   const idleLife = span(silent, (c) => (c.closedAt as number) - c.openedAt);
+  t.diagnostic(`silent clients cut ${idleLife.min}–${idleLife.max} ms after connecting`);
   assert.ok(idleLife.min >= 1450, `a silent client cut after ${idleLife.min} ms, before idle_timeout`);
   assert.ok(idleLife.max <= 2 * 1500 + SLACK_MS, `a silent client cut after ${idleLife.max} ms`);
   assert.equal(dropped(lines, 'DOORMAN_ERR_REQUEST_STALLED'), SLOW);
@@ -175,6 +177,7 @@ test('guard proxy: 2,000 silent and 300 slowloris clients; a good IMAP session r
   await good();
   await allClosed(silent, 2000 + 500 + SLACK_MS + 1000, 'silent proxied clients');
   const idleLife = span(silent, (c) => (c.closedAt as number) - c.openedAt);
+  t.diagnostic(`silent clients cut ${idleLife.min}–${idleLife.max} ms after connecting`);
   assert.ok(idleLife.min >= 1950, `a silent client cut after ${idleLife.min} ms, before idle_timeout`);
   assert.ok(idleLife.max <= 2000 + 500 + SLACK_MS, `a silent client cut after ${idleLife.max} ms`);
   for (const c of silent) assert.match(c.received, /^\* OK backend ready\r\n\* BYE \[UNAVAILABLE\] Idle for too long, closing the connection\r\n$/);
@@ -187,7 +190,7 @@ test('guard proxy: 2,000 silent and 300 slowloris clients; a good IMAP session r
   await waitUntil('every count given back', async () => d.registry.size === 0 && (await d.engine.lookup('imap:127.0.0.1')).count === 0, 5000);
 });
 
-/** SILENT+10 quiet clients against a cap of 50: ten are refused at once, fifty are kept until idle_timeout. */
+/** Sixty quiet clients against a cap of 50: ten are refused at once, fifty are kept until idle_timeout. */
 async function capScenario(t: TestContext, target: Target, idleMs: number, good: () => Promise<void>): Promise<Loiterer[]> {
   const held = await openSilent(target, 60);
   track(t, held);
@@ -253,11 +256,14 @@ test('Dovecot endpoint: 500 silent and 100 slow-header clients; Dovecot is answe
   t.after(dribble(slow, `POST /policy?command=allow HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: ${KEY}\r\nContent-Type: application/json\r\n\r\n`, 400));
   await sleep(300);
   await good();
-  await allClosed([...silent, ...slow], 1000 + SLACK_MS + 1000, 'silent and slow-header HTTP clients');
+  await allClosed([...silent, ...slow], 2000 + SLACK_MS + 1000, 'silent and slow-header HTTP clients');
   const idleLife = span(silent, (c) => (c.closedAt as number) - c.openedAt);
+  t.diagnostic(`silent clients cut ${idleLife.min}–${idleLife.max} ms after connecting`);
   assert.ok(idleLife.min >= 950 && idleLife.max <= 1000 + SLACK_MS, `silent HTTP clients cut after ${idleLife.min}-${idleLife.max} ms`);
   const slowLife = span(slow, (c) => (c.closedAt as number) - (c.firstByteAt as number));
-  assert.ok(slowLife.min >= 950 && slowLife.max <= 1000 + SLACK_MS, `slow-header clients cut ${slowLife.min}-${slowLife.max} ms after their first byte`);
+  t.diagnostic(`slow clients cut ${slowLife.min}–${slowLife.max} ms after their first byte`);
+  // Node checks request deadlines once a second (DEADLINE_CHECK_MS in dovecot-policy.ts): up to 2 s; its default checked every 30 s.
+  assert.ok(slowLife.min >= 950 && slowLife.max <= 2000 + SLACK_MS, `slow-header clients cut ${slowLife.min}-${slowLife.max} ms after their first byte`);
   await good();
 
   const { d: capped } = await daemon(t, { dovecot_policy: { listen: '127.0.0.1:0', api_key: KEY, request_timeout: '1s', max_clients: 50 } });
@@ -342,8 +348,10 @@ test('guard proxy: a trusted load balancer that sends nothing, or its PROXY head
   await prompt(t, 'proxied session behind a load balancer', session, 'done');
   await allClosed([...silent, ...slow], 1000 + SLACK_MS + 1000, 'load-balancer connections without a whole header');
   const silentLife = span(silent, (c) => (c.closedAt as number) - c.openedAt);
+  t.diagnostic(`silent clients cut ${silentLife.min}–${silentLife.max} ms after connecting`);
   assert.ok(silentLife.min >= 950 && silentLife.max <= 1000 + SLACK_MS, `silent load-balancer connections cut after ${silentLife.min}-${silentLife.max} ms`);
   const slowLife = span(slow, (c) => (c.closedAt as number) - c.openedAt);
+  t.diagnostic(`slow PROXY headers cut ${slowLife.min}–${slowLife.max} ms after connecting`);
   assert.ok(slowLife.min >= 950 && slowLife.max <= 1000 + SLACK_MS, `slow PROXY headers cut ${slowLife.min}-${slowLife.max} ms after connecting`);
   assert.equal(b.sessions.length, 1, 'the backend saw only the good session');
 });
