@@ -111,3 +111,8 @@ test('admin: loopback by default; beyond loopback only with a token', () => {
   assert.equal(parseConfigText('admin: { listen: "0.0.0.0:8025", token: "0123456789abcdef0123" }', 'x').admin.token, '0123456789abcdef0123');
   assert.deepEqual(issues('admin: { token: "short" }').issues.map((i) => i.key), ['admin.token']);
 });
+
+test('YAML tags that make sets, dates or binary are refused, naming the key, not read as empty mappings', () => {
+  assert.throws(() => parseConfigText('engine: !!set {a}', 'x.yaml'), /x\.yaml: engine: got "a YAML set", expected a plain mapping/);
+  assert.throws(() => parseConfigText('log: {level: !!timestamp 2001-12-14}', 'x.yaml'), /x\.yaml: log\.level: got "a YAML timestamp"/);
+});

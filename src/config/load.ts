@@ -45,7 +45,7 @@ export function loadConfig(path?: string): Config {
 
 /** Parses YAML text; `file` is only used in messages. */
 export function parseConfigText(text: string, file: string): Config {
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true, logLevel: 'error' });
   if (doc.errors.length > 0) {
     throw new ConfigError(
       doc.errors.map((e) => ({
@@ -65,7 +65,26 @@ export function parseConfigText(text: string, file: string): Config {
     // bomb); yaml throws plain Errors for those.
     throw new ConfigError([{ file, key: '', value: undefined, expected: `valid YAML (${String((err as Error).message).split('\n')[0]})` }]);
   }
+  const odd = exoticValue(data, []);
+  if (odd !== null) throw new ConfigError([{ file, key: odd.key, value: `a YAML ${odd.kind}`, expected: 'a plain mapping, list, string, number or boolean (no !! tags)' }]);
   return parseConfig(data, file);
+}
+
+/**
+ * The first value YAML's tags made into something no key takes — a set, a
+ * date, binary, a map with non-string keys — which the schema would
+ * otherwise read as an empty mapping; null if there is none.
+ */
+function exoticValue(v: unknown, path: string[]): { key: string; kind: string } | null {
+  if (v === null || typeof v !== 'object') return null;
+  const kind = v instanceof Set ? 'set' : v instanceof Date ? 'timestamp' : v instanceof Uint8Array ? 'binary' : v instanceof Map ? 'map with non-string keys' : null;
+  if (kind !== null) return { key: path.join('.'), kind };
+  if (path.length > 64) return null;
+  for (const [k, x] of Object.entries(v)) {
+    const found = exoticValue(x, [...path, k]);
+    if (found !== null) return found;
+  }
+  return null;
 }
 
 /** Validates already-parsed data. */
