@@ -12,6 +12,7 @@ const SUITES: Record<string, () => Promise<void>> = {
   policy: async () => (await import('./policy/index.js')).runPolicyBench(),
   proxy: async () => (await import('./proxy/index.js')).runProxySuite(),
   admin: async () => (await import('./admin/index.js')).runAdminBench(),
+  fleet: async () => (await import('./fleet/index.js')).runFleetSuite(),
 };
 
 async function main(argv: string[]): Promise<number> {

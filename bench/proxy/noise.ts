@@ -40,7 +40,7 @@ export class NoiseGuard {
     return this.spentMs;
   }
 
-  async run<T extends { readonly cpu: CpuReading }>(target: string, what: string, run: () => Promise<T>): Promise<T> {
+  async run<T extends { readonly cpu: Pick<CpuReading, 'otherShare'> }>(target: string, what: string, run: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       await this.waitForQuiet(target, what);
       const t0 = performance.now();
