@@ -108,7 +108,10 @@ export class FailoverStore implements CounterStore {
 
   releaseMany(keys: readonly string[], owner: Owner, now: number): Awaitable<number[]> {
     const o = owner as FailoverOwner;
-    if (keys.every((key) => this.fallback.holds(o.fallback, key))) return this.fallback.releaseMany(keys, o.fallback, now);
+    const inMemory = keys.filter((key) => this.fallback.holds(o.fallback, key));
+    if (inMemory.length === keys.length) return this.fallback.releaseMany(keys, o.fallback, now);
+    // The usual case, all counted in Redis: one call for all the keys.
+    if (inMemory.length === 0) return this.primary.releaseMany(keys, o.primary, now).catch(() => keys.map(() => 0));
     return Promise.all(keys.map((key) => this.release(key, owner, now)));
   }
 

@@ -42,7 +42,7 @@ local function load(key)
   for m = 0, M - 1 do s.c[m] = s.c[m] or 0; s.p[m] = s.p[m] or 0 end
   return s
 end
-local function clear(s) for m = 0, M - 1 do s.c[m] = 0; s.p[m] = 0 end end
+local function clear(s) for m = 0, M - 1 do s.c[m] = 0; s.p[m] = 0 end; s.rolled = true end
 -- Drops the leases that ended; returns the sum of the live ones.
 local function purge(key, s, now)
   local sum = 0
@@ -80,6 +80,7 @@ local function roll(s, now, algo, unit)
   if elapsed < 2 * unit then
     for m = 0, M - 1 do s.p[m] = s.c[m]; s.c[m] = 0 end
     s.w = s.w + unit
+    s.rolled = true
   else
     clear(s); s.w = now
   end
@@ -108,11 +109,16 @@ local function rate(s, m, now, algo, unit)
   if elapsed >= unit then return math.floor(s.c[m] * (2 * unit - elapsed - 1) / unit) end
   return estimate(s, m, now, unit)
 end
-local function saverates(key, s)
+-- Writes what hit() changed: the one counter, or after a window moved the window and every counter.
+local function saverates(key, s, m)
+  if not s.rolled then
+    redis.call('HSET', key, 'c' .. m, s.c[m])
+    return
+  end
   local a = { 'w', fmt(s.w) }
-  for m = 0, M - 1 do
-    a[#a + 1] = 'c' .. m; a[#a + 1] = s.c[m]
-    a[#a + 1] = 'p' .. m; a[#a + 1] = s.p[m]
+  for i = 0, M - 1 do
+    a[#a + 1] = 'c' .. i; a[#a + 1] = s.c[i]
+    a[#a + 1] = 'p' .. i; a[#a + 1] = s.p[i]
   end
   redis.call('HSET', key, unpack(a))
 end
@@ -136,7 +142,7 @@ for i, key in ipairs(KEYS) do
   local count = purge(key, s, now) + 1
   take(key, s, node, 1, now, lease)
   local r = hit(s, 0, now, algo, unit)
-  saverates(key, s)
+  saverates(key, s, 0)
   redis.call('PEXPIRE', key, ttl)
   out[#out + 1] = count
   out[#out + 1] = r
@@ -187,9 +193,10 @@ purge(key, s, now)
 if give == '1' then
   take(key, s, node, 1, now, lease)
   hit(s, 0, now, algo, unit)
+  if m ~= 0 then s.rolled = true end -- two counters changed: write them all
 end
 local r = hit(s, m, now, algo, unit)
-saverates(key, s)
+saverates(key, s, m)
 redis.call('PEXPIRE', key, ttl)
 return { r, livesum(s, now) }
 `;
