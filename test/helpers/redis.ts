@@ -35,6 +35,7 @@ export class TestRedis {
   readonly dir: string;
   private child: ChildProcess | null = null;
   private output = '';
+  private extra: readonly string[] = [];
 
   private constructor(port: number, dir: string) {
     this.port = port;
@@ -45,16 +46,17 @@ export class TestRedis {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  static async start(): Promise<TestRedis> {
+  static async start(extra: readonly string[] = []): Promise<TestRedis> {
     const dir = await mkdtemp(join(tmpdir(), 'doorman-redis-'));
     const r = new TestRedis(await freePort(), dir);
-    await r.resume();
+    await r.resume(extra);
     return r;
   }
 
   /** Starts the server (again, after stop(false)) on the same port, empty: persistence is off. */
-  async resume(): Promise<void> {
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir, '--daemonize', 'no', '--logfile', ''];
+  async resume(extra: readonly string[] = this.extra): Promise<void> {
+    this.extra = extra;
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir, '--daemonize', 'no', '--logfile', '', ...extra];
     const child = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     this.output = '';
@@ -94,5 +96,48 @@ export class TestRedis {
       await exited;
     }
     if (remove) await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+export const REDIS_CLI = '/usr/bin/redis-cli';
+
+/**
+ * A three-master Redis Cluster on loopback (no replicas), made with
+ * `redis-cli --cluster create`; `seeds` are its nodes' host:port.
+ */
+export class TestRedisCluster {
+  readonly nodes: TestRedis[];
+  private constructor(nodes: TestRedis[]) {
+    this.nodes = nodes;
+  }
+
+  get seeds(): Array<{ host: string; port: number }> {
+    return this.nodes.map((n) => ({ host: '127.0.0.1', port: n.port }));
+  }
+
+  static async start(): Promise<TestRedisCluster> {
+    const nodes = await Promise.all([0, 1, 2].map(() => TestRedis.start(['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '5000'])));
+    const c = new TestRedisCluster(nodes);
+    const { execFile } = await import('node:child_process');
+    await new Promise<void>((resolve, reject) => {
+      execFile(REDIS_CLI, ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { timeout: 30_000 }, (err, stdout, stderr) =>
+        err ? reject(new Error(`redis-cli --cluster create: ${err.message}\n${stdout}\n${stderr}`)) : resolve(),
+      );
+    });
+    // Every node must agree the cluster is up before clients can use it.
+    const deadline = Date.now() + 15_000;
+    for (const n of nodes) {
+      for (;;) {
+        const info = await new Promise<string>((resolve) => execFile(REDIS_CLI, ['-p', String(n.port), 'cluster', 'info'], (_e, out) => resolve(String(out))));
+        if (/cluster_state:ok/.test(info)) break;
+        if (Date.now() > deadline) throw new Error(`cluster not ok on ${n.port}: ${info}`);
+        await sleep(100);
+      }
+    }
+    return c;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.stop()));
   }
 }
