@@ -118,6 +118,8 @@ export class AdminServer {
       logController: new LogController({ disableRequestLogging: true }),
       bodyLimit: BODY_LIMIT,
       requestTimeout: REQUEST_TIMEOUT_MS,
+      // Node checks request deadlines every 30 s by default: a slow-header client would keep its socket that long.
+      http: { requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 1000 },
       ajv: {
         // removeAdditional off: an unknown field is a 400 naming it, not silently dropped.
         // verbose: errors carry the failing schema, whose description is the message.
