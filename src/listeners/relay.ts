@@ -31,16 +31,103 @@ export interface RelayHost {
 /** Bytes a client that was told goodbye (or refused) may take to close its side. */
 export const LINGER_MS = 5_000;
 
+/**
+ * The relay of each socket, for the listeners below. They are plain
+ * functions shared by every connection (the socket they fire on is `this`),
+ * so a session costs its two sockets and one Relay, not a dozen closures and
+ * two pipes' worth of them: with tens of thousands of short sessions a
+ * second, what the garbage collector does not have to trace is time saved.
+ */
+const RELAY = Symbol('doorman.relay');
+type RelaySocket = Socket & { [RELAY]?: Relay };
+
+function relayOf(s: Socket): Relay {
+  return (s as RelaySocket)[RELAY] as Relay;
+}
+
+function onClientData(this: Socket, chunk: Buffer): void {
+  const r = relayOf(this);
+  if (!r.watchClient(chunk)) return;
+  const b = r.backendSocket as Socket;
+  // Backpressure: the client waits while the backend's buffer is full.
+  if (!b.write(chunk)) this.pause();
+}
+
+function onBackendData(this: Socket, chunk: Buffer): void {
+  const r = relayOf(this);
+  r.atLineEnd = chunk[chunk.length - 1] === 0x0a;
+  if (!r.client.write(chunk)) this.pause();
+}
+
+function onBackendDrain(this: Socket): void {
+  relayOf(this).client.resume();
+}
+
+function onClientDrain(this: Socket): void {
+  relayOf(this).backendSocket?.resume();
+}
+
+/** The client ended its side: the backend gets the FIN once everything before it is written. */
+function onClientEnd(this: Socket): void {
+  const r = relayOf(this);
+  if (r.closeReason === 'closed') r.closeReason = 'client closed';
+  const b = r.backendSocket;
+  if (b !== null && !b.destroyed && !b.writableEnded) b.end();
+}
+
+/** The backend ended its side: the client gets what is queued, then its FIN. */
+function onBackendEnd(this: Socket): void {
+  const r = relayOf(this);
+  if (!r.client.destroyed && !r.client.writableEnded) r.client.end();
+}
+
+/** The backend gone (FIN, reset): the client gets what is queued, then its FIN, and the linger timer. */
+function onBackendClose(this: Socket): void {
+  const r = relayOf(this);
+  if (r.closeReason === 'closed') r.closeReason = 'backend closed';
+  r.endClient();
+}
+
+function onBackendConnect(this: Socket): void {
+  relayOf(this).connected();
+}
+
+function onBackendTimeout(this: Socket): void {
+  const r = relayOf(this);
+  r.fail(`backend did not accept within ${r.connectTimeoutMs} ms`);
+}
+
+function onBackendError(this: Socket, err: NodeJS.ErrnoException): void {
+  const r = relayOf(this);
+  if (this.connecting || this.pending) r.fail(`backend connect failed: ${err.code ?? err.message}`);
+  else r.abort(`backend error: ${err.code ?? err.message}`);
+}
+
+function onClientError(this: Socket, err: NodeJS.ErrnoException): void {
+  relayOf(this).abort(`client error: ${err.code ?? err.message}`);
+}
+
+function onClientClose(this: Socket): void {
+  relayOf(this).finish();
+}
+
+function destroySocket(this: Socket): void {
+  this.destroy();
+}
+
 export class Relay implements ConnectionHandle {
   readonly client: Socket;
-  private backendSocket: Socket | null = null;
+  backendSocket: Socket | null = null;
   private readonly host: RelayHost;
   private tls: boolean;
   /** Whether the server's output so far ends a line (or is empty): a goodbye will not split one. */
-  private atLineEnd = true;
+  atLineEnd = true;
   private done = false;
   private seenClientData = false;
-  private closeReason = 'closed';
+  closeReason = 'closed';
+  /** Sent once the backend has accepted: the PROXY header and what the client sent early. */
+  private header: Buffer | null = null;
+  private early: Buffer | null = null;
   /** Activity mark for the listener's idle sweep. */
   idleMark = 0;
   idleSince = 0;
@@ -51,65 +138,74 @@ export class Relay implements ConnectionHandle {
     this.tls = implicitTls;
   }
 
+  get connectTimeoutMs(): number {
+    return this.host.connectTimeoutMs;
+  }
+
   /**
    * Connects the backend, then sends `header` and `early` (bytes the client
    * sent before the relay began) before anything else.
    */
   start(header: Buffer | null, early: Buffer | null): void {
     const e = this.host.backend;
-    const client = this.client;
-    const backend = e.path !== undefined ? connect({ path: e.path, allowHalfOpen: true }) : connect({ host: e.host ?? '127.0.0.1', port: e.port ?? 0, allowHalfOpen: true, noDelay: true });
+    const client = this.client as RelaySocket;
+    const backend: RelaySocket = e.path !== undefined ? connect({ path: e.path, allowHalfOpen: true }) : connect({ host: e.host ?? '127.0.0.1', port: e.port ?? 0, allowHalfOpen: true, noDelay: true });
     this.backendSocket = backend;
+    this.header = header;
+    this.early = early;
+    client[RELAY] = this;
+    backend[RELAY] = this;
     backend.setTimeout(this.host.connectTimeoutMs);
-    backend.once('timeout', () => this.fail(`backend did not accept within ${this.host.connectTimeoutMs} ms`));
-    backend.on('error', (err: NodeJS.ErrnoException) => {
-      if (backend.connecting || backend.pending) this.fail(`backend connect failed: ${err.code ?? err.message}`);
-      else this.abort(`backend error: ${err.code ?? err.message}`);
-    });
-    client.on('error', (err: NodeJS.ErrnoException) => this.abort(`client error: ${err.code ?? err.message}`));
-    client.on('close', () => this.finish());
-    backend.once('connect', () => {
-      if (this.done) return;
-      backend.setTimeout(0);
-      backend.removeAllListeners('timeout');
-      if (header !== null || early !== null) {
-        backend.cork();
-        if (header !== null) backend.write(header);
-        if (early !== null && early.length > 0) {
-          this.watchClient(early);
-          backend.write(early);
-        }
-        backend.uncork();
-      }
-      if (!this.tls) client.on('data', (chunk: Buffer) => this.watchClient(chunk));
-      else client.once('data', (chunk: Buffer) => this.watchClient(chunk));
-      backend.on('data', (chunk: Buffer) => {
-        this.atLineEnd = chunk[chunk.length - 1] === 0x0a;
-      });
-      client.pipe(backend);
-      backend.pipe(client);
-      // The backend gone (FIN, reset): the client gets what is queued, then its FIN.
-      backend.on('close', () => {
-        if (this.closeReason === 'closed') this.closeReason = 'backend closed';
-        this.endClient();
-      });
-      client.on('end', () => {
-        if (this.closeReason === 'closed') this.closeReason = 'client closed';
-      });
-    });
+    backend.once('timeout', onBackendTimeout);
+    backend.on('error', onBackendError);
+    client.on('error', onClientError);
+    client.on('close', onClientClose);
+    backend.once('connect', onBackendConnect);
   }
 
-  private watchClient(chunk: Buffer): void {
+  /** The backend accepted: header and early bytes first, then both ways. */
+  connected(): void {
+    if (this.done) return;
+    const backend = this.backendSocket as Socket;
+    const client = this.client;
+    backend.setTimeout(0);
+    backend.removeListener('timeout', onBackendTimeout);
+    const { header, early } = this;
+    this.header = null;
+    this.early = null;
+    if (header !== null || early !== null) {
+      backend.cork();
+      if (header !== null) backend.write(header);
+      if (early !== null && early.length > 0 && this.watchClient(early)) backend.write(early);
+      backend.uncork();
+    }
+    if (this.done) return;
+    client.on('data', onClientData);
+    client.on('end', onClientEnd);
+    client.on('drain', onClientDrain);
+    backend.on('data', onBackendData);
+    backend.on('end', onBackendEnd);
+    backend.on('drain', onBackendDrain);
+    backend.on('close', onBackendClose);
+    client.resume();
+  }
+
+  /** Looks at what the client sends; false when it must not be relayed (the session is being aborted). */
+  watchClient(chunk: Buffer): boolean {
     if (!this.seenClientData) {
       this.seenClientData = true;
-      if (looksLikeProxyHeader(chunk)) return this.abort('a PROXY header from a client that is not a trusted proxy');
+      if (looksLikeProxyHeader(chunk)) {
+        this.abort('a PROXY header from a client that is not a trusted proxy');
+        return false;
+      }
     }
     // A TLS handshake record (content type 22, version 3.x) from the client: STARTTLS took effect.
     if (!this.tls && chunk[0] === 0x16 && chunk[1] === 0x03) this.tls = true;
+    return true;
   }
 
   /** The backend could not be reached: the listener answers the client (temporary failure), then the relay closes. */
-  private fail(why: string): void {
+  fail(why: string): void {
     if (this.done) return;
     this.closeReason = why;
     this.backendSocket?.destroy();
@@ -117,23 +213,23 @@ export class Relay implements ConnectionHandle {
   }
 
   /** A hard error on either side: both go at once. */
-  private abort(why: string): void {
+  abort(why: string): void {
     if (this.closeReason === 'closed') this.closeReason = why;
     this.backendSocket?.destroy();
     this.client.destroy();
   }
 
   /** Ends the client's side after what is queued for it, and closes it for good a little later. */
-  private endClient(): void {
+  endClient(): void {
     const c = this.client;
     if (c.destroyed) return;
     if (!c.writableEnded) c.end();
     // A client that never closes its side would hold the socket: the linger timer ends it.
-    c.setTimeout(LINGER_MS, () => c.destroy());
+    c.setTimeout(LINGER_MS, destroySocket);
   }
 
   /** The client socket closed: the session is over. */
-  private finish(): void {
+  finish(): void {
     if (this.done) return;
     this.done = true;
     this.backendSocket?.destroy();
@@ -170,20 +266,24 @@ export class Relay implements ConnectionHandle {
     if (this.done) return;
     this.closeReason = reason;
     const backend = this.backendSocket;
+    const client = this.client;
     const line = this.tls ? null : this.host.goodbye(goodbye);
     if (backend !== null) {
-      backend.unpipe(this.client);
-      backend.removeAllListeners('close');
+      backend.removeListener('data', onBackendData);
+      backend.removeListener('close', onBackendClose);
+      backend.removeListener('end', onBackendEnd);
       backend.destroy();
     }
-    this.client.unpipe();
-    if (line === null || this.client.destroyed) {
-      this.client.destroy();
+    client.removeListener('data', onClientData);
+    client.removeListener('end', onClientEnd);
+    if (line === null || client.destroyed) {
+      client.destroy();
       return;
     }
-    this.client.end(this.atLineEnd ? line : Buffer.concat([CRLF, line]));
-    this.client.resume();
-    this.client.setTimeout(LINGER_MS, () => this.client.destroy());
+    client.end(this.atLineEnd ? line : Buffer.concat([CRLF, line]));
+    // Read and drop what the client still sends, so its FIN comes through.
+    client.resume();
+    client.setTimeout(LINGER_MS, destroySocket);
   }
 }
 
