@@ -86,8 +86,9 @@ export class GuardListener implements RelayHost {
   private readonly where: string;
   private server: Server | null = null;
   /** Sockets accepted and not yet closed, relayed or not: the cap counts them all. */
-  private readonly sockets = new Set<Socket>();
-  private readonly relays = new Map<Relay, { id: string; keys: readonly string[]; startedAt: number; address: string }>();
+  readonly sockets = new Set<Socket>();
+  /** Sessions being relayed; each Relay carries its id, keys, start and address. */
+  private readonly relays = new Set<Relay>();
   private sweep: NodeJS.Timeout | null = null;
   private readonly refusals = new Map<string, Buffer | null>();
   private lastFullWarning = 0;
@@ -131,7 +132,8 @@ export class GuardListener implements RelayHost {
 
   private accept(socket: Socket): void {
     this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
+    (socket as ListenerSocket)[LISTENER] = this;
+    socket.once('close', forgetSocket);
     // Never an unhandled 'error' (a reset while the decision is pending): the relay adds its own.
     socket.on('error', destroyOnError);
     const remote = socket.remoteAddress;
@@ -238,7 +240,11 @@ export class GuardListener implements RelayHost {
     const relay = new Relay(this, s, this.implicitTls);
     const id = this.registry.newId();
     const startedAt = Date.now();
-    this.relays.set(relay, { id, keys: a.keys, startedAt, address: a.address });
+    relay.id = id;
+    relay.keys = a.keys;
+    relay.startedAt = startedAt;
+    relay.address = a.address;
+    this.relays.add(relay);
     relay.idleMark = 0;
     relay.idleSince = startedAt;
     this.registry.add(
@@ -296,22 +302,19 @@ export class GuardListener implements RelayHost {
   }
 
   unreachable(c: Relay, why: string): void {
-    const info = this.relays.get(c);
-    this.log.warn({ client: info?.address, backend: this.opts.backend, why }, 'proxy: backend unreachable; client told to try later');
+    this.log.warn({ client: c.address, backend: this.opts.backend, why }, 'proxy: backend unreachable; client told to try later');
     if (!c.client.destroyed) this.refuse(c.client, 'unavailable', true, null);
   }
 
   closed(c: Relay, why: string): void {
-    const info = this.relays.get(c);
-    if (info === undefined) return;
-    this.relays.delete(c);
-    this.registry.remove(info.id);
-    void this.gate.leave(info.keys, this.owner);
+    if (!this.relays.delete(c)) return;
+    this.registry.remove(c.id);
+    void this.gate.leave(c.keys, this.owner);
     if (this.events.listenerCount('disconnect') > 0) {
-      this.events.emit('disconnect', { id: info.id, service: this.opts.service, address: info.address, why, bytesIn: c.bytesIn(), bytesOut: c.bytesOut() });
+      this.events.emit('disconnect', { id: c.id, service: this.opts.service, address: c.address, why, bytesIn: c.bytesIn(), bytesOut: c.bytesOut() });
     }
     if (this.log.isLevelEnabled('debug')) {
-      this.log.debug({ id: info.id, client: info.address, why, seconds: (Date.now() - info.startedAt) / 1000, bytes_in: c.bytesIn(), bytes_out: c.bytesOut() }, 'proxy: connection closed');
+      this.log.debug({ id: c.id, client: c.address, why, seconds: (Date.now() - c.startedAt) / 1000, bytes_in: c.bytesIn(), bytes_out: c.bytesOut() }, 'proxy: connection closed');
     }
   }
 
@@ -321,7 +324,7 @@ export class GuardListener implements RelayHost {
 
   private sweepIdle(): void {
     const now = Date.now();
-    for (const r of this.relays.keys()) {
+    for (const r of this.relays) {
       const a = r.activity();
       if (a !== r.idleMark) {
         r.idleMark = a;
@@ -343,7 +346,7 @@ export class GuardListener implements RelayHost {
     if (this.sweep !== null) clearInterval(this.sweep);
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     const relayed = new Set<Socket>();
-    for (const r of [...this.relays.keys()]) {
+    for (const r of [...this.relays]) {
       relayed.add(r.client);
       r.kick('shutdown', reason);
     }
@@ -360,6 +363,14 @@ export class GuardListener implements RelayHost {
 
 function destroyOnError(this: Socket): void {
   this.destroy();
+}
+
+/** The listener of an accepted socket, for the close handler every socket shares. */
+const LISTENER = Symbol('doorman.listener');
+type ListenerSocket = Socket & { [LISTENER]?: GuardListener };
+
+function forgetSocket(this: Socket): void {
+  (this as ListenerSocket)[LISTENER]?.sockets.delete(this);
 }
 
 /** A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; PROXY headers carry the plain form. */

@@ -131,6 +131,11 @@ export class Relay implements ConnectionHandle {
   /** Activity mark for the listener's idle sweep. */
   idleMark = 0;
   idleSince = 0;
+  /** The listener's record of the session: registry id, engine keys held, start, client address. */
+  id = '';
+  keys: readonly string[] = [];
+  startedAt = 0;
+  address = '';
 
   constructor(host: RelayHost, client: Socket, implicitTls: boolean) {
     this.host = host;
