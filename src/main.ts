@@ -217,6 +217,8 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
         defaultAction: p.default_action,
         decisionTimeoutMs: p.decision_timeout,
         mode: parseInt(p.socket_mode, 8),
+        uid: p.owner === null ? null : resolveUid(p.owner),
+        gid: p.group === null ? null : resolveGid(p.group),
         maxClients: p.max_clients,
         requestTimeoutMs: p.request_timeout,
         idleTimeoutMs: p.idle_timeout,

@@ -119,6 +119,9 @@ export const postfixPolicySchema = z.strictObject(
     default_action: oneOf(['DUNNO', 'DEFER_IF_PERMIT'], 'DUNNO'),
     decision_timeout: duration('500ms', 1),
     socket_mode: socketMode('0666'),
+    /** Owner and group of UNIX socket listeners (e.g. postfix), by name or number. */
+    owner: userOrId,
+    group: userOrId,
     max_clients: int(1000, 1, 100_000),
     request_timeout: duration('10s', 10),
     idle_timeout: duration('10m', 10),

@@ -34,6 +34,9 @@ export interface PolicyServerOptions {
   readonly defaultAction: 'DUNNO' | 'DEFER_IF_PERMIT';
   readonly decisionTimeoutMs: number;
   readonly mode: number;
+  /** Owner and group of UNIX socket listeners; null: the process's. */
+  readonly uid?: number | null;
+  readonly gid?: number | null;
   readonly maxClients: number;
   readonly requestTimeoutMs: number;
   readonly idleTimeoutMs: number;
@@ -71,7 +74,7 @@ export class PolicyServer implements SessionHost {
     this.listeners = opts.listen.map(
       (text) =>
         new StreamListener<PolicySession>(
-          { name: 'postfix_policy', endpoint: parseEndpoint(text), maxClients: opts.maxClients, idleTimeoutMs: opts.idleTimeoutMs, mode: opts.mode },
+          { name: 'postfix_policy', endpoint: parseEndpoint(text), maxClients: opts.maxClients, idleTimeoutMs: opts.idleTimeoutMs, mode: opts.mode, uid: opts.uid ?? null, gid: opts.gid ?? null },
           log,
           (socket) => new PolicySession(this, socket),
         ),

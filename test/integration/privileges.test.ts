@@ -54,6 +54,26 @@ if (!root) {
     }
   });
 
+  test('UNIX sockets get the owner, group and mode configured: anvil and the policy service', async (t) => {
+    const base = await mkdtemp(join(tmpdir(), 'doorman-sock-'));
+    t.after(() => rm(base, { recursive: true, force: true }));
+    const anvil = join(base, 'anvil');
+    const policy = join(base, 'policy');
+    const d = await startDoorman({
+      anvil: { enabled: true, socket: anvil, socket_mode: '0660', owner: 'nobody', group: NOBODY },
+      postfix_policy: { listen: [policy], socket_mode: '0600', owner: NOBODY, group: 'nogroup' },
+    });
+    try {
+      for (const [path, mode] of [[anvil, 0o660], [policy, 0o600]] as const) {
+        const st = statSync(path);
+        assert.ok(st.isSocket(), path);
+        assert.deepEqual([st.uid, st.gid, st.mode & 0o777], [NOBODY, NOBODY, mode], path);
+      }
+    } finally {
+      await d.stop();
+    }
+  });
+
   test('as root without run_as.user the daemon refuses to run, naming the key', async () => {
     await assert.rejects(startDoorman({ run_as: { allow_root: false } }), /run_as\.user: started as root without a user to run as/);
   });
