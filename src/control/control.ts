@@ -379,6 +379,11 @@ export class Control {
     return r.kind === 'allow' ? { allow: codes, mode: r.dryRun ? 'dry-run' : 'enforce' } : { deny: codes, mode: r.dryRun ? 'dry-run' : 'enforce' };
   }
 
+  /** The newest audit entries, newest first: the fleet's in fleet mode, else this host's. */
+  audit(limit: number): Promise<unknown[]> {
+    return this.d.audit.recent(Math.min(1000, Math.max(1, limit)));
+  }
+
   counts(key: string): Promise<KeySnapshot> | KeySnapshot {
     return this.d.gate.engine.lookup(key);
   }

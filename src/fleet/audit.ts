@@ -34,10 +34,23 @@ export class FleetAudit implements AuditSink {
     });
   }
 
-  /** The newest `count` entries, newest first. */
+  /** The fleet's newest `count` entries, newest first; this host's own while Redis is away. */
   async recent(count: number): Promise<unknown[]> {
-    const rows = await this.client.xrevrange(this.stream, '+', '-', 'COUNT', count);
-    return rows.map(([, fields]) => JSON.parse(fields[1] ?? '{}') as unknown);
+    let rows: Array<[string, string[]]>;
+    try {
+      rows = await this.client.xrevrange(this.stream, '+', '-', 'COUNT', count);
+    } catch {
+      return this.local.recent(count);
+    }
+    const out: unknown[] = [];
+    for (const [, fields] of rows) {
+      try {
+        out.push(JSON.parse(fields[1] ?? '') as unknown);
+      } catch {
+        // not ours: skipped
+      }
+    }
+    return out;
   }
 
   close(): Promise<void> {

@@ -19,8 +19,13 @@ export interface AuditEntry {
 /** Where audit entries go: this file, and in a fleet Redis as well (../fleet/audit.ts). */
 export interface AuditSink {
   append(entry: AuditEntry, now: number): Promise<void>;
+  /** The newest `count` entries, newest first (as written: with `at`, and `node` in a fleet). */
+  recent(count: number): Promise<unknown[]>;
   close(): Promise<void>;
 }
+
+/** How much of the file's end recent() reads: far more than the largest page of entries. */
+const TAIL_BYTES = 512 * 1024;
 
 export class AuditLog implements AuditSink {
   private readonly fh: FileHandle;
@@ -31,7 +36,8 @@ export class AuditLog implements AuditSink {
   }
 
   static async open(path: string): Promise<AuditLog> {
-    return new AuditLog(await open(path, 'a', 0o600));
+    // a+: appends always go to the end; recent() reads the tail.
+    return new AuditLog(await open(path, 'a+', 0o600));
   }
 
   /** Appends one line stamped with `now` (epoch ms) and syncs it. */
@@ -43,6 +49,28 @@ export class AuditLog implements AuditSink {
     });
     this.tail = run.catch(() => undefined);
     return run;
+  }
+
+  /** Reads the end of the file, after every append queued so far. */
+  async recent(count: number): Promise<unknown[]> {
+    await this.tail;
+    const { size } = await this.fh.stat();
+    const start = Math.max(0, size - TAIL_BYTES);
+    const buf = Buffer.alloc(size - start);
+    await this.fh.read(buf, 0, buf.length, start);
+    const lines = buf.toString('utf8').split('\n');
+    if (start > 0) lines.shift(); // the first line may be cut
+    const out: unknown[] = [];
+    for (let i = lines.length - 1; i >= 0 && out.length < count; i--) {
+      const line = lines[i] as string;
+      if (line === '') continue;
+      try {
+        out.push(JSON.parse(line));
+      } catch {
+        // a line cut by a crash mid-append: skipped
+      }
+    }
+    return out;
   }
 
   async close(): Promise<void> {

@@ -156,6 +156,8 @@ test('kick: a dry run lists and closes nothing; then the client gets the goodbye
   assert.match(await refusedClient(port, '127.0.0.30'), /temporarily blocked/, 'the ban came first');
   const audit = readFileSync(join(dir, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.deepEqual(audit.map((a: any) => [a.action, a.by]), [['ban.add', '127.0.0.1'], ['kick', '127.0.0.1']], 'the caller is the TCP peer');
+  const recent = await api.get('/api/audit?limit=1');
+  assert.deepEqual(recent.json.items, [audit[1]], `the API reads the same log, newest first: ${JSON.stringify(recent.json)}`);
   const bad = await api.call('POST', '/api/kick', { target: 'nosuch' });
   assert.deepEqual([bad.status, bad.json.error.code], [400, 'DOORMAN_ERR_TARGET']);
   const noTarget = await api.call('POST', '/api/kick', {});

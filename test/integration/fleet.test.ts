@@ -123,6 +123,9 @@ if (!redisAvailable()) {
         return /Your address is temporarily blocked/.test(line);
       }, 1000);
       assert.ok(Date.now() - t < 1500);
+      // The fleet's audit log, read on the other node: the kick and the ban, made on mx-a.
+      const audit = (await (await fetch(`${b.admin}/api/audit?limit=2`)).json()) as { items: Array<{ action: string; node: string; target: string }> };
+      assert.deepEqual(audit.items.map((e) => [e.action, e.node, e.target]), [['kick', 'mx-a', banned], ['ban.add', 'mx-a', banned]]);
       const bans = (await (await fetch(`${b.admin}/api/bans`)).json()) as { items?: Array<{ target: string }> } | Array<{ target: string }>;
       assert.match(JSON.stringify(bans), /127\.0\.0\.31/);
       // A kick by id reaches the node that holds it.

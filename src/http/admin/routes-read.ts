@@ -9,6 +9,7 @@
  *   GET /api/check?address&service
  *   GET /api/top?by=connections|refusals&limit
  *   GET /api/history
+ *   GET /api/audit?limit        (the newest audit entries: the fleet's in fleet mode)
  *   GET /api/clients?service&by&limit   (the engine's counts per client: what
  *                                        anvil and the policy services report)
  *   GET /metrics                (Prometheus text)
@@ -121,6 +122,12 @@ export function readRoutes(app: FastifyInstance, ctx: AdminContext): void {
         }),
       };
     },
+  );
+
+  app.get<{ Querystring: { limit: number } }>(
+    '/api/audit',
+    { schema: { querystring: f.strict({ limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50, description: 'an integer from 1 to 1000' } }) } },
+    async (req) => ({ items: await ctx.control.audit(req.query.limit) }),
   );
 
   app.get('/api/history', none, async () => ({
