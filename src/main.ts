@@ -19,7 +19,7 @@ import { AdminServer } from './http/admin/server.js';
 import type { ServiceInfo } from './http/admin/context.js';
 import { openCountryLookup, type CountryLookup } from './geo/country.js';
 import { resolveGid, resolveUid } from './listeners/unix-ids.js';
-import { openStore } from './store/open.js';
+import { nodeName, openStore } from './store/open.js';
 import { ReloadError, reloadableChanges, restartOnlyChanges } from './config/reload.js';
 import { connectWithin } from './store/redis-client.js';
 import { FleetAudit } from './fleet/audit.js';
@@ -113,7 +113,7 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
   let control: Control;
   let bus: FleetBus | null = null;
   let fleetState: FleetState | null = null;
-  const node = fleet?.node ?? hostname().split('.')[0] ?? 'doorman';
+  const node = nodeName(config);
   try {
     await mkdir(dirname(config.state.file), { recursive: true });
     await mkdir(dirname(config.state.audit_log), { recursive: true });

@@ -8,33 +8,23 @@
  * defaults (loopback and a local socket only, for trying Doorman out) only
  * warn. Not root: nothing to drop, and nothing changes.
  */
-import { chown, stat } from 'node:fs/promises';
+import { chown } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { EMBEDDED_DEFAULTS, type Config } from './config/load.js';
 import { DoormanError } from './errors.js';
-import { resolveGid, resolveUid } from './listeners/unix-ids.js';
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { primaryGid, resolveGid, resolveUid } from './listeners/unix-ids.js';
+import { accessSync, constants } from 'node:fs';
 
 export class PrivilegeError extends DoormanError {}
 
-/** The user's primary group, from /etc/passwd. */
-function primaryGid(uid: number): number {
-  for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
-    const f = line.split(':');
-    if (f[2] === String(uid) && f[3] !== undefined && /^\d+$/.test(f[3])) return Number(f[3]);
-  }
-  throw new PrivilegeError('DOORMAN_ERR_RUN_AS', `run_as.group is not set and user ${uid} has no entry in /etc/passwd to take its group from`);
-}
-
-/** Gives a path that exists to uid:gid. */
+/** Gives a path to uid:gid; one that does not exist yet is left for the user to create. */
 async function hand(path: string, uid: number, gid: number): Promise<void> {
   try {
-    await stat(path);
-  } catch {
-    return;
+    await chown(path, uid, gid);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  await chown(path, uid, gid);
 }
 
 /**

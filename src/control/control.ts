@@ -121,6 +121,7 @@ export class Control {
     const c = new Control(deps);
     c.applyState(deps.state.current);
     deps.fleet?.handle('connections', (args) => c.localConnections(args as RemoteListArgs));
+    deps.fleet?.handle('connection', (args) => c.connection(String((args as { id?: unknown } | null)?.id ?? '')));
     deps.fleet?.handle('kick', (args) => c.localKick(args as RemoteKickArgs));
     return c;
   }
@@ -144,7 +145,7 @@ export class Control {
     const offset = Math.max(0, page.offset ?? 0);
     const limit = Math.min(PAGE_MAX, Math.max(1, page.limit ?? 100));
     const r = this.d.registry.page(checkedFilter(filter), offset, limit);
-    return { total: r.total, items: r.items.map((v) => ({ ...v, node: this.d.node })) };
+    return { total: r.total, items: r.items.map((v) => this.withNode(v)) };
   }
 
   /**
@@ -169,16 +170,21 @@ export class Control {
     return { total, items: all.slice(offset, offset + limit), missing: [...r.missing] };
   }
 
+  /** This node's connection with this id (a fleet asks each node with it). */
   connection(id: string): FleetConnectionView | null {
     const v = this.d.registry.get(id);
-    return v === null ? null : { ...v, node: this.d.node };
+    return v === null ? null : this.withNode(v);
+  }
+
+  private withNode(v: ConnectionView): FleetConnectionView {
+    return { ...v, node: this.d.node };
   }
 
   /** A fleet question: this node's first `limit` connections matching the filter. */
   private localConnections(a: RemoteListArgs): { total: number; items: FleetConnectionView[] } {
     const limit = Math.min(100_000, Math.max(1, Number(a?.limit) || 100));
     const r = this.d.registry.page(checkedFilter(a?.filter ?? {}), 0, limit);
-    return { total: r.total, items: r.items.map((v) => ({ ...v, node: this.d.node })) };
+    return { total: r.total, items: r.items.map((v) => this.withNode(v)) };
   }
 
   /** A fleet order: kick this node's connections with this id, or from this address or network. */
@@ -200,12 +206,12 @@ export class Control {
 
   private async kickNow(target: string, opts: { banMs?: number; reason?: string; service?: string; dryRun?: boolean }, caller: Caller): Promise<ChangeResult<{ kicked: number; ban: Ban | null }>> {
     const fleet = this.d.fleet ?? null;
-    let one: ConnectionView | null = this.d.registry.get(target);
+    let one = this.connection(target);
     let missing: string[] = [];
-    // An id held by another node: ask the fleet for it.
+    // An id held by another node: ask the fleet which one holds it.
     if (one === null && fleet !== null && !isNetwork(target)) {
-      const r = await fleet.ask<{ total: number; items: FleetConnectionView[] }>('connections', { filter: {}, limit: 100_000 } satisfies RemoteListArgs);
-      for (const a of r.answers.values()) one ??= (a?.items ?? []).find((c) => c.id === target) ?? null;
+      const r = await fleet.ask<FleetConnectionView | null>('connection', { id: target });
+      for (const a of r.answers.values()) if (typeof a?.id === 'string') one ??= a;
       missing = [...r.missing];
       if (one === null) throw new ControlInputError('DOORMAN_ERR_TARGET', `"${target.slice(0, 64)}" is no live connection on any node, nor an address or network`);
     }
@@ -213,12 +219,12 @@ export class Control {
     if (one === null) network(target);
     const filter = opts.service === undefined ? { address: target } : { address: target, service: opts.service };
     let hits: FleetConnectionView[];
-    if (one !== null) hits = [{ ...one, node: (one as Partial<FleetConnectionView>).node ?? this.d.node }];
+    if (one !== null) hits = [one];
     else if (fleet !== null) {
       const r = await this.fleetConnections(filter, { limit: PAGE_MAX });
       hits = r.items;
       missing = r.missing;
-    } else hits = this.d.registry.list(filter).map((v) => ({ ...v, node: this.d.node }));
+    } else hits = this.d.registry.list(filter).map((v) => this.withNode(v));
     if (opts.banMs !== undefined) this.guardBan(where, caller);
     if (opts.dryRun) return { dryRun: true, hits, result: { kicked: 0, ban: null }, missing };
     const reason = opts.reason ?? 'kicked by the administrator';

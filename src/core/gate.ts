@@ -273,7 +273,12 @@ export class Gatekeeper {
       );
     }) as Awaitable<Ban | null>;
     // Without the store the failure is not counted; nothing else is lost.
-    return counted instanceof Promise ? counted.catch((err: unknown) => (storeFailure(f.facts, err), null)) : counted;
+    return counted instanceof Promise
+      ? counted.catch((err: unknown) => {
+          if (!(err instanceof StoreUnavailableError)) throw err;
+          return null;
+        })
+      : counted;
   }
 
   /** At AUTH (Postfix: a request with sasl_username): the AUTH-phase country rule, bans and rates. */

@@ -104,8 +104,7 @@ export class FleetState implements RuntimeStateStore {
     const run = this.tail.then(async () => {
       for (let attempt = 0; attempt < MAX_CONFLICTS; attempt++) {
         const next = deepFreeze(runtimeStateSchema.parse(change(this.state)));
-        const message = JSON.stringify({ type: 'state', from: this.o.node, version: '@V@' }).replace('"@V@"', '@V@');
-        const v = await this.call(this.cas.doormanStateCas(2, this.key, this.versionKey, String(this.version), JSON.stringify(next), this.channel, message));
+        const v = await this.compareAndSet(this.version, next);
         if (v >= 0) {
           this.version = v;
           await this.adopt(next);
@@ -146,8 +145,7 @@ export class FleetState implements RuntimeStateStore {
       if (text === null && had > 0) {
         // Redis came back empty (restarted without persistence): what we hold is the fleet's last state.
         const mine = this.state;
-        const message = JSON.stringify({ type: 'state', from: this.o.node, version: '@V@' }).replace('"@V@"', '@V@');
-        const seeded = await this.call(this.cas.doormanStateCas(2, this.key, this.versionKey, '0', JSON.stringify(mine), this.channel, message));
+        const seeded = await this.compareAndSet(0, mine);
         if (seeded >= 0) {
           this.version = seeded;
           this.o.log.warn({ bans: mine.bans.length }, 'fleet state: Redis had lost the state; written back from this node');
@@ -164,6 +162,16 @@ export class FleetState implements RuntimeStateStore {
   close(): void {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
+  }
+
+  /**
+   * Writes `next` if the fleet's version is still `expected`, and announces
+   * it; resolves with the new version, or -1 when someone changed it first.
+   */
+  private compareAndSet(expected: number, next: RuntimeState): Promise<number> {
+    // The script puts the new version where @V@ stands.
+    const message = JSON.stringify({ type: 'state', from: this.o.node, version: '@V@' }).replace('"@V@"', '@V@');
+    return this.call(this.cas.doormanStateCas(2, this.key, this.versionKey, String(expected), JSON.stringify(next), this.channel, message));
   }
 
   private async adopt(next: RuntimeState): Promise<void> {

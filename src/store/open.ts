@@ -27,7 +27,7 @@ const START_CONNECT_MS = 3000;
 export async function openStore(config: Config, rate: RateAlgorithm, clock: Clock, log: Logger, policyOf: (service: string) => 'open' | 'closed' = (service) => config.services[service]?.on_store_failure ?? 'open'): Promise<OpenedStore> {
   const memory = new MemoryStore({ rate, maxEntries: config.engine.max_entries });
   if (config.store.type === 'memory') return { store: memory, fleet: null };
-  const node = config.store.node ?? hostname().split('.')[0] ?? 'doorman';
+  const node = nodeName(config);
   const client = createRedisClient(config, 'store');
   // ioredis reports every failed reconnect; the failover logs the switches that matter.
   client.on('error', () => {});
@@ -42,6 +42,11 @@ export async function openStore(config: Config, rate: RateAlgorithm, clock: Cloc
   log.info({ node, redis: describe(config), connected }, connected ? 'store: counting in Redis for the fleet' : 'store: Redis not reachable at start; following on_store_failure until it is');
   await failover.start();
   return { store: failover, fleet: { node, client, failover } };
+}
+
+/** This host's name: `store.node`, else the host name's first label. */
+export function nodeName(config: Config): string {
+  return config.store.node ?? (hostname().split('.')[0] || 'doorman');
 }
 
 /** Where Redis is, without credentials. */

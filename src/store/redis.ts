@@ -25,8 +25,6 @@ import { StoreUnavailableError } from '../errors.js';
 import { ACQUIRE, HIT, READ, RELEASE, RENEW, TOUCH } from './redis-scripts.js';
 import type { AcquireResult, CounterStore, HitResult, Owner, StoreStats } from './types.js';
 
-export { StoreUnavailableError };
-
 export interface RedisStoreOptions {
   readonly rate: RateAlgorithm;
   /** This node's name, unique in the fleet. */
@@ -63,6 +61,14 @@ class RedisOwner implements Owner {
 /** A key's hash lives this much longer than its longest window or lease. */
 const TTL_SLACK_MS = 5_000;
 const DEFAULT_RENEW_BATCH = 500;
+/** Members per SADD to the node's key set (one key: any size works on a cluster too). */
+const SET_BATCH = 500;
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
 
 export class RedisStore implements CounterStore {
   readonly kind = 'redis';
@@ -116,10 +122,9 @@ export class RedisStore implements CounterStore {
    */
   async start(now: number): Promise<number> {
     const stale = await this.call(this.client.smembers(this.nodeKeys));
-    for (let i = 0; i < stale.length; i += this.renewBatch) {
-      const batch = stale.slice(i, i + this.renewBatch);
-      await this.call(this.scripts.doormanRenew(batch.length, ...batch, now, this.node, this.leaseMs, this.ttlMs, ...batch.map(() => 0)));
-    }
+    // Nothing is held yet, so each count written is 0: the node leaves those keys.
+    const base = this.k('');
+    await Promise.all(this.writeCounts(stale.map((full) => full.slice(base.length)), now));
     await this.call(this.client.del(this.nodeKeys));
     this.recorded.clear();
     return stale.length;
@@ -183,7 +188,6 @@ export class RedisStore implements CounterStore {
   async releaseOwner(owner: Owner, now: number): Promise<number> {
     const o = owner as RedisOwner;
     const keys = [...o.keys.keys()];
-    const amounts = [...o.keys.values()];
     let released = 0;
     for (const [key, n] of o.keys) {
       released += n;
@@ -191,13 +195,8 @@ export class RedisStore implements CounterStore {
     }
     o.keys.clear();
     o.held = 0;
-    const calls: Array<Promise<unknown>> = [];
-    for (let i = 0; i < keys.length; i += this.renewBatch) {
-      const batch = keys.slice(i, i + this.renewBatch);
-      calls.push(this.call(this.scripts.doormanRelease(batch.length, ...batch.map((key) => this.k(key)), now, this.node, this.leaseMs, this.ttlMs, ...amounts.slice(i, i + this.renewBatch))));
-    }
-    // Local counts are already down; a call that fails is mended by the next renewal.
-    await Promise.allSettled(calls);
+    // The node's counts on those keys, now without this owner's; a call that fails is mended by the next renewal.
+    await Promise.allSettled(this.writeCounts(keys, now));
     return released;
   }
 
@@ -208,13 +207,9 @@ export class RedisStore implements CounterStore {
    */
   async renew(now: number): Promise<void> {
     const keys = [...this.held.keys()];
-    for (let i = 0; i < keys.length; i += this.renewBatch) {
-      const batch = keys.slice(i, i + this.renewBatch);
-      await this.call(this.scripts.doormanRenew(batch.length, ...batch.map((key) => this.k(key)), now, this.node, this.leaseMs, this.ttlMs, ...batch.map((key) => this.held.get(key) ?? 0)));
-    }
-    const record = keys.map((key) => this.k(key));
+    await Promise.all(this.writeCounts(keys, now));
     const tx = this.client.multi().del(this.nodeKeys);
-    for (let i = 0; i < record.length; i += this.renewBatch) tx.sadd(this.nodeKeys, ...record.slice(i, i + this.renewBatch));
+    for (const batch of chunks(keys, SET_BATCH)) tx.sadd(this.nodeKeys, ...batch.map((key) => this.k(key)));
     await this.call(tx.exec());
     this.recorded.clear();
     for (const key of keys) this.recorded.add(key);
@@ -294,8 +289,7 @@ export class RedisStore implements CounterStore {
   private record(): void {
     const keys = this.unrecorded;
     this.unrecorded = [];
-    for (let i = 0; i < keys.length; i += this.renewBatch) {
-      const batch = keys.slice(i, i + this.renewBatch);
+    for (const batch of chunks(keys, SET_BATCH)) {
       this.client.sadd(this.nodeKeys, ...batch.map((key) => this.k(key))).catch(() => {
         for (const key of batch) this.recorded.delete(key);
       });
@@ -317,6 +311,16 @@ export class RedisStore implements CounterStore {
     const left = (this.held.get(key) ?? 0) - n;
     if (left > 0) this.held.set(key, left);
     else this.held.delete(key);
+  }
+
+  /**
+   * Writes this node's own count on each key, as it holds it now (RENEW: 0
+   * takes the node off the key), in batches sent together.
+   */
+  private writeCounts(keys: readonly string[], now: number): Array<Promise<number>> {
+    return chunks(keys, this.renewBatch).map((batch) =>
+      this.call(this.scripts.doormanRenew(batch.length, ...batch.map((key) => this.k(key)), now, this.node, this.leaseMs, this.ttlMs, ...batch.map((key) => this.held.get(key) ?? 0))),
+    );
   }
 
   /** One script call for all keys; on a cluster, one per key, sent together. */
