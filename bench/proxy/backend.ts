@@ -19,11 +19,11 @@
  * The process prints one JSON line with its two ports when it listens, and
  * exits when its stdin closes, so it cannot outlive the benchmark.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { ProxyHeaderParser } from '../../src/protocols/proxy-protocol.js';
-import { onTeardown } from '../anvil/teardown.js';
+import { leashToStdin, spawnHelper } from './child.js';
 
 /** A command line longer than this is garbage from a broken proxy. */
 const MAX_LINE = 1024;
@@ -31,7 +31,6 @@ const MAX_LINE = 1024;
 const BULK_CHUNK = Buffer.alloc(1 << 20, 0x78);
 /** Listen queue: the generator opens hundreds of connections at once. */
 const BACKLOG = 4096;
-const START_TIMEOUT_MS = 10_000;
 
 export const BANNER = '220 bench.example ESMTP\r\n';
 export const BYE = '221 2.0.0 Bye\r\n';
@@ -158,7 +157,7 @@ function portOf(srv: Server): number {
 
 async function main(): Promise<void> {
   const [proxied, plain] = await Promise.all([listen(true), listen(false)]);
-  process.stdin.on('end', () => process.exit(0)).on('error', () => process.exit(0)).resume();
+  leashToStdin();
   process.stdout.write(`${JSON.stringify({ proxied: portOf(proxied), plain: portOf(plain) })}\n`);
 }
 
@@ -179,37 +178,8 @@ export class BackendProcess {
   }
 
   static async start(): Promise<BackendProcess> {
-    const script = fileURLToPath(import.meta.url);
-    const child = spawn(process.execPath, [script], { stdio: ['pipe', 'pipe', 'inherit'] });
-    if (child.pid === undefined) throw new Error('could not spawn the backend');
-    const unregister = onTeardown(`backend pid ${child.pid}`, () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    });
-    try {
-      const ports = await new Promise<{ proxied: number; plain: number }>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`backend did not listen within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
-        let out = '';
-        child.stdout?.setEncoding('utf8').on('data', (s: string) => {
-          out += s;
-          const nl = out.indexOf('\n');
-          if (nl === -1) return;
-          clearTimeout(t);
-          try {
-            resolve(JSON.parse(out.slice(0, nl)) as { proxied: number; plain: number });
-          } catch (err) {
-            reject(err as Error);
-          }
-        });
-        child.once('exit', (code) => {
-          clearTimeout(t);
-          reject(new Error(`backend exited with ${code} before listening`));
-        });
-      });
-      return new BackendProcess(child, ports, unregister);
-    } catch (err) {
-      unregister();
-      throw err;
-    }
+    const { child, ready, unregister } = await spawnHelper<{ proxied: number; plain: number }>('backend', [fileURLToPath(import.meta.url)]);
+    return new BackendProcess(child, ready, unregister);
   }
 
   /** Asks the backend (on its plain port) what headers it has seen. */

@@ -12,7 +12,8 @@
  *   BENCH_WARMUP_S       warm-up per target before the runs (default 2)
  *   BENCH_CLIENTS        concurrent clients (default 64)
  *   BENCH_ROUNDS         runs of each kind per target; medians reported (default 3)
- *   BENCH_SERVERS        doorman,haproxy (default both)
+ *   BENCH_SERVERS        doorman,relay,haproxy (default all three; relay is the
+ *                        bare Node relay of ./node-relay.ts)
  *   BENCH_PIN            0: do not pin generator and backend to CPU 0, proxies to CPU 1
  *   BENCH_PROXY_BYTES    bytes per bulk transfer (default 1 GiB)
  *   BENCH_PROXY_TRANSFERS transfers per direction and target (default 3)
@@ -36,6 +37,7 @@ import { BackendProcess, type Stats } from './backend.js';
 import { HaproxyProcess, haproxyUsable, haproxyVersion } from './haproxy.js';
 import { closeAll, openAndReadBanner } from './loadgen.js';
 import { measureLoop, measureOpen, measureTransfer, settledRss, warmUp, type Target, type TargetName } from './measure.js';
+import { NodeRelayProcess } from './node-relay.js';
 import { NoiseGuard } from './noise.js';
 import { fdHardLimit, waitForPort } from './ports.js';
 import { formatProfile, summarizeProfile } from './profile.js';
@@ -51,12 +53,15 @@ const DOORMAN_MAX_CONNECTIONS = 20_000;
 const FD_RESERVE = 200;
 const READY_TIMEOUT_MS = 20_000;
 
+const SERVERS = ['doorman', 'relay', 'haproxy'] as const;
+type Server = (typeof SERVERS)[number];
+
 interface Config {
   readonly durationMs: number;
   readonly warmupMs: number;
   readonly clients: number;
   readonly rounds: number;
-  readonly servers: ReadonlyArray<'doorman' | 'haproxy'>;
+  readonly servers: readonly Server[];
   readonly pin: boolean;
   readonly bytes: number;
   readonly transfers: number;
@@ -70,14 +75,14 @@ interface Config {
 
 function configFromEnv(env: NodeJS.ProcessEnv = process.env): Config {
   const n = (name: string, def: number, min: number, max: number): number => envNumber(name, def, min, max, env);
-  const servers = (env.BENCH_SERVERS ?? 'doorman,haproxy').split(',').map((s) => s.trim()).filter(Boolean);
-  for (const s of servers) if (s !== 'doorman' && s !== 'haproxy') throw new Error(`BENCH_SERVERS: unknown server ${s} (doorman, haproxy)`);
+  const servers = (env.BENCH_SERVERS ?? SERVERS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
+  for (const s of servers) if (!(SERVERS as readonly string[]).includes(s)) throw new Error(`BENCH_SERVERS: unknown server ${s} (${SERVERS.join(', ')})`);
   return {
     durationMs: n('BENCH_DURATION_S', 10, 0.5, 600) * 1000,
     warmupMs: n('BENCH_WARMUP_S', 2, 0, 60) * 1000,
     clients: Math.round(n('BENCH_CLIENTS', 64, 1, 4000)),
     rounds: Math.round(n('BENCH_ROUNDS', 3, 1, 20)),
-    servers: servers as Array<'doorman' | 'haproxy'>,
+    servers: servers as Server[],
     pin: env.BENCH_PIN !== '0',
     bytes: Math.round(n('BENCH_PROXY_BYTES', 2 ** 30, 1, 2 ** 40)),
     transfers: Math.round(n('BENCH_PROXY_TRANSFERS', 3, 1, 20)),
@@ -158,6 +163,16 @@ export async function runProxySuite(): Promise<void> {
       results.doorman = fresh('doorman');
       results.doorman.idleRssBytes = await settledRss(d.pid);
     }
+    if (cfg.servers.includes('relay')) {
+      progress('starting the bare Node relay');
+      const relay = await NodeRelayProcess.start(backend.proxiedPort);
+      stoppers.push(() => relay.stop());
+      ownPids.push(relay.pid);
+      if (pin) pinToCpu(relay.pid, 1);
+      targets.push({ name: 'relay', pid: relay.pid, port: relay.port, refusePort: null });
+      results.relay = fresh('relay');
+      results.relay.idleRssBytes = await settledRss(relay.pid);
+    }
     if (cfg.servers.includes('haproxy')) {
       progress(`starting HAProxy (nbthread ${nbthread})`);
       const [port, refusePort] = [await freePort(), await freePort()];
@@ -180,6 +195,8 @@ export async function runProxySuite(): Promise<void> {
       results.haproxy.idleRssBytes = await settledRss(h.pid);
     }
     const proxies = targets.filter((t) => t.pid !== null);
+    /** The bare relay has no limits: it refuses nobody. */
+    const refusers = proxies.filter((t) => t.refusePort !== null);
     /** Round r runs the targets forwards when r is even, backwards when odd. */
     const inTurn = <T>(list: readonly T[], r: number) => (r % 2 === 0 ? list : [...list].reverse());
     const res = (t: Target) => results[t.name] as TargetResults;
@@ -210,14 +227,14 @@ export async function runProxySuite(): Promise<void> {
 
     // Refusals: one connection per proxy holds the address's only slot throughout.
     const held = [];
-    for (const t of proxies) held.push(await openAndReadBanner(t.refusePort as number));
+    for (const t of refusers) held.push(await openAndReadBanner(t.refusePort as number));
     try {
-      for (const t of proxies) {
+      for (const t of refusers) {
         progress(`${t.name}: warm-up, refusals, ${cfg.warmupMs / 1000} s`);
         await warmUp(t, 'refusal', cfg.clients, cfg.warmupMs);
       }
       for (let r = 0; r < cfg.rounds; r++) {
-        for (const t of inTurn(proxies, r)) {
+        for (const t of inTurn(refusers, r)) {
           progress(`${t.name}: 421 refusals, ${cfg.clients} clients, ${cfg.durationMs / 1000} s (round ${r + 1}/${cfg.rounds})`);
           const m = await noise.run(t.name, 'refusals', () => measureLoop(t, 'refusal', cfg.clients, cfg.durationMs, backend.pid));
           res(t).refusals.push(m);
@@ -262,7 +279,7 @@ export async function runProxySuite(): Promise<void> {
       ? `Generator and backend pinned to CPU 0, each proxy to CPU 1; HAProxy with nbthread ${nbthread}${nbthread === 1 ? ' (one CPU for it, as for Doorman)' : ''}.`
       : `Nothing pinned; HAProxy with nbthread ${nbthread}.`,
     `Sessions and refusals: median of ${cfg.rounds} runs of ${cfg.durationMs / 1000} s each after ${cfg.warmupMs / 1000} s of warm-up, the order of the targets alternating by round. Bulk: median of ${cfg.transfers} transfers of ${(cfg.bytes / 2 ** 20).toFixed(0)} MiB per direction.`,
-    'Both proxies: limit per address on the sessions port far above the client count; on the refusals port 1, with one connection holding it; PROXY v2 to the backend; Doorman at log level warn, HAProxy without logging; Doorman with its admin API on (the default), HAProxy with its stats socket.',
+    'Doorman and HAProxy: limit per address on the sessions port far above the client count; on the refusals port 1, with one connection holding it; PROXY v2 to the backend; Doorman at log level warn, HAProxy without logging; Doorman with its admin API on (the default), HAProxy with its stats socket. The bare Node relay (bench/proxy/node-relay.ts: accept, connect, PROXY v2 header, `pipe` both ways; the daemon\'s Node flags and environment) checks nothing and refuses nobody.',
   ];
   notes.push(...bottlenecks(results));
   const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
@@ -281,7 +298,7 @@ export async function runProxySuite(): Promise<void> {
     notes.push(`The backend parsed ${fmtN(b.v2)} PROXY v2 headers (last source ${b.lastSource}), ${b.v1} v1, ${b.local} LOCAL, ${b.badHeaders} malformed.`);
   }
   process.stdout.write(
-    `\n## proxy: Doorman's guard proxy vs HAProxy ${env.haproxy} (${env.date}, Node ${env.node}, ${env.cpus} CPUs)\n\n` +
+    `\n## proxy: Doorman's guard proxy vs a bare Node relay and HAProxy ${env.haproxy} (${env.date}, Node ${env.node}, ${env.cpus} CPUs)\n\n` +
       `${table}\n\n${notes.map((n) => `- ${n}`).join('\n')}\n\n### Aims\n\n${formatAims(aims)}\n\n`,
   );
   for (const r of Object.values(results)) {

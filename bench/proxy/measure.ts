@@ -9,7 +9,8 @@ import { cpus } from 'node:os';
 import { childrenNamed, cpuTimeUs, machineBusyUs, rssBytes } from '../anvil/proc.js';
 import { closeAll, openIdle, runLoop, transfer, type Direction, type LoopKind, type LoopResult, type TransferResult } from './loadgen.js';
 
-export type TargetName = 'direct' | 'doorman' | 'haproxy';
+/** `relay`: the bare Node relay (./node-relay.ts), the issue's yardstick. */
+export type TargetName = 'direct' | 'doorman' | 'relay' | 'haproxy';
 
 export interface Target {
   readonly name: TargetName;
