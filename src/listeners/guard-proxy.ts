@@ -329,7 +329,10 @@ export class GuardListener implements RelayHost {
       if (a !== r.idleMark) {
         r.idleMark = a;
         r.idleSince = now;
-      } else if (now - r.idleSince >= (r.halfClosed() ? Math.min(HALF_CLOSED_IDLE_MS, this.opts.idleTimeoutMs) : this.opts.idleTimeoutMs)) {
+        continue;
+      }
+      r.quiet();
+      if (now - r.idleSince >= (r.halfClosed() ? Math.min(HALF_CLOSED_IDLE_MS, this.opts.idleTimeoutMs) : this.opts.idleTimeoutMs)) {
         r.kick(`idle for ${Math.round((now - r.idleSince) / 1000)} s`, 'Idle for too long, closing the connection');
       }
     }
