@@ -30,7 +30,7 @@ import { ListenError, ProtocolError } from '../errors.js';
 import { encodeProxyV1, encodeProxyV2, ProxyHeaderParser } from '../protocols/proxy-protocol.js';
 import { IMPLICIT_TLS, goodbyeLine, refusalKindOf, refusalLine, refusalText, type RefusalKind } from '../protocols/refusals.js';
 import type { Owner } from '../store/types.js';
-import { LINGER_MS, Relay, type RelayHost } from './relay.js';
+import { destroySocket, LINGER_MS, Relay, type RelayHost } from './relay.js';
 import { describeEndpoint, parseEndpoint, type Endpoint } from './stream-listener.js';
 
 export interface GuardOptions {
@@ -94,6 +94,12 @@ export class GuardListener implements RelayHost {
   private lastFullWarning = 0;
   /** The TCP port bound (port 0 picks one). */
   port = 0;
+  /**
+   * The address bound, as a PROXY header names it, when it is one address:
+   * every client connected to it, so no getsockname per connection. Null for
+   * a wildcard (0.0.0.0, ::), where each connection is asked.
+   */
+  private boundAddress: string | null = null;
 
   constructor(gate: Gatekeeper, registry: ConnectionRegistry, events: DoorEventBus, log: Logger, opts: GuardOptions) {
     this.gate = gate;
@@ -123,7 +129,10 @@ export class GuardListener implements RelayHost {
     server.on('error', (err) => this.log.error({ err }, 'proxy: server error'));
     this.server = server;
     const addr = server.address();
-    if (addr !== null && typeof addr === 'object') this.port = addr.port;
+    if (addr !== null && typeof addr === 'object') {
+      this.port = addr.port;
+      this.boundAddress = addr.address === '0.0.0.0' || addr.address === '::' ? null : unmapped(addr.address);
+    }
     const every = Math.max(250, Math.min(60_000, Math.floor(this.opts.idleTimeoutMs / 4)));
     this.sweep = setInterval(() => this.sweepIdle(), every);
     this.sweep.unref();
@@ -133,9 +142,9 @@ export class GuardListener implements RelayHost {
   private accept(socket: Socket): void {
     this.sockets.add(socket);
     (socket as ListenerSocket)[LISTENER] = this;
-    socket.once('close', forgetSocket);
+    socket.on('close', forgetSocket);
     // Never an unhandled 'error' (a reset while the decision is pending): the relay adds its own.
-    socket.on('error', destroyOnError);
+    socket.on('error', destroySocket);
     const remote = socket.remoteAddress;
     if (remote === undefined) {
       socket.destroy();
@@ -270,8 +279,12 @@ export class GuardListener implements RelayHost {
   private header(address: string, p: Pending): Buffer | null {
     const v = this.opts.proxyProtocol;
     if (v === 'none') return null;
-    const dst = unmapped(p.localAddress ?? p.socket.localAddress ?? '');
-    const dport = p.localAddress === null ? (p.socket.localPort ?? 0) : p.localPort;
+    let dst = p.localAddress;
+    let dport = p.localPort;
+    if (dst === null) {
+      dst = this.boundAddress ?? unmapped(p.socket.localAddress ?? '');
+      dport = this.port;
+    }
     return v === 'v2' ? encodeProxyV2(address, p.port, dst, dport) : encodeProxyV1(address, p.port, dst, dport);
   }
 
@@ -295,10 +308,11 @@ export class GuardListener implements RelayHost {
       return;
     }
     // Read and drop what the client sends, so the close is a FIN after our line, not a reset that could lose it.
-    s.on('end', () => s.destroy());
+    s.on('end', destroySocket);
     s.resume();
     s.end(line);
-    s.setTimeout(LINGER_MS, () => s.destroy());
+    s.setTimeout(LINGER_MS);
+    s.on('timeout', destroySocket);
   }
 
   unreachable(c: Relay, why: string): void {
@@ -362,10 +376,6 @@ export class GuardListener implements RelayHost {
     clearTimeout(deadline);
     await this.gate.engine.closeOwner(this.owner);
   }
-}
-
-function destroyOnError(this: Socket): void {
-  this.destroy();
 }
 
 /** The listener of an accepted socket, for the close handler every socket shares. */

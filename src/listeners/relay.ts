@@ -197,7 +197,8 @@ function onClientClose(this: Socket): void {
   relayOf(this).finish();
 }
 
-function destroySocket(this: Socket): void {
+/** Shared by every socket that is to close on an event ('timeout', 'end', 'error'): no closure per socket. */
+export function destroySocket(this: Socket): void {
   this.destroy();
 }
 
@@ -252,11 +253,11 @@ export class Relay implements ConnectionHandle {
     client[RELAY] = this;
     backend[RELAY] = this;
     backend.setTimeout(this.host.connectTimeoutMs);
-    backend.once('timeout', onBackendTimeout);
+    backend.on('timeout', onBackendTimeout);
     backend.on('error', onBackendError);
     client.on('error', onClientError);
     client.on('close', onClientClose);
-    backend.once('connect', onBackendConnect);
+    backend.on('connect', onBackendConnect);
   }
 
   /** The backend accepted: header and early bytes first, then both ways. */
@@ -321,7 +322,8 @@ export class Relay implements ConnectionHandle {
     if (c.destroyed) return;
     if (!c.writableEnded) c.end();
     // A client that never closes its side would hold the socket: the linger timer ends it.
-    c.setTimeout(LINGER_MS, destroySocket);
+    c.setTimeout(LINGER_MS);
+    c.on('timeout', destroySocket);
   }
 
   /** The client socket closed: the session is over. */
@@ -385,7 +387,8 @@ export class Relay implements ConnectionHandle {
     client.end(this.atLineEnd ? line : Buffer.concat([CRLF, line]));
     // Read and drop what the client still sends, so its FIN comes through.
     client.resume();
-    client.setTimeout(LINGER_MS, destroySocket);
+    client.setTimeout(LINGER_MS);
+    client.on('timeout', destroySocket);
   }
 }
 

@@ -68,6 +68,21 @@ test('relays both ways, passing the client address on in a PROXY v2 or v1 header
   }
 });
 
+test('a wildcard listener names, per connection, the address the client connected to', async (t) => {
+  const b = await backend(true);
+  const { d } = await guard(t, { smtp: { proxy: proxyConf(b, { listen: ['0.0.0.0:0'] }) } });
+  const port = d.proxies[0]?.port ?? 0;
+  // The whole of 127/8 is loopback here: two destinations on one listener.
+  for (const to of ['127.0.0.1', '127.0.0.2']) {
+    const c = await RawClient.open(port, { host: to, localAddress: '127.0.0.7' });
+    await c.waitFor(/^220 /);
+    const s = await b.nextSession();
+    assert.deepEqual(s.header?.destination, { address: to, port });
+    assert.deepEqual(s.header?.source, { address: '127.0.0.7', port: c.socket.localPort });
+    c.destroy();
+  }
+});
+
 test('a backend on a UNIX socket', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'guard-unix-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
