@@ -262,7 +262,7 @@ export async function runProxySuite(): Promise<void> {
     for (const stop of stoppers.reverse()) await stop();
   }
 
-  const table = buildTable(results, cfg.clients, openConns);
+  const table = buildTable(results, cfg.clients, openConns, pin);
   const aims = evaluateAims(results);
   const env = {
     date: started.toISOString(),
@@ -281,7 +281,7 @@ export async function runProxySuite(): Promise<void> {
     `Sessions and refusals: median of ${cfg.rounds} runs of ${cfg.durationMs / 1000} s each after ${cfg.warmupMs / 1000} s of warm-up, the order of the targets alternating by round. Bulk: median of ${cfg.transfers} transfers of ${(cfg.bytes / 2 ** 20).toFixed(0)} MiB per direction.`,
     'Doorman and HAProxy: limit per address on the sessions port far above the client count; on the refusals port 1, with one connection holding it; PROXY v2 to the backend; Doorman at log level warn, HAProxy without logging; Doorman with its admin API on (the default), HAProxy with its stats socket. The bare Node relay (bench/proxy/node-relay.ts: accept, connect, PROXY v2 header, `pipe` both ways; the daemon\'s Node flags and environment) checks nothing and refuses nobody.',
   ];
-  notes.push(...bottlenecks(results));
+  notes.push(...bottlenecks(results, pin));
   const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
   const repeated = noise.discarded.map((d) => `${d.target} ${d.what} (${pct(d.otherShare)})`);
   const kept = noise.keptNoisy.map((d) => `${d.target} ${d.what} (${pct(d.otherShare)})`);
