@@ -60,7 +60,8 @@ export interface ConnectionFilter {
 
 interface Entry {
   readonly info: ConnectionInfo;
-  readonly ip: ParsedIp | null;
+  /** The client address parsed, the first time a network filter needs it (undefined until then): not one parse per connection. */
+  ip: ParsedIp | null | undefined;
   readonly handle: ConnectionHandle;
 }
 
@@ -89,7 +90,7 @@ export class ConnectionRegistry {
   }
 
   add(info: ConnectionInfo, handle: ConnectionHandle): void {
-    const e: Entry = { info, ip: parseIp(info.client.address), handle };
+    const e: Entry = { info, ip: undefined, handle };
     this.byId.set(info.id, e);
     let set = this.byAddress.get(info.client.address);
     if (set === undefined) this.byAddress.set(info.client.address, (set = new Set()));
@@ -179,7 +180,10 @@ export class ConnectionRegistry {
     for (const e of candidates) {
       if (filter.service !== undefined && e.info.service !== filter.service) continue;
       if (filter.country !== undefined && (e.info.country ?? '') !== filter.country) continue;
-      if (net !== null && (e.ip === null || !networkContains(net, e.ip))) continue;
+      if (net !== null) {
+        if (e.ip === undefined) e.ip = parseIp(e.info.client.address);
+        if (e.ip === null || !networkContains(net, e.ip)) continue;
+      }
       out.push(e);
     }
     return out.sort((a, b) => a.info.startedAt - b.info.startedAt);
