@@ -155,7 +155,7 @@ export function bottlenecks(res: Results, pinned = true): string[] {
   }
   const d = res.direct;
   if (d !== undefined && d.down.length > 0) {
-    out.push(`Bulk: the backend alone reaches ${fmt(median(d.down.map((t) => t.bytesPerSec / MiB)), 0)} MiB/s backend → client on CPU 0; a proxied rate near that is capped by the endpoints, and proxy CPU per GiB tells the proxies apart.`);
+    out.push(`Bulk: the backend alone reaches ${fmt(median(d.down.map((t) => t.bytesPerSec / MiB)), 0)} MiB/s backend → client${pinned ? ' on CPU 0' : ''}; a proxied rate near that is capped by the endpoints, and proxy CPU per GiB tells the proxies apart.`);
   }
   return out;
 }
