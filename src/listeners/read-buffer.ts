@@ -77,10 +77,16 @@ export function lendReadBuffer(s: Socket, buffer: Buffer, next: () => Buffer, on
   if (HOOKS === null || s.destroyed) return false;
   const h = handleOf(s);
   if (h === null) return false;
+  try {
+    h.useUserBuffer(buffer);
+  } catch {
+    // Nothing was switched: the socket reads as before.
+    return false;
+  }
+  // Set in the same turn, before any read can come: from here on Node hands reads to onRead.
   const fields = s as unknown as Record<symbol, unknown>;
   fields[HOOKS.buffer] = buffer;
   fields[HOOKS.next] = next;
   fields[HOOKS.onRead] = onRead;
-  h.useUserBuffer(buffer);
   return true;
 }
