@@ -10,17 +10,22 @@
  * - guard proxy (IMAP), each worker from loopback addresses of its own
  *   (127.W.x.y): whole sessions (greeting, NOOP, LOGOUT), sessions that
  *   linger a while, clients that reset or close after the greeting or
- *   half-close, sessions kicked through the admin API, and bursts of four
- *   from one address against a limit of three (one refused).
+ *   half-close, sessions kicked through the admin API, bursts of four
+ *   from one address against a limit of three (one refused), and bulk:
+ *   FETCHes and APPENDs of up to a few MiB, checked byte for byte (the
+ *   relay's bulk path, with its own read buffers), and a FETCH kicked
+ *   half-way.
  *
  * Every outcome is checked; anything unexpected is an error, counted and
  * kept (the first few). The engine keys the traffic touched are collected
  * for the zero check afterwards.
  */
+import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AnvilTestClient } from '../../test/helpers/anvil-client.js';
 import { PolicyTestClient } from '../../test/helpers/policy-client.js';
 import { RawClient } from '../../test/helpers/raw-client.js';
+import { bulkPattern } from './backend.js';
 import type { AdminApi } from './probe.js';
 
 export interface SoakTargets {
@@ -46,6 +51,11 @@ const MAX_KEPT_ERRORS = 20;
 /** Distinct clients per pool: enough to spread the counts, few enough to check them all afterwards. */
 const SMTP_ADDRESSES = 1000;
 const PROXY_ADDRESSES_PER_WORKER = 250;
+
+/** Bulk sizes: below and above the 256 KiB after which the relay gives a direction its own read buffer. */
+const BULK_SIZES = [100_000, 300_000, 1_048_576, 3_000_001];
+/** A FETCH kicked half-way: big enough that the kick lands mid-transfer. */
+const KICKED_FETCH = 64 * 1024 * 1024;
 
 const rand = (n: number) => Math.floor(Math.random() * n);
 const chance = (p: number) => Math.random() < p;
@@ -181,7 +191,10 @@ export class Traffic {
       const address = `127.${10 + worker}.${i >> 6}.${(i & 63) + 1}`;
       this.keys.add(`imap:${address}`);
       const r = Math.random();
-      if (r < 0.7) await this.session(address, 0);
+      if (r < 0.64) await this.session(address, 0);
+      else if (r < 0.67) await this.fetch(address);
+      else if (r < 0.69) await this.append(address);
+      else if (r < 0.7) await this.fetchKicked(address);
       else if (r < 0.75) await this.session(address, 500 + rand(1500));
       else if (r < 0.83) await this.cut(address, chance(0.5) ? 'reset' : 'close');
       else if (r < 0.9) await this.cut(address, 'half-close');
@@ -216,6 +229,69 @@ export class Traffic {
       if (lingerMs > 0) await sleep(lingerMs);
       await this.logout(c);
       this.count(lingerMs > 0 ? 'proxy session, lingering' : 'proxy session');
+    } finally {
+      c.destroy();
+    }
+  }
+
+  /** Waits until `c` has received at least `n` characters (latin1: bytes). */
+  private async received(c: RawClient, n: number): Promise<void> {
+    const t0 = Date.now();
+    while (c.received.length < n) {
+      if (Date.now() - t0 > STEP_TIMEOUT_MS) throw new Error(`received ${c.received.length} of ${n} bytes`);
+      await sleep(2);
+    }
+  }
+
+  private async fetch(address: string): Promise<void> {
+    const n = BULK_SIZES[rand(BULK_SIZES.length)] as number;
+    const c = await this.open(address);
+    try {
+      const start = c.received.length;
+      c.write('f1 FETCH ' + n + '\r\n');
+      const head = `* 1 FETCH (BODY[] {${n}}\r\n`;
+      const tail = ')\r\nf1 OK FETCH completed\r\n';
+      await this.received(c, start + head.length + n + tail.length);
+      const got = Buffer.from(c.received.slice(start), 'latin1');
+      if (got.length !== head.length + n + tail.length) throw new Error(`FETCH ${n}: ${got.length} bytes`);
+      if (got.subarray(0, head.length).toString('latin1') !== head || got.subarray(head.length + n).toString('latin1') !== tail) throw new Error(`FETCH ${n}: bad framing`);
+      if (!got.subarray(head.length, head.length + n).equals(bulkPattern(n))) throw new Error(`FETCH ${n}: the body differs from what the backend sent`);
+      await this.logout(c);
+      this.count(n > 256 * 1024 ? 'proxy FETCH, bulk' : 'proxy FETCH');
+    } finally {
+      c.destroy();
+    }
+  }
+
+  private async append(address: string): Promise<void> {
+    const n = BULK_SIZES[rand(BULK_SIZES.length)] as number;
+    const body = bulkPattern(n);
+    const c = await this.open(address);
+    try {
+      c.write('a1 APPEND ' + n + '\r\n');
+      c.socket.write(body);
+      const want = `a1 OK APPEND ${createHash('sha256').update(body).digest('hex')} completed\r\n`;
+      await c.waitFor(/a1 (OK|BAD) APPEND .*\r\n$/, STEP_TIMEOUT_MS);
+      if (!c.received.endsWith(want)) throw new Error(`APPEND ${n}: the backend hashed other bytes (${JSON.stringify(c.received.slice(-120))})`);
+      await this.logout(c);
+      this.count(n > 256 * 1024 ? 'proxy APPEND, bulk' : 'proxy APPEND');
+    } finally {
+      c.destroy();
+    }
+  }
+
+  /** A big FETCH kicked once a MiB has arrived: the goodbye follows what was sent, and the count is given back. */
+  private async fetchKicked(address: string): Promise<void> {
+    const c = await this.open(address);
+    try {
+      c.write('f1 FETCH ' + KICKED_FETCH + '\r\n');
+      await this.received(c, 1 << 20);
+      const r = await this.t.admin.post<{ kicked: number }>('/api/kick', { target: address, service: 'imap', reason: 'soak' });
+      if (r.kicked !== 1) throw new Error(`kick ${address} mid-FETCH: kicked ${r.kicked}`);
+      await c.closed(STEP_TIMEOUT_MS);
+      // The goodbye comes after the body bytes already relayed, on a line of its own.
+      if (!c.received.endsWith('\n* BYE [UNAVAILABLE] Connection closed by the administrator\r\n')) throw new Error(`kicked mid-FETCH: ended ${JSON.stringify(c.received.slice(-80))}`);
+      this.count('proxy FETCH kicked half-way');
     } finally {
       c.destroy();
     }
