@@ -62,7 +62,7 @@ const LANE_BYTES = 256 * 1024;
 
 /**
  * Where a bulk direction that fell silent reads from then on, shared by all:
- * its 64 KiB go back, and since every read from here is copied before it is
+ * its own buffer goes back, and since every read from here is copied before it is
  * written, nothing waiting to be written ever points into it. A read that
  * fills it says the data flows again, and the direction gets a buffer of
  * its own back.
