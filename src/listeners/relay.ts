@@ -61,13 +61,33 @@ const BULK_BYTES = 256 * 1024;
 const LANE_BYTES = 256 * 1024;
 
 /**
- * Where a bulk direction that fell silent reads from then on, shared by all:
- * its own buffer goes back, and since every read from here is copied before it is
- * written, nothing waiting to be written ever points into it. A read that
- * fills it says the data flows again, and the direction gets a buffer of
- * its own back.
+ * A read shorter than this into a lane's own buffer says the data is not
+ * flowing at bulk speed now (a trickle, the end of a burst): the buffer goes
+ * back. So a client cannot hold 256 KiB of ours by sending a byte now and
+ * then; only data that keeps arriving in large reads keeps a buffer.
  */
-const PARKED = Buffer.allocUnsafeSlow(2048);
+const SHORT_READ = 64 * 1024;
+
+/**
+ * Where a lane reads while it has no buffer of its own (after a short read,
+ * or a quiet idle sweep), shared by all: every read from here is copied
+ * before it is written, so nothing waiting to be written ever points into
+ * it. A read that fills it says data flows fast again, and the lane takes a
+ * buffer of its own back.
+ */
+const PARKED = Buffer.allocUnsafeSlow(16 * 1024);
+
+/**
+ * Lane buffers given back with nothing waiting to be written from them,
+ * for the next lane that needs one: a flow that is parked and taken back
+ * often costs no allocation (an mmap and munmap at this size) each time.
+ */
+const spare: Buffer[] = [];
+const MAX_SPARE = 16;
+
+function laneBuffer(): Buffer {
+  return spare.pop() ?? Buffer.allocUnsafeSlow(LANE_BYTES);
+}
 
 function onClientData(this: Socket, chunk: Buffer): void {
   const r = relayOf(this);
@@ -93,27 +113,34 @@ function onLaneRead(this: Socket, n: number, buffer: Buffer): boolean {
   const to = lane.to;
   // Kicked or aborted: what still arrives is dropped, as Node's own reads would be unread.
   if (to.destroyed || to.writableEnded) return true;
+  const own = buffer !== PARKED;
   let chunk = buffer.subarray(0, n);
-  if (buffer === PARKED) {
+  if (!own) {
     chunk = Buffer.from(chunk);
     if (n === PARKED.length) lane.unpark();
   }
   if (up) {
     if (!r.watchClient(chunk)) return false;
   } else r.atLineEnd = chunk[n - 1] === 0x0a;
-  // Over the high-water mark: reading stops until 'drain', which comes once
-  // everything queued is out, so by then nothing points into the buffer.
-  if (!to.write(chunk)) return false;
-  // Taken, but not all of it sent yet: the write still points into the
-  // buffer, so the next read goes into a new one (the old one goes with the write).
-  if (to.writableLength > 0 && buffer === lane.buffer) lane.buffer = Buffer.allocUnsafeSlow(LANE_BYTES);
-  return true;
+  // false: over the high-water mark; reading stops until 'drain', which
+  // comes once everything queued is out, so by then nothing points into the buffer.
+  const ok = to.write(chunk);
+  if (own && buffer === lane.buffer) {
+    const pending = to.writableLength > 0;
+    if (n < SHORT_READ) lane.release(pending);
+    // Taken, but not all of it sent yet: the write still points into the
+    // buffer, so the next read goes into another (the old one goes with the write).
+    else if (ok && pending) lane.buffer = laneBuffer();
+  }
+  return ok;
 }
 
 /** One direction of a bulk session, read into a buffer of its own. */
 class Lane {
-  /** Where the next read goes. */
-  buffer: Buffer = Buffer.allocUnsafeSlow(LANE_BYTES);
+  /** Where the next read goes: the lane's own buffer, or PARKED. */
+  buffer: Buffer = laneBuffer();
+  /** Times the lane took a buffer of its own back after giving one up. */
+  unparked = 0;
   readonly next = (): Buffer => this.buffer;
 
   private constructor(
@@ -125,18 +152,32 @@ class Lane {
   static lend(from: Socket, to: Socket): Lane | null {
     if (!lendable) return null;
     const lane = new Lane(from, to);
-    return lendReadBuffer(from, lane.buffer, lane.next, onLaneRead) ? lane : null;
+    if (lendReadBuffer(from, lane.buffer, lane.next, onLaneRead)) return lane;
+    if (spare.length < MAX_SPARE) spare.push(lane.buffer);
+    return null;
   }
 
-  /** Silent for a while: give the buffer back (reads go to PARKED). */
+  /**
+   * After a short read: the next read goes to PARKED, and the buffer is
+   * kept for other lanes unless a write from it is still pending.
+   */
+  release(pending: boolean): void {
+    const b = this.buffer;
+    this.buffer = PARKED;
+    if (!pending && spare.length < MAX_SPARE) spare.push(b);
+  }
+
+  /** Silent since the last idle sweep: reading moves to PARKED at once. */
   park(): void {
     if (this.buffer === PARKED || this.from.destroyed) return;
+    const b = this.buffer;
     this.buffer = PARKED;
-    lendReadBuffer(this.from, PARKED, this.next, onLaneRead);
+    if (lendReadBuffer(this.from, PARKED, this.next, onLaneRead) && this.to.writableLength === 0 && spare.length < MAX_SPARE) spare.push(b);
   }
 
   unpark(): void {
-    this.buffer = Buffer.allocUnsafeSlow(LANE_BYTES);
+    this.buffer = laneBuffer();
+    this.unparked++;
   }
 
   /** Reading into the shared PARKED buffer, its own given back. */

@@ -139,14 +139,28 @@ test('bulk both ways at once through lanes, partial writes, parking and unparkin
   r.quiet();
   assert.equal(r.up?.parked, true);
   assert.equal(r.down?.parked, true);
+  const [upBefore, downBefore] = [r.up?.unparked ?? 0, r.down?.unparked ?? 0];
   const up2 = pattern(3, 3 << 20);
   const down2 = pattern(4, 3 << 20);
   await Promise.all([send(client, up2, 1 << 16), send(backend, down2, 1 << 16)]);
   await Promise.all([atBackend.until(up.length + up2.length), atClient.until(down.length + down2.length)]);
   assert.equal(atBackend.digest(), sha(up, up2), 'client → backend intact across parking');
   assert.equal(atClient.digest(), sha(down, down2), 'backend → client intact across parking');
-  assert.equal(r.down?.parked, false, 'a burst took the backend → client lane out of the parking buffer');
-  assert.equal(r.up?.parked, false, 'and the client → backend lane');
+  assert.ok((r.down?.unparked ?? 0) > downBefore, 'a burst took the backend → client lane out of the parking buffer');
+  assert.ok((r.up?.unparked ?? 0) > upBefore, 'and the client → backend lane');
+
+  // A trickle after bulk: short reads give the buffers back without waiting for a sweep.
+  const drip = pattern(9, 64 * 100);
+  for (let i = 0; i < 100; i++) {
+    client.write(drip.subarray(i * 64, (i + 1) * 64));
+    backend.write(drip.subarray(i * 64, (i + 1) * 64));
+    if (i % 10 === 9) await new Promise((res) => setTimeout(res, 5));
+  }
+  await Promise.all([atBackend.until(up.length + up2.length + drip.length), atClient.until(down.length + down2.length + drip.length)]);
+  assert.equal(r.up?.parked, true, 'a trickling client holds no buffer of ours');
+  assert.equal(r.down?.parked, true, 'nor a trickling backend');
+  assert.equal(atBackend.digest(), sha(up, up2, drip), 'client → backend intact through the trickle');
+  assert.equal(atClient.digest(), sha(down, down2, drip), 'backend → client intact through the trickle');
 
   // Half-closes pass through; the relay closes once.
   const clientClosed = new Promise((resolve) => client.once('close', resolve));
@@ -183,17 +197,26 @@ test('a write taken but not yet sent (under the high-water mark): the next read 
   };
   const second = pattern(6, 2 << 20);
   await send(backend, second, 1 << 16);
-  for (let i = 0; pending < second.length; i++) {
-    assert.ok(i < 4000, `${pending} of ${second.length} bytes reached the relay`);
+  // Then short reads (pieces apart in time): the lane gives its buffer up
+  // while a write from it is held, and takes one back when PARKED fills.
+  const third = pattern(10, 40 * 20_000);
+  for (let off = 0; off < third.length; off += 20_000) {
+    backend.write(third.subarray(off, off + 20_000));
+    await new Promise((res) => setTimeout(res, 2));
+  }
+  const total = second.length + third.length;
+  for (let i = 0; pending < total; i++) {
+    assert.ok(i < 4000, `${pending} of ${total} bytes reached the relay`);
     await new Promise((res) => setTimeout(res, 5));
   }
+  assert.ok((r.down?.unparked ?? 0) > 0, 'the lane gave its buffer up and took one back');
   assert.ok(held.length > 1, `${held.length} writes held`);
   // Now let them out, as the kernel would once the client reads.
   delete (to as unknown as Record<string, unknown>).writableLength;
   to.write = realWrite;
   for (const h of held) to.write(h);
-  await atClient.until(first.length + second.length);
-  assert.equal(atClient.digest(), sha(first, second), 'no held write was overwritten by a later read');
+  await atClient.until(first.length + total);
+  assert.equal(atClient.digest(), sha(first, second, third), 'no held write was overwritten by a later read');
   close();
 });
 
