@@ -176,13 +176,19 @@ test('bulk both ways at once through lanes, partial writes, parking and unparkin
   close();
 });
 
-test('a write taken but not yet sent (under the high-water mark): the next read goes into a new buffer', async () => {
-  const { client, backend, r, close } = await setup();
-  const atClient = new Sink(client, 1 << 30);
-  const first = pattern(5, 1 << 20);
-  await send(backend, first);
+/** A relay whose backend → client direction has carried a MiB and moved to a lane; the client reads without stalling. */
+async function downLane(seed: number): Promise<Setup & { atClient: Sink; first: Buffer }> {
+  const s = await setup();
+  const atClient = new Sink(s.client, 1 << 30);
+  const first = pattern(seed, 1 << 20);
+  await send(s.backend, first);
   await atClient.until(first.length);
-  assert.ok(r.down !== null, 'the backend → client direction moved to a lane');
+  assert.ok(s.r.down !== null, 'the backend → client direction moved to a lane');
+  return { ...s, atClient, first };
+}
+
+test('a write taken but not yet sent (under the high-water mark): the next read goes into a new buffer', async () => {
+  const { backend, r, close, atClient, first } = await downLane(5);
   // Stand in for a socket whose kernel buffer took all but a little: each
   // write is accepted (true) and still pending, holding the chunk as Node does.
   const to = r.client as Socket & { write: (chunk: Buffer) => boolean };
@@ -221,12 +227,7 @@ test('a write taken but not yet sent (under the high-water mark): the next read 
 });
 
 test('backpressure in a lane: a client that reads nothing holds the backend back, and no read piles up in the relay', async () => {
-  const { client, backend, r, close } = await setup();
-  const atClient = new Sink(client, 1 << 30);
-  const first = pattern(7, 1 << 20);
-  await send(backend, first);
-  await atClient.until(first.length);
-  assert.ok(r.down !== null, 'the backend → client direction moved to a lane');
+  const { client, backend, r, close, atClient, first } = await downLane(7);
   client.pause();
   const rest = pattern(8, 64 << 20);
   let written = 0;
