@@ -7,7 +7,7 @@
  * external memory sets off, and, most of all, the kernel copying each read
  * into memory that is not in the CPU's cache. A buffer that is read into
  * again and again stays in cache (the proxy suite measured bulk relaying at
- * about two thirds of the CPU per GiB; see BENCHMARKS.md).
+ * about a third of the CPU per GiB; see BENCHMARKS.md).
  *
  * Node offers this as `onread`, but only for sockets it connects itself, and
  * only from the moment they are created. A relay needs it for the sockets a
@@ -70,7 +70,9 @@ function handleOf(s: Socket): UserBufferHandle | null {
 /**
  * From the next read on, reads `s` into `buffer` (then into whatever `next`
  * returns) and hands each read to `onRead`. May be called again on a socket
- * already lent a buffer, to move it to another one. False when it cannot be
+ * already lent a buffer, to move it to another one at once (each call adds
+ * a small listener to the handle, freed with it: call it now and then, not
+ * per read; `next` is the way to swap per read). False when it cannot be
  * done (this Node, or a socket without a handle): `s` reads as before.
  */
 export function lendReadBuffer(s: Socket, buffer: Buffer, next: () => Buffer, onRead: OnLentRead): boolean {

@@ -89,6 +89,11 @@ function laneBuffer(): Buffer {
   return spare.pop() ?? Buffer.allocUnsafeSlow(LANE_BYTES);
 }
 
+/** A lane buffer nothing will read into or write from any more, kept for the next lane while there is room. */
+function keepSpare(b: Buffer): void {
+  if (spare.length < MAX_SPARE) spare.push(b);
+}
+
 function onClientData(this: Socket, chunk: Buffer): void {
   const r = relayOf(this);
   if (!r.watchClient(chunk)) return;
@@ -153,7 +158,7 @@ class Lane {
     if (!lendable) return null;
     const lane = new Lane(from, to);
     if (lendReadBuffer(from, lane.buffer, lane.next, onLaneRead)) return lane;
-    if (spare.length < MAX_SPARE) spare.push(lane.buffer);
+    keepSpare(lane.buffer);
     return null;
   }
 
@@ -164,7 +169,7 @@ class Lane {
   release(pending: boolean): void {
     const b = this.buffer;
     this.buffer = PARKED;
-    if (!pending && spare.length < MAX_SPARE) spare.push(b);
+    if (!pending) keepSpare(b);
   }
 
   /** Silent since the last idle sweep: reading moves to PARKED at once. */
@@ -172,7 +177,7 @@ class Lane {
     if (this.buffer === PARKED || this.from.destroyed) return;
     const b = this.buffer;
     this.buffer = PARKED;
-    if (lendReadBuffer(this.from, PARKED, this.next, onLaneRead) && this.to.writableLength === 0 && spare.length < MAX_SPARE) spare.push(b);
+    if (lendReadBuffer(this.from, PARKED, this.next, onLaneRead) && this.to.writableLength === 0) keepSpare(b);
   }
 
   unpark(): void {
