@@ -11,8 +11,8 @@ import { Engine } from './core/engine.js';
 import { Gatekeeper, NO_COUNTRIES, type CountryOf } from './core/gate.js';
 import { rateAlgorithm } from './core/rate.js';
 import { Rules } from './core/rules.js';
+import { PostfixRanges, type RangeChange } from './core/postfix-ranges.js';
 import { AnvilServer } from './listeners/anvil-server.js';
-import { parseAnvilIdent } from './protocols/anvil.js';
 import { PolicyServer } from './listeners/policy-server.js';
 import { DovecotPolicyServer } from './http/dovecot-policy.js';
 import { AdminServer } from './http/admin/server.js';
@@ -105,7 +105,9 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
     });
     log.info({ source: geo.source }, 'country database open');
   }
-  const gate = new Gatekeeper(engine, rules, new BanList(), deps.countries ?? geo ?? NO_COUNTRIES, clock, rate.unitMs);
+  const ranges = new PostfixRanges({ ipv4: config.anvil.client_ipv4_prefix_length, ipv6: config.anvil.client_ipv6_prefix_length });
+  ranges.onChange = (c) => logRangeChange(log, c);
+  const gate = new Gatekeeper(engine, rules, new BanList(), deps.countries ?? geo ?? NO_COUNTRIES, clock, rate.unitMs, ranges);
   engine.start();
   const events = new DoorEventBus();
   const registry = new ConnectionRegistry(fleet === null ? '' : `${fleet.node}-`);
@@ -200,12 +202,7 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
         requestTimeoutMs: a.request_timeout,
         idleTimeoutMs: a.idle_timeout,
         maxBadRequests: a.max_bad_requests,
-        prefixKey: gate.prefixCounting
-          ? (ident) => {
-              const { service, address } = parseAnvilIdent(ident);
-              return gate.prefixKey(service, address);
-            }
-          : undefined,
+        clients: gate,
       });
       await anvil.listen();
     }
@@ -309,6 +306,20 @@ function serviceInfo(rules: Rules, proxies: readonly GuardListener[]): ServiceIn
     protocol: s.protocol,
     listen: proxies.filter((g) => g.opts.service === s.name).map((g) => describeEndpoint({ host: parseEndpoint(g.opts.listen).host, port: g.port })),
   }));
+}
+
+/**
+ * Says once per service and family how smtpd names its clients, and again if
+ * that changes (main.cf's prefix length edited, then `postfix reload`).
+ */
+function logRangeChange(log: Logger, c: RangeChange): void {
+  const full = c.family === 4 ? 32 : 128;
+  const naming = c.bits < full ? `IPv${c.family} clients as /${c.bits} networks (Postfix 3.8+, smtpd_client_ipv${c.family}_prefix_length)` : `IPv${c.family} clients by their whole address`;
+  const fields = { service: c.service, family: c.family, prefix_length: c.bits, assumed: c.previous };
+  const follow = 'the policy service and checks look counts up as smtpd writes them';
+  if (!c.first) log.warn(fields, `anvil: smtpd now sends ${naming}, no longer /${c.previous}; ${follow}`);
+  else if (c.bits !== c.previous) log.info(fields, `anvil: smtpd sends ${naming}, not /${c.previous} as anvil.client_ipv${c.family}_prefix_length assumed; ${follow}`);
+  else if (c.bits < full) log.info(fields, `anvil: smtpd sends ${naming}; ${follow}`);
 }
 
 /** True when some service has a country rule or counts countries per login. */

@@ -95,6 +95,15 @@ export const anvilSchema = z.strictObject({
   request_timeout: duration('10s', 10),
   idle_timeout: duration('1h', 10),
   max_bad_requests: int(10, 1, 10_000),
+  /**
+   * Postfix 3.8+ smtpd names a client to anvil by its network when these are
+   * shorter than the address (smtpd_client_ipv4_prefix_length and
+   * smtpd_client_ipv6_prefix_length in main.cf; Postfix's defaults). The
+   * policy service and `doorman check` use them to find smtpd's counts until
+   * the anvil service has seen what smtpd really sends, which then wins.
+   */
+  client_ipv4_prefix_length: int(32, 0, 32),
+  client_ipv6_prefix_length: int(84, 0, 128),
 }, section('anvil'));
 
 export const geoSchema = z.strictObject(

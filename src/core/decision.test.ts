@@ -21,6 +21,7 @@ function facts(r: Rules, service: string, address: string, country: string | nul
   return {
     service: s,
     address,
+    client: address,
     country,
     exception: r.exceptions.match(ip)?.text ?? null,
     ban: null,

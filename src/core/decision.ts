@@ -38,6 +38,12 @@ export interface Decision {
 export interface ClientFacts {
   readonly service: ServiceRules;
   readonly address: string;
+  /**
+   * What the client's counts are kept under: the address, or the range
+   * Postfix 3.8+ smtpd counts it in ("2001:db8::/84"). Count and rate
+   * refusals name it.
+   */
+  readonly client: string;
   readonly country: string | null;
   /** The exception network holding the address, if any. */
   readonly exception: string | null;
@@ -126,7 +132,7 @@ function rateCheck(f: ClientFacts, key: LimitKey, value: number): Check | null {
   return {
     temporary: true,
     rule: limitKey(f, key),
-    reason: `${LIMIT_WORDS[key]} ${f.address} is ${value}/${f.rateUnitSec}s, over the limit of ${limit}`,
+    reason: `${LIMIT_WORDS[key]} ${f.client} is ${value}/${f.rateUnitSec}s, over the limit of ${limit}`,
     retryAfterSec: f.rateUnitSec,
     limit,
     dry: f.service.dryRun,
@@ -140,7 +146,7 @@ export function evaluateConnect(f: ClientFacts, counts: { address: KeySnapshot; 
   const v = new Verdicts();
   v.add(banCheck(f)) ||
     v.add(countryCheck(f, f.service.countries.connect, 'connect')) ||
-    v.add(countCheck(f, 'connections_per_address', counts.address.count, f.address)) ||
+    v.add(countCheck(f, 'connections_per_address', counts.address.count, f.client)) ||
     (counts.prefix !== null && v.add(countCheck(f, 'connections_per_prefix', counts.prefix.count, counts.prefixText ?? ''))) ||
     v.add(rateCheck(f, 'connection_rate', counts.address.rates.conn));
   return v.done(f);

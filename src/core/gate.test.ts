@@ -101,3 +101,74 @@ test('checkConnect(next): judges the next connection, itself counted', () => {
   assert.equal(sync(g.checkConnect('imap', '8.8.8.8')).action, 'allow', 'the counts as they are: at the limit');
   assert.equal(sync(g.checkConnect('imap', '8.8.8.8', true)).refusal?.rule, 'services.imap.limits.connections_per_address');
 });
+
+/** What the anvil service does for one connect from smtpd: count the ident, report its client. */
+function anvilConnect(g: Gatekeeper, owner: ReturnType<Gatekeeper['engine']['createOwner']>, service: string, client: string): void {
+  const net = g.anvilClient(service, client, true);
+  sync(g.engine.connect(`${service}:${client}`, owner));
+  if (net !== null) sync(g.engine.connect(net, owner));
+}
+
+test('Postfix 3.8+ ranges: the policy check finds the counts smtpd wrote under ::/84 for ::1', () => {
+  const { g } = gate({ smtp: { limits: { connections_per_address: 2, connection_rate: 10 } } });
+  const smtpd = g.engine.createOwner('anvil');
+  for (let i = 0; i < 3; i++) anvilConnect(g, smtpd, 'smtp', '::/84');
+  const d = sync(g.checkConnect('smtp', '::1'));
+  assert.equal(d.refusal?.rule, 'services.smtp.limits.connections_per_address');
+  assert.equal(d.refusal?.reason, '3 connections from ::/84, over the limit of 2', 'the refusal names the range smtpd counts');
+  assert.equal(sync(g.checkConnect('smtp', '::2')).action, 'refuse', 'another address of the same /84 is the same client to smtpd');
+  assert.equal(sync(g.checkConnect('smtp', '2001:db8::1')).action, 'allow');
+  assert.equal(sync(g.checkConnect('smtp', '127.0.0.1')).action, 'allow');
+});
+
+test('Postfix 3.7 (whole IPv6 addresses) is learned from its first connect, so the default /84 does not hide its counts', () => {
+  const { g } = gate({ smtp: { limits: { connections_per_address: 2 } } });
+  const smtpd = g.engine.createOwner('anvil');
+  for (let i = 0; i < 3; i++) anvilConnect(g, smtpd, 'smtp', '2001:db8::7');
+  assert.equal(sync(g.checkConnect('smtp', '2001:db8::7')).refusal?.reason, '3 connections from 2001:db8::7, over the limit of 2');
+  assert.equal(sync(g.checkConnect('smtp', '2001:db8::8')).action, 'allow');
+});
+
+test('ranges apply to what smtpd counts only: a proxied SMTP service and Dovecot services count whole addresses', () => {
+  const { g } = gate({
+    smtp: { limits: { connections_per_address: 1 }, proxy: { listen: ['127.0.0.1:0'], backend: '127.0.0.1:1', proxy_protocol: 'v1' } },
+    imap: { limits: { auth_rate: 1 } },
+  });
+  const owner = g.engine.createOwner('proxy');
+  assert.deepEqual(sync(g.admit('smtp', '::1', owner)).keys, ['smtp:::1']);
+  assert.equal(sync(g.checkConnect('smtp', '::1', true)).refusal?.reason, '2 connections from ::1, over the limit of 1');
+  sync(g.authAttempt('imap', '::1'));
+  assert.equal(sync(g.engine.lookup('imap:::1')).rates.auth, 1);
+  assert.equal(sync(g.checkAuth('imap', '::1')).action, 'allow');
+  assert.equal(sync(g.authAttempt('imap', '::1')).refusal?.reason, 'AUTH rate of ::1 is 2/60s, over the limit of 1');
+});
+
+test('per-prefix counting with ranges: a /64 prefix holds /84 ranges; a prefix longer than the range is the range itself', () => {
+  const wide = gate({ smtp: { limits: { connections_per_prefix: 2 }, prefix: { ipv4: 24, ipv6: 64 } } }).g;
+  const smtpd = wide.engine.createOwner('anvil');
+  assert.equal(wide.anvilClient('smtp', '2001:db8::/84', true), 'smtp:2001:db8::/64');
+  anvilConnect(wide, smtpd, 'smtp', '2001:db8::/84');
+  anvilConnect(wide, smtpd, 'smtp', '2001:db8:0:0:1000::/84');
+  anvilConnect(wide, smtpd, 'smtp', '2001:db8:0:0:2000::/84');
+  const d = sync(wide.checkConnect('smtp', '2001:db8::9'));
+  assert.equal(d.refusal?.reason, '3 connections from network 2001:db8::/64, over the limit of 2');
+
+  const narrow = gate({ smtp: { limits: { connections_per_prefix: 2 }, prefix: { ipv4: 24, ipv6: 96 } } }).g;
+  const smtpd2 = narrow.engine.createOwner('anvil');
+  assert.equal(narrow.anvilClient('smtp', '2001:db8::/84', true), null, 'nothing to count beside the ident: it is the network');
+  for (let i = 0; i < 3; i++) anvilConnect(narrow, smtpd2, 'smtp', '2001:db8::/84');
+  assert.equal(sync(narrow.checkConnect('smtp', '2001:db8::9')).refusal?.reason, '3 connections from network 2001:db8::/84, over the limit of 2');
+  assert.equal(narrow.engine.entries, 1, 'one key: the range');
+});
+
+test('anvilClient: an ident that names no address teaches nothing and counts no network', () => {
+  const { g } = gate({ smtp: { limits: { connections_per_prefix: 2 } } });
+  assert.equal(g.anvilClient('smtp', 'unknown', true), null);
+  assert.equal(g.anvilClient('smtp', '::1/84', true), null, 'host bits set');
+  assert.deepEqual(g.ranges.snapshot(), {});
+  assert.equal(g.anvilClient('smtp', '192.0.2.0/24', true), null, 'a /24 range under a /24 prefix is its own network');
+  assert.deepEqual(g.ranges.snapshot(), { smtp: { ipv4: 24, ipv6: null } }, 'an IPv4 range is learned');
+  assert.equal(g.anvilClient('smtp', '198.51.100.0/24', false), null);
+  assert.equal(g.anvilClient('smtp', '198.51.100.7', false), 'smtp:198.51.100.0/24', 'a disconnect teaches nothing');
+  assert.deepEqual(g.ranges.snapshot(), { smtp: { ipv4: 24, ipv6: null } });
+});

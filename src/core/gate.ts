@@ -11,9 +11,10 @@ import type { Ban, BanList } from './bans.js';
 import type { Clock } from './clock.js';
 import { evaluateAuth, evaluateConnect, evaluateEvent, type ClientFacts, type Decision } from './decision.js';
 import type { Engine } from './engine.js';
-import { formatIp, parseIp, prefixOf, type ParsedIp } from './ip.js';
+import { formatIp, fullBits, parseClientRange, parseIp, prefixOf, rangeText, type ParsedIp } from './ip.js';
+import { PostfixRanges } from './postfix-ranges.js';
 import { EMPTY_SNAPSHOT, type KeySnapshot } from './metrics.js';
-import type { Rules } from './rules.js';
+import type { EffectiveLimits, Rules, ServiceRules } from './rules.js';
 import type { AcquireResult, Awaitable, Owner } from '../store/types.js';
 
 /** Country of an address: an ISO code, or null for none (special-purpose, unknown). */
@@ -81,8 +82,12 @@ export class Gatekeeper {
   private readonly clock: Clock;
   private readonly rateUnitSec: number;
 
-  constructor(engine: Engine, rules: Rules, bans: BanList, geo: CountryOf, clock: Clock, rateUnitMs: number) {
+  /** How smtpd names clients to anvil, learned from the anvil service's idents. */
+  readonly ranges: PostfixRanges;
+
+  constructor(engine: Engine, rules: Rules, bans: BanList, geo: CountryOf, clock: Clock, rateUnitMs: number, ranges = new PostfixRanges()) {
     this.engine = engine;
+    this.ranges = ranges;
     this.rules = rules;
     this.bans = bans;
     this.geo = geo;
@@ -91,7 +96,7 @@ export class Gatekeeper {
     this.prefixCounting = rules.countsPrefixes;
   }
 
-  /** Whether any rule counts per prefix: when none does, prefixKey() returns at once. */
+  /** Whether any rule counts per prefix: when none does, anvilClient() returns at once. */
   prefixCounting: boolean;
 
   /** Told of every ban the gatekeeper makes itself (AUTH failures), so it can be kept with the operator's. */
@@ -114,18 +119,27 @@ export class Gatekeeper {
     return ip === null ? null : this.geo.country(formatIp(ip));
   }
 
-  /** Everything the rules need about one client of one service; null for a non-IP address. */
-  facts(serviceName: string, address: string): { facts: ClientFacts; ip: ParsedIp; key: string } | null {
+  /**
+   * Everything the rules need about one client of one service; null for a
+   * non-IP address. `key` is where the client's counts are: under its address,
+   * or, for what Postfix's smtpd reports (`postfix`: the policy service and
+   * checks of an SMTP service without a guard proxy), under the ident smtpd
+   * writes, which from Postfix 3.8 names a range (see ./postfix-ranges.ts).
+   */
+  facts(serviceName: string, address: string, postfix = false): { facts: ClientFacts; ip: ParsedIp; key: string; bits: number } | null {
     const ip = parseIp(address);
     if (ip === null) return null;
     // The strict IPv4 parser accepts only canonical dotted text, so a plain IPv4
     // address is its own canonical form; IPv6 and mapped forms are rewritten.
     const text = ip.family === 4 && address.indexOf(':') === -1 ? address : formatIp(ip);
     const service = this.rules.service(serviceName);
+    const bits = postfix && service.counts === 'postfix' ? this.ranges.bits(serviceName, ip.family) : fullBits(ip.family);
+    const client = bits >= fullBits(ip.family) ? text : rangeText(ip, bits);
     const now = this.clock.now();
     const facts: ClientFacts = {
       service,
       address: text,
+      client,
       country: this.geo.country(text),
       exception: this.rules.exceptions.match(ip)?.text ?? null,
       ban: this.bans.find(ip, text, now),
@@ -133,21 +147,39 @@ export class Gatekeeper {
       now,
       rateUnitSec: this.rateUnitSec,
     };
-    return { facts, ip, key: `${serviceName}:${text}` };
+    return { facts, ip, key: `${serviceName}:${client}`, bits };
   }
 
   /**
-   * The key counting a client's network, for services with a
-   * connections_per_prefix limit (or an override that sets one); null
-   * otherwise, so services without it cost nothing extra.
+   * The network a client is counted under for connections_per_prefix, as
+   * text; null when the service sets no such limit for it. A client that is
+   * itself a range no longer than the prefix (smtpd's /84 against a /64
+   * prefix) is its own network: "same", and its count is the network's.
    */
-  prefixKey(service: string, address: string): string | null {
+  private networkOf(s: ServiceRules, limits: EffectiveLimits, ip: ParsedIp, bits: number): string | null | 'same' {
+    if (limits.limits.connections_per_prefix === null) return null;
+    const prefix = ip.family === 4 ? s.prefixV4 : s.prefixV6;
+    if (bits < fullBits(ip.family) && prefix >= bits) return 'same';
+    return prefixOf(ip, s.prefixV4, s.prefixV6);
+  }
+
+  /**
+   * For the anvil service, on connect and disconnect: learns from a connect
+   * how smtpd names this service's clients (an address or a range), and
+   * returns the key counting the client's network when the service limits
+   * connections per prefix (null otherwise, and for a client that is no
+   * address: anvil keeps those as opaque names). `client` is the ident's part
+   * after the service: "203.0.113.9", "2001:db8::/84".
+   */
+  anvilClient(service: string, client: string, connect: boolean): string | null {
+    const r = parseClientRange(client);
+    if (r === null) return null;
+    if (connect) this.ranges.learn(service, r.ip.family, r.bits);
     if (!this.prefixCounting) return null;
     const s = this.rules.services.get(service);
-    const ip = s === undefined ? null : parseIp(address);
-    if (s === undefined || ip === null) return null;
-    if (this.rules.limitsFor(s, ip).limits.connections_per_prefix === null) return null;
-    return `${service}:${prefixOf(ip, s.prefixV4, s.prefixV6)}`;
+    if (s === undefined) return null;
+    const net = this.networkOf(s, this.rules.limitsFor(s, r.ip), r.ip, r.bits);
+    return net === null || net === 'same' ? null : `${service}:${net}`;
   }
 
   /**
@@ -156,16 +188,16 @@ export class Gatekeeper {
    * are read, not counted again.
    */
   checkConnect(serviceName: string, address: string, next = false): Awaitable<Decision> {
-    const f = this.facts(serviceName, address);
+    const f = this.facts(serviceName, address, true);
     if (f === null) return unjudged(address);
-    const s = f.facts.service;
-    const prefixText = f.facts.limits.limits.connections_per_prefix === null ? null : prefixOf(f.ip, s.prefixV4, s.prefixV6);
+    const net = this.networkOf(f.facts.service, f.facts.limits, f.ip, f.bits);
     // `next`: as the next connection would be judged, itself counted (the admin API's check).
     const plus = next ? plusOne : same;
     return guarded(f.facts, then(this.engine.lookup(f.key), (addressSnap) => {
-      if (prefixText === null) return evaluateConnect(f.facts, { address: plus(addressSnap), prefix: null, prefixText: null });
-      return then(this.engine.lookup(`${serviceName}:${prefixText}`), (prefixSnap) =>
-        evaluateConnect(f.facts, { address: plus(addressSnap), prefix: plus(prefixSnap), prefixText }),
+      if (net === null) return evaluateConnect(f.facts, { address: plus(addressSnap), prefix: null, prefixText: null });
+      if (net === 'same') return evaluateConnect(f.facts, { address: plus(addressSnap), prefix: plus(addressSnap), prefixText: f.facts.client });
+      return then(this.engine.lookup(`${serviceName}:${net}`), (prefixSnap) =>
+        evaluateConnect(f.facts, { address: plus(addressSnap), prefix: plus(prefixSnap), prefixText: net }),
       );
     }) as Awaitable<Decision>);
   }
@@ -183,8 +215,8 @@ export class Gatekeeper {
     if (f === null) return { decision: unjudged(address), address, keys: [] };
     const pre = evaluateConnect(f.facts, NO_COUNTS);
     if (pre.action === 'refuse') return { decision: pre, address: f.facts.address, keys: [] };
-    const s = f.facts.service;
-    const prefixText = f.facts.limits.limits.connections_per_prefix === null ? null : prefixOf(f.ip, s.prefixV4, s.prefixV6);
+    const net = this.networkOf(f.facts.service, f.facts.limits, f.ip, f.bits);
+    const prefixText = net === 'same' ? null : net;
     const judge = (a: AcquireResult, p: AcquireResult | null, keys: string[]): Awaitable<Admission> => {
       const decision = evaluateConnect(f.facts, { address: snapshotOf(a), prefix: p && snapshotOf(p), prefixText });
       if (decision.action === 'allow') return { decision, address: f.facts.address, keys };
@@ -210,7 +242,7 @@ export class Gatekeeper {
    * nothing is counted twice), then judged.
    */
   event(serviceName: string, address: string, metric: 'mail' | 'rcpt'): Awaitable<Decision> {
-    const f = this.facts(serviceName, address);
+    const f = this.facts(serviceName, address, true);
     if (f === null) return unjudged(address);
     const limit = f.facts.limits.limits[metric === 'mail' ? 'message_rate' : 'recipient_rate'];
     if (limit === null || f.facts.exception !== null) return evaluateEvent(f.facts, metric, 0);
@@ -283,7 +315,7 @@ export class Gatekeeper {
 
   /** At AUTH (Postfix: a request with sasl_username): the AUTH-phase country rule, bans and rates. */
   checkAuth(serviceName: string, address: string): Awaitable<Decision> {
-    const f = this.facts(serviceName, address);
+    const f = this.facts(serviceName, address, true);
     if (f === null) return unjudged(address);
     return guarded(f.facts, then(this.engine.lookup(f.key), (snap) => evaluateAuth(f.facts, { address: snap }, null)));
   }

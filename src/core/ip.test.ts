@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { isIP } from 'node:net';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { formatIp, parseIPv4, parseIp, prefixOf } from './ip.js';
+import { formatIp, parseClientRange, parseIPv4, parseIp, prefixOf, rangeText } from './ip.js';
 import { NetworkSet, parseNetwork } from './networks.js';
 
 test('IPv4 parsing is strict', () => {
@@ -67,4 +67,37 @@ test('networks: match, normalise host bits, refuse impossible prefixes', () => {
   assert.throws(() => parseNetwork('example.com/24'), /not an IP address/);
   assert.equal(NetworkSet.parse(['0.0.0.0/0']).match(parseIp('8.8.8.8')!)?.text, '0.0.0.0/0');
   assert.equal(NetworkSet.parse(['0.0.0.0/0']).match(parseIp('2001:db8::1')!), null, 'IPv4 /0 holds no IPv6');
+});
+
+test('client ranges as Postfix 3.8+ smtpd writes them: parsed strictly, written back the same', () => {
+  const ok: Array<[string, number]> = [['::/84', 84], ['2001:db8:1234:5600::/84', 84], ['127.0.0.0/24', 24], ['203.0.113.9', 32], ['2001:db8::7', 128], ['0.0.0.0/0', 0], ['10.0.0.1/32', 32]];
+  for (const [text, bits] of ok) {
+    const r = parseClientRange(text);
+    assert.equal(r?.bits, bits, text);
+    assert.equal(rangeText(r!.ip, r!.bits), text.replace(/\/(32|128)$/, ''), `${text} written back`);
+  }
+  for (const bad of ['::1/84', '127.0.0.1/24', '2001:db8::/129', '10.0.0.0/33', '10.0.0.0/024', '10.0.0.0/', '10.0.0.0/x', '/24', 'smtp', '::/84/1']) {
+    assert.equal(parseClientRange(bad), null, `${bad}: host bits set, a bad length or no address`);
+  }
+  assert.equal(rangeText(parseIp('::1')!, 84), '::/84');
+  assert.equal(rangeText(parseIp('2001:db8:1:2:3fff:ffff::1')!, 84), '2001:db8:1:2:3fff:f000::/84', '84 bits: five groups and four bits of the sixth');
+  assert.equal(rangeText(parseIp('192.0.2.77')!, 24), '192.0.2.0/24');
+  assert.equal(rangeText(parseIp('::ffff:192.0.2.77')!, 24), '192.0.2.0/24', 'a mapped address is its IPv4 address');
+});
+
+test('property: the range of an address parses back to the same network, which holds the address', () => {
+  fc.assert(
+    fc.property(fc.oneof(fc.ipV4(), fc.ipV6()), fc.nat(128), (addr, n) => {
+      const ip = parseIp(addr);
+      if (ip === null) return true; // fast-check's IPv6 also writes forms such as ::ffff:… that are mapped IPv4
+      const bits = n % ((ip.family === 4 ? 32 : 128) + 1);
+      const r = parseClientRange(rangeText(ip, bits));
+      assert.ok(r !== null);
+      assert.equal(r.bits, bits);
+      assert.equal(rangeText(r.ip, bits), rangeText(ip, bits));
+      assert.equal(prefixOf(ip, bits, bits).replace(/\/(32|128)$/, ''), rangeText(ip, bits).replace(/\/(32|128)$/, ''));
+      return true;
+    }),
+    { numRuns: 2000 },
+  );
 });

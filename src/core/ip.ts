@@ -150,3 +150,46 @@ export function prefixOf(p: ParsedIp, v4Bits: number, v6Bits: number): string {
   const bits = p.family === 4 ? 96 + v4Bits : v6Bits;
   return `${formatIp({ words: maskWords(p.words, bits), family: p.family })}/${p.family === 4 ? v4Bits : v6Bits}`;
 }
+
+/** A client as Postfix 3.8+ smtpd names it to anvil: an address, or a network with its host bits zero. */
+export interface ClientRange {
+  readonly ip: ParsedIp;
+  /** The prefix length as written for the family (IPv4 0–32, IPv6 0–128); the full length for a plain address. */
+  readonly bits: number;
+}
+
+/** The full prefix length of a family. */
+export function fullBits(family: 4 | 6): number {
+  return family === 4 ? 32 : 128;
+}
+
+/**
+ * Parses "ADDR" or "ADDR/LEN" strictly: LEN in decimal without leading zeros,
+ * at most the family's length, and no bit set after it (smtpd zeroes them);
+ * null for anything else. "ADDR/32" (or /128) is the address itself.
+ */
+export function parseClientRange(s: string): ClientRange | null {
+  const slash = s.indexOf('/');
+  if (slash === -1) {
+    const ip = parseIp(s);
+    return ip === null ? null : { ip, bits: fullBits(ip.family) };
+  }
+  const ip = parseIp(s.slice(0, slash));
+  const lenText = s.slice(slash + 1);
+  if (ip === null || !/^(0|[1-9][0-9]{0,2})$/.test(lenText)) return null;
+  const bits = Number(lenText);
+  if (bits > fullBits(ip.family)) return null;
+  const masked = maskWords(ip.words, ip.family === 4 ? 96 + bits : bits);
+  for (let k = 0; k < 4; k++) if (masked[k] !== ip.words[k]) return null;
+  return { ip, bits };
+}
+
+/**
+ * The text smtpd 3.8+ sends for `ip` under a prefix length: the address when
+ * `bits` is the full length, else the masked network and "/bits"
+ * (2001:db8::7 under 84 → "2001:db8::/84"; ::1 → "::/84").
+ */
+export function rangeText(ip: ParsedIp, bits: number): string {
+  if (bits >= fullBits(ip.family)) return formatIp(ip);
+  return `${formatIp({ words: maskWords(ip.words, ip.family === 4 ? 96 + bits : bits), family: ip.family })}/${bits}`;
+}

@@ -24,6 +24,13 @@ export interface CountryRule {
 export interface ServiceRules {
   readonly name: string;
   readonly protocol: Protocol;
+  /**
+   * Whose counts the service's connections are: 'proxy' when the guard proxy
+   * stands in front of it (keyed by address), 'postfix' for an SMTP service
+   * without one (smtpd reports it to the anvil service, keyed as smtpd names
+   * the client), 'self' for the rest (Dovecot's AUTH counts, by address).
+   */
+  readonly counts: 'proxy' | 'postfix' | 'self';
   readonly dryRun: boolean;
   readonly limits: Readonly<Limits>;
   readonly prefixV4: number;
@@ -104,6 +111,7 @@ export class Rules {
       services.set(name, {
         name,
         protocol,
+        counts: countsOf(protocol, s.proxy != null),
         dryRun: s.mode === 'dry-run',
         limits: Object.freeze({ ...s.limits }),
         prefixV4: s.prefix.ipv4,
@@ -157,9 +165,11 @@ export class Rules {
     if (s !== undefined) return s;
     let f = this.fallback.get(name);
     if (f === undefined) {
+      const protocol = (PROTOCOLS as readonly string[]).includes(name) ? (name as Protocol) : 'smtp';
       f = {
         name,
-        protocol: (PROTOCOLS as readonly string[]).includes(name) ? (name as Protocol) : 'smtp',
+        protocol,
+        counts: countsOf(protocol, false),
         dryRun: false,
         limits: NO_LIMITS,
         prefixV4: 24,
@@ -182,6 +192,11 @@ export class Rules {
     }
     return { limits: s.limits, override: null };
   }
+}
+
+function countsOf(protocol: Protocol, proxied: boolean): ServiceRules['counts'] {
+  if (proxied) return 'proxy';
+  return protocol === 'smtp' || protocol === 'submission' || protocol === 'smtps' ? 'postfix' : 'self';
 }
 
 function definedOnly(l: Partial<Limits>): Partial<Limits> {

@@ -25,6 +25,7 @@ import {
   decodeAnvilRequest,
   encodeAnvilReply,
   isAnvilRequest,
+  parseAnvilIdent,
   type AnvilRequestName,
 } from '../protocols/anvil.js';
 import type { Awaitable, Owner } from '../store/types.js';
@@ -45,11 +46,32 @@ export interface AnvilServerOptions {
   /** Unknown request names tolerated per connection. */
   readonly maxBadRequests: number;
   /**
-   * The key counting the client's network ("smtp:203.0.113.0/24") when its
-   * service limits connections per prefix, else null: connect and disconnect
-   * count it beside the address, so the policy service can read it.
+   * Told of each connect and disconnect's client (see Gatekeeper.anvilClient):
+   * it learns how smtpd names clients (an address or, from Postfix 3.8, a
+   * range), and answers the key counting the client's network when its
+   * service limits connections per prefix, counted beside the ident so the
+   * policy service can read it. Null: nobody listens (tests of the protocol).
    */
-  readonly prefixKey?: (ident: string) => string | null;
+  readonly clients?: AnvilClients | null;
+}
+
+/** The part of the gatekeeper the anvil service reports clients to. */
+export interface AnvilClients {
+  /** Some rule counts per prefix: every connect and disconnect must be looked at. */
+  readonly prefixCounting: boolean;
+  readonly ranges: { readonly assumesIPv4Ranges: boolean };
+  anvilClient(service: string, client: string, connect: boolean): string | null;
+}
+
+/**
+ * Whether a connect's ident can teach anything about how smtpd names
+ * clients, decided without parsing it: a range ("smtp:::/84"), anything with
+ * two colons (an IPv6 address whole, as 3.7 sends it, or a host:port service
+ * name), or any ident at all when the configured IPv4 length assumes ranges.
+ * A plain "smtp:203.0.113.9", the common case, is not parsed.
+ */
+function mayTeach(ident: string, clients: AnvilClients): boolean {
+  return ident.indexOf('/') !== -1 || ident.indexOf(':') !== ident.lastIndexOf(':') || clients.ranges.assumesIPv4Ranges;
 }
 
 type Handler = (engine: Engine, owner: Owner, ident: string) => Awaitable<string>;
@@ -112,7 +134,12 @@ class AnvilClient extends AttrSession {
 
   /** The network's count moves with the address's; the owner holds both, so both are released with it. */
   private countPrefix(request: 'connect' | 'disconnect', ident: string): void {
-    const key = this.server.opts.prefixKey?.(ident) ?? null;
+    const clients = this.server.opts.clients;
+    if (clients == null) return;
+    const connect = request === 'connect';
+    if (!clients.prefixCounting && !(connect && mayTeach(ident, clients))) return;
+    const { service, address } = parseAnvilIdent(ident);
+    const key = clients.anvilClient(service, address, connect);
     if (key === null) return;
     const engine = this.server.engine;
     const r = request === 'connect' ? engine.connect(key, this.owner) : engine.disconnect(key, this.owner);

@@ -83,6 +83,13 @@ test('ident: service and address recovered, colons on both sides', () => {
     ['[::1]:2525:2001:db8::7', '[::1]:2525', '2001:db8::7'],
     ['[2001:db8::1]:25:192.0.2.1', '[2001:db8::1]:25', '192.0.2.1'],
     ['mx.example.com:25:192.0.2.1', 'mx.example.com:25', '192.0.2.1'],
+    // Postfix 3.8+: a range when the prefix length is shorter than the address.
+    ['smtp:::/84', 'smtp', '::/84'],
+    ['smtp:2001:db8:1234:5600::/84', 'smtp', '2001:db8:1234:5600::/84'],
+    ['127.0.0.1:2525:::/84', '127.0.0.1:2525', '::/84'],
+    ['[::1]:2525:2001:db8::/84', '[::1]:2525', '2001:db8::/84'],
+    ['submission:192.0.2.0/24', 'submission', '192.0.2.0/24'],
+    ['smtp:::1/84', 'smtp', '::1/84'], // host bits set: no range, kept whole as a name
     ['smtp:unknown', 'smtp', 'unknown'],
     ['noservice', '', 'noservice'],
   ];

@@ -23,6 +23,7 @@
  * cannot drift apart.
  */
 import { isIP } from 'node:net';
+import { parseClientRange } from '../core/ip.js';
 import { ProtocolError } from '../errors.js';
 import type { AttrLimits } from './attr-plain.js';
 
@@ -136,9 +137,10 @@ export interface AnvilIdent {
 /**
  * Splits SERVICE:ADDRESS. Both halves may hold colons: the service is a
  * master.cf name such as `smtp`, `2525`, `127.0.0.1:2525` or `[::1]:2525`,
- * and the address may be IPv6. We take the first split whose right side is an
- * IP address and whose left side is a plausible service name (not itself a
- * bare IP). If no split yields an IP, the ident is kept whole as an opaque
+ * and the address may be IPv6, or from Postfix 3.8 a range with its host
+ * bits zero (`smtp:2001:db8::/84`, and ::1 as `smtp:::/84`). We take the
+ * first split whose right side is an IP address or such a range and whose
+ * left side is a plausible service name (not itself a bare IP). If no split yields an IP, the ident is kept whole as an opaque
  * client name under the service before the first colon, because anvil itself
  * never interprets it and refusing it would only make smtpd log errors.
  */
@@ -149,12 +151,17 @@ export function parseAnvilIdent(ident: string): AnvilIdent {
     if (colon === -1) break;
     const service = ident.slice(0, colon);
     const address = ident.slice(colon + 1);
-    if (service.length > 0 && isIP(address) !== 0 && isServiceName(service)) return { service, address };
+    if (service.length > 0 && isClient(address) && isServiceName(service)) return { service, address };
     from = colon + 1;
   }
   const first = ident.indexOf(':');
   if (first > 0) return { service: ident.slice(0, first), address: ident.slice(first + 1) };
   return { service: '', address: ident };
+}
+
+/** An IP address, or a network as Postfix 3.8+ smtpd sends it ("2001:db8::/84", "::/84"). */
+function isClient(s: string): boolean {
+  return s.indexOf('/') === -1 ? isIP(s) !== 0 : parseClientRange(s) !== null;
 }
 
 function isServiceName(s: string): boolean {

@@ -63,6 +63,32 @@ test('CONNECT reads the anvil service counts: concurrency and connection rate', 
   assert.ok(lines.some((l) => l.msg === 'refused' && l.rule === 'services.smtp.limits.connection_rate' && l.address === '8.8.8.8'));
 });
 
+test('Postfix 3.8+ ranges: the policy service refuses ::1 from the counts smtpd reported under smtp:::/84, and says so once', async (t) => {
+  const { d, client, lines } = await daemon(t, { services: { smtp: { limits: { connections_per_address: 2, recipient_rate: 1 } } } });
+  const anvil = await AnvilTestClient.open(d.anvil?.opts.socket as string);
+  t.after(() => anvil.destroy());
+  for (let i = 0; i < 2; i++) await anvil.request('connect', 'smtp:::/84');
+  assert.equal(await client.ask(connectReq('::1')), 'DUNNO');
+  await anvil.request('connect', 'smtp:::/84');
+  assert.equal(await client.ask(connectReq('::1')), '421 4.7.0 3 connections from ::/84, over the limit of 2, try again in 60 s');
+  assert.equal(await client.ask(connectReq('2001:db8::1')), 'DUNNO', 'another /84');
+  const told = lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('anvil: smtpd sends IPv6 clients as /84 networks'));
+  assert.equal(told.length, 1, 'said once, however many ranges arrive');
+  assert.equal(told[0]?.service, 'smtp');
+  // The policy's own counts (recipients) are kept as smtpd keeps its own: per range.
+  assert.equal(await client.ask({ ...connectReq('::1'), protocol_state: 'RCPT' }), 'DUNNO');
+  assert.match(String(await client.ask({ ...connectReq('::2'), protocol_state: 'RCPT' })), /^450 4\.7\.1 recipient rate of ::\/84 is 2\/60s/);
+});
+
+test('Postfix 3.7 sends whole IPv6 addresses: learned from its first connect, so its counts are found too', async (t) => {
+  const { d, client, lines } = await daemon(t, { services: { smtp: { limits: { connections_per_address: 2 } } } });
+  const anvil = await AnvilTestClient.open(d.anvil?.opts.socket as string);
+  t.after(() => anvil.destroy());
+  for (let i = 0; i < 3; i++) await anvil.request('connect', 'smtp:2001:db8::7');
+  assert.equal(await client.ask(connectReq('2001:db8::7')), '421 4.7.0 3 connections from 2001:db8::7, over the limit of 2, try again in 60 s');
+  assert.ok(lines.some((l) => l.msg === 'anvil: smtpd sends IPv6 clients by their whole address, not /84 as anvil.client_ipv6_prefix_length assumed; the policy service and checks look counts up as smtpd writes them'));
+});
+
 test('RCPT: recipient rate, and the AUTH-phase country rule for authenticated clients', async (t) => {
   const { client } = await daemon(t, { services: { submission: { limits: { recipient_rate: 2 }, countries: { auth: { allow: ['DE'] } } } } }, { service: 'submission' });
   const rcpt = (addr: string, user = '') => ({ protocol_state: 'RCPT', client_address: addr, recipient: 'a@example.org', sasl_username: user });

@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parseIp } from './ip.js';
+import { PostfixRanges, type RangeChange } from './postfix-ranges.js';
+
+test('before anything is seen, the configured lengths (Postfix 3.8+ defaults) name the client', () => {
+  const r = new PostfixRanges();
+  assert.equal(r.clientText('smtp', parseIp('::1')!), '::/84');
+  assert.equal(r.clientText('smtp', parseIp('2001:db8:1234:5600:0:fff::9')!), '2001:db8:1234:5600::/84');
+  assert.equal(r.clientText('smtp', parseIp('203.0.113.9')!), '203.0.113.9', 'IPv4 stays whole under 32');
+  const narrow = new PostfixRanges({ ipv4: 24, ipv6: 128 });
+  assert.equal(narrow.clientText('smtp', parseIp('203.0.113.9')!), '203.0.113.0/24');
+  assert.equal(narrow.clientText('smtp', parseIp('::1')!), '::1');
+  assert.equal(narrow.assumesIPv4Ranges, true);
+  assert.equal(r.assumesIPv4Ranges, false);
+});
+
+test('what a service sends wins over what was configured, per service and family, and each change is told once', () => {
+  const r = new PostfixRanges();
+  const told: RangeChange[] = [];
+  r.onChange = (c) => told.push(c);
+  r.learn('smtp', 6, 128); // Postfix 3.7: whole IPv6 addresses
+  r.learn('smtp', 6, 128);
+  assert.equal(r.clientText('smtp', parseIp('2001:db8::7')!), '2001:db8::7');
+  assert.equal(r.clientText('submission', parseIp('2001:db8::7')!), '2001:db8::/84', 'another service still assumes the default');
+  r.learn('submission', 6, 84);
+  r.learn('smtp', 6, 64); // main.cf edited, postfix reload
+  assert.equal(r.clientText('smtp', parseIp('2001:db8::7')!), '2001:db8::/64');
+  assert.deepEqual(told, [
+    { service: 'smtp', family: 6, bits: 128, previous: 84, first: true },
+    { service: 'submission', family: 6, bits: 84, previous: 84, first: true },
+    { service: 'smtp', family: 6, bits: 64, previous: 128, first: false },
+  ]);
+  assert.deepEqual(r.snapshot(), { smtp: { ipv4: null, ipv6: 64 }, submission: { ipv4: null, ipv6: 84 } });
+});
+
+test('a flood of made-up service names does not grow the table past its cap', () => {
+  const r = new PostfixRanges();
+  for (let i = 0; i < 5000; i++) r.learn(`svc${i}`, 4, 24);
+  assert.equal(Object.keys(r.snapshot()).length, 1024);
+  assert.equal(r.clientText('svc4999', parseIp('192.0.2.7')!), '192.0.2.7', 'an unremembered service keeps the configured length');
+});
