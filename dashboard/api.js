@@ -148,7 +148,7 @@ export const getPeaks = () => call('GET', '/api/peaks');
 
 /** @returns {Promise<{ items: TopItem[] }>} */
 /**
- * @typedef {{ key: string, service: string, client: string, count: number, rates: Record<string, number> }} EngineClient
+ * @typedef {{ key: string, service: string, client: string, kind: 'address' | 'network' | 'name', count: number, rates: Record<string, number> }} EngineClient
  * @returns {Promise<{ items: EngineClient[], scanned: number, complete: boolean }>}
  */
 export const getClients = (limit = 10) => call('GET', `/api/clients${query({ limit })}`);

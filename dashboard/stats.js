@@ -45,7 +45,8 @@ export class StatsView {
       this.showTop(this.els.topConnections, conn.items, 'No live connections.', 'connection');
       this.showTop(this.els.topRefusals, ref.items, 'No refusals in the last hour.', 'refusal');
       // The engine's view includes clients that only Postfix (anvil) or a policy service reported.
-      const counted = engine.items.map((c) => ({ address: `${c.service} ${c.client}`, country: null, count: c.count }));
+      // A network is a per-prefix count, or the range Postfix 3.8+ counts a client in (::/84).
+      const counted = engine.items.map((c) => ({ address: `${c.service} ${c.client}${c.kind === 'network' ? ' (network)' : ''}`, country: null, count: c.count }));
       this.showTop(this.els.engineClients, counted, 'Nothing counted now.', 'connection');
     } catch (err) {
       showError('Top clients could not be loaded.', err);

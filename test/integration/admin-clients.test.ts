@@ -22,18 +22,24 @@ test('clients reported through the anvil service are listed with their counts an
   await smtpd.request('connect', 'smtp:192.0.2.8');
   await smtpd.request('recipient', 'smtp:192.0.2.8');
   await smtpd.request('recipient', 'smtp:192.0.2.8');
+  // Postfix 3.8+ names IPv6 clients by their /84; anvil also takes idents that name no address.
+  for (let i = 0; i < 2; i++) await smtpd.request('connect', 'smtp:2001:db8::/84');
+  await smtpd.request('connect', 'submission:unknown');
   const byCount = await api.get('/api/clients?service=smtp');
   assert.equal(byCount.status, 200);
   assert.deepEqual(
     byCount.json.items.map((c: { client: string; count: number; rates: { conn: number } }) => [c.client, c.count, c.rates.conn]),
     [
       ['192.0.2.7', 3, 3],
+      ['2001:db8::/84', 2, 2],
       ['192.0.2.8', 1, 1],
     ],
   );
   assert.equal(byCount.json.complete, true);
   const byRcpt = await api.get('/api/clients?by=rcpt&limit=1');
   assert.deepEqual(byRcpt.json.items.map((c: { key: string; rates: { rcpt: number } }) => [c.key, c.rates.rcpt]), [['smtp:192.0.2.8', 2]]);
+  assert.deepEqual(byCount.json.items.map((c: { kind: string }) => c.kind), ['address', 'network', 'address']);
+  assert.deepEqual((await api.get('/api/clients?service=submission')).json.items.map((c: { client: string; kind: string }) => [c.client, c.kind]), [['unknown', 'name']]);
   assert.deepEqual((await api.get('/api/clients?service=imap')).json.items, []);
   assert.equal((await api.get('/api/clients?by=bogus')).status, 400);
 });

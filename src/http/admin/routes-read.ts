@@ -17,7 +17,7 @@
 import type { StoreStatus } from '../../store/types.js';
 import type { FastifyInstance } from 'fastify';
 import { ControlInputError } from '../../control/control.js';
-import { formatIp, parseIp } from '../../core/ip.js';
+import { formatIp, parseClientRange, parseIp } from '../../core/ip.js';
 import { RATE_METRICS, type RateMetric } from '../../core/metrics.js';
 import { parseNetwork } from '../../core/networks.js';
 import type { AdminContext } from './context.js';
@@ -118,7 +118,8 @@ export function readRoutes(app: FastifyInstance, ctx: AdminContext): void {
         complete: r.complete,
         items: r.items.map(({ key, snapshot }) => {
           const colon = key.indexOf(':');
-          return { key, service: key.slice(0, colon), client: key.slice(colon + 1), count: snapshot.count, rates: { ...snapshot.rates } };
+          const client = key.slice(colon + 1);
+          return { key, service: key.slice(0, colon), client, kind: clientKind(client), count: snapshot.count, rates: { ...snapshot.rates } };
         }),
       };
     },
@@ -167,6 +168,17 @@ function countsKey(q: { key?: string; service?: string; address?: string }): str
   }
   // The engine's prefix keys read like prefixOf(): the masked address, then the length as written for its family.
   return `${q.service}:${formatIp({ words: net.words, family: ip.family })}/${ip.family === 4 ? net.bits - 96 : net.bits}`;
+}
+
+/**
+ * What an engine key's client is: an address; a network (a per-prefix count,
+ * or the range Postfix 3.8+ smtpd counts a client in, which a ban or a kick
+ * takes as the CIDR it is); or a name anvil was given that is neither.
+ */
+function clientKind(client: string): 'address' | 'network' | 'name' {
+  const r = parseClientRange(client);
+  if (r === null) return 'name';
+  return client.indexOf('/') === -1 ? 'address' : 'network';
 }
 
 /** Live connections per address, most first; ties by address. */
