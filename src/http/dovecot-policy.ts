@@ -1,6 +1,6 @@
 /**
  * Dovecot's auth policy protocol (auth_policy_server_url), as Dovecot 2.3
- * speaks it (../../shared notes, checked against Debian's 2.3.19):
+ * speaks it (seen from Debian 12's 2.3.19):
  *
  *   POST <path>?command=allow    before the password is checked, and again
  *                                after it was accepted (same session_id)
@@ -9,6 +9,13 @@
  *          "remote":"203.0.113.7","session_id":"…","tls":false, …}
  *   reply: {"status": N, "msg": "…"}  N < 0 refuses (msg shown to the
  *          client), N > 0 tarpits N seconds, 0 lets the login go on.
+ *
+ * Dovecot 2.4 speaks the same protocol, with two differences that matter
+ * here: every body carries `fail_type` ("" or why the attempt failed:
+ * credentials, account, internal, expired, disabled, policy), so only
+ * wrong passwords count toward AUTH-failure bans (countsAsGuess); and a reply
+ * without `status` is an error to it (2.3 took `{}` as 0), so every reply
+ * carries one.
  *
  * The two allow requests look the same; the second for a session_id is the
  * after-auth check, so recent sessions are remembered (bounded). A request
@@ -49,6 +56,9 @@ const bodySchema = {
     tls: { type: 'boolean' },
     success: { type: 'boolean' },
     policy_reject: { type: 'boolean' },
+    // Dovecot 2.4: why an attempt failed ("" when it did not); any string is
+    // taken, so a kind a later release adds is not a 400 (see countsAsGuess).
+    fail_type: { type: 'string', maxLength: 32 },
   },
 } as const;
 
@@ -60,6 +70,19 @@ interface PolicyBody {
   session_id?: string;
   success?: boolean;
   policy_reject?: boolean;
+  fail_type?: string;
+}
+
+/**
+ * Whether a failed login reported by Dovecot counts toward AUTH-failure bans.
+ * Dovecot 2.3 says only that it failed (no fail_type): every failure counts,
+ * as before. Dovecot 2.4 says why, and only a wrong password
+ * (`credentials`) is a guess; an internal error, an expired or disabled
+ * account, a policy refusal (counted already where it was refused) or a
+ * kind this code does not know must not get an innocent address banned.
+ */
+export function countsAsGuess(failType: string | undefined): boolean {
+  return failType === undefined || failType === 'credentials';
 }
 
 function same(a: string, b: string): boolean {
@@ -140,7 +163,7 @@ export class DovecotPolicyServer {
 
   private async report(b: PolicyBody): Promise<{ status: number }> {
     if (b.session_id) this.sessions.delete(b.session_id);
-    if (b.success === false && b.policy_reject !== true) {
+    if (b.success === false && b.policy_reject !== true && countsAsGuess(b.fail_type)) {
       const service = b.protocol || 'imap';
       const ban = await this.gate.authFailed(service, b.remote, b.login ?? '', b.pwhash ?? '');
       if (ban !== null) this.log.warn({ service, remote: b.remote, until: new Date(ban.until).toISOString(), reason: ban.reason }, 'banned');

@@ -95,3 +95,30 @@ test('a login used from too many countries is refused at the after-auth check', 
   assert.equal((await login('8.8.8.8', 'carol', true)).status, 0, 'a country already seen is fine');
   for (const ip of ['8.8.8.8', '2a00:1450::1', '133.242.0.1']) assert.equal((await login(ip, 'roamer', true)).status, 0);
 });
+
+test('Dovecot 2.4: only a wrong password (fail_type credentials) counts toward the AUTH-failure ban; every reply carries status', async (t) => {
+  const { post, lines } = await daemon(t, { services: { imap: { limits: { auth_failure_rate: 2 }, auth_failure_ban: '10m' } } });
+  let n = 0;
+  /** A failed login as Dovecot 2.4 reports it: allow, then report with fail_type. */
+  const fail = async (remote: string, failType: string | undefined) => {
+    const body = { device_id: '', ...(failType === undefined ? {} : { fail_type: '' }), login: 'alice', protocol: 'imap', pwhash: `h${++n}`, remote, session_id: `s${n}`, tls: false };
+    const allow = await post('allow', body);
+    assert.equal(typeof allow.json.status, 'number', 'Dovecot 2.4 takes a reply without status for an error');
+    // A refused allow is reported as a policy refusal, whatever the password was.
+    const why = allow.json.status !== 0 ? 'policy' : failType;
+    const report = await post('report', { ...body, ...(why === undefined ? {} : { fail_type: why }), success: false, policy_reject: why === 'policy' || allow.json.status !== 0 });
+    assert.deepEqual(report.json, { status: 0 });
+    return allow.json;
+  };
+  for (const kind of ['internal', 'expired', 'disabled', 'policy', '', 'a-kind-from-a-later-release']) {
+    for (let i = 0; i < 3; i++) assert.deepEqual(await fail('77.88.8.8', kind), { status: 0 }, `${kind || '(empty)'} is no guess`);
+  }
+  for (let i = 0; i < 3; i++) await fail('77.88.8.8', 'credentials');
+  const banned = await fail('77.88.8.8', 'credentials');
+  assert.equal(banned.status, -1);
+  assert.match(String(banned.msg), /^77\.88\.8\.8 is banned for 600 s more \(3 AUTH failures in 60s, over the limit of 2\)$/);
+  // Dovecot 2.3 sends no fail_type: every failure counts, as it always did.
+  for (let i = 0; i < 3; i++) await fail('8.8.8.8', undefined);
+  assert.equal((await fail('8.8.8.8', undefined)).status, -1);
+  assert.equal(lines.filter((l) => l.msg === 'banned').length, 2);
+});
