@@ -90,6 +90,8 @@ export interface ApiCountries {
 export interface ApiCheck {
   readonly address: string;
   readonly service: string;
+  /** What the counts are kept under: the address, or the range Postfix 3.8+ smtpd counts it in ("::/84"). */
+  readonly counted_as?: string;
   readonly country: string | null;
   readonly connect: ApiDecision;
   readonly auth: ApiDecision;

@@ -399,9 +399,10 @@ export class Control {
   }
 
   /** What the next connection and AUTH from `address` would get now, with live counts and bans. */
-  async check(address: string, service: string): Promise<{ connect: Decision; auth: Decision }> {
-    if (parseIp(address) === null) throw new ControlInputError('DOORMAN_ERR_ADDRESS', `"${address.slice(0, 64)}" is not an IP address`);
-    return { connect: await this.d.gate.checkConnect(service, address, true), auth: await this.d.gate.checkAuth(service, address) };
+  async check(address: string, service: string): Promise<{ connect: Decision; auth: Decision; countedAs: string }> {
+    const f = this.d.gate.facts(service, address, true);
+    if (f === null) throw new ControlInputError('DOORMAN_ERR_ADDRESS', `"${address.slice(0, 64)}" is not an IP address`);
+    return { connect: await this.d.gate.checkConnect(service, address, true), auth: await this.d.gate.checkAuth(service, address), countedAs: f.facts.client };
   }
 
   /** A ban on `target` must not cover the caller, nor overlap an exception network. */

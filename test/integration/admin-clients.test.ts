@@ -43,3 +43,19 @@ test('clients reported through the anvil service are listed with their counts an
   assert.deepEqual((await api.get('/api/clients?service=imap')).json.items, []);
   assert.equal((await api.get('/api/clients?by=bogus')).status, 400);
 });
+
+test('check: an IPv6 client of Postfix 3.8+ is judged on the /84 range smtpd counts it in', async (t) => {
+  const sockDir = mkdtempSync(join(tmpdir(), 'doorman-clients-'));
+  t.after(() => rmSync(sockDir, { recursive: true, force: true }));
+  const socket = join(sockDir, 'anvil');
+  const { api } = await startAdminDaemon(t, { anvil: { socket }, services: { smtp: { limits: { connections_per_address: 2 } } } });
+  const smtpd = await AnvilTestClient.open(socket);
+  t.after(() => smtpd.close());
+  await smtpd.request('connect', 'smtp:2001:db8::/84');
+  const one = await api.get('/api/check?address=2001:db8::7&service=smtp');
+  assert.deepEqual([one.json.counted_as, one.json.connect.action], ['2001:db8::/84', 'allow']);
+  await smtpd.request('connect', 'smtp:2001:db8::/84');
+  const two = await api.get('/api/check?address=2001:db8::7&service=smtp');
+  assert.deepEqual([two.json.connect.action, two.json.connect.reason], ['refuse', '3 connections from 2001:db8::/84, over the limit of 2']);
+  assert.equal((await api.get('/api/check?address=192.0.2.1&service=smtp')).json.counted_as, '192.0.2.1');
+});

@@ -28,6 +28,7 @@ interface Options extends AdminOptions {
 export function formatLiveCheck(r: ApiCheck): string {
   const special = r.country === null ? specialPurpose(r.address) : null;
   const lines = [`${r.address} (${r.service}): country ${r.country ?? `none${special ? ` (${special})` : ''}`}`];
+  if (r.counted_as !== undefined && r.counted_as !== r.address) lines.push(`  counted as ${r.counted_as}, the range smtpd (Postfix 3.8+) counts it in`);
   for (const [name, d] of [['connect', r.connect], ['auth', r.auth]] as const) {
     lines.push(`  ${name.padEnd(8)} ${d.action.padEnd(7)} ${describeDecision(d)}`);
     for (const x of d.dry_run ?? []) lines.push(`  ${''.padEnd(8)} dry-run would refuse: ${ruleName(x.rule)}: ${x.reason}`);

@@ -123,3 +123,10 @@ test('formatLiveCheck: each phase, the rule, the reason, the retry and dry-run f
     ].join('\n'),
   );
 });
+
+test('formatLiveCheck: a client counted under a Postfix 3.8+ range says so', () => {
+  const allow = { action: 'allow', rule: null, reason: 'no rule refuses', retry_after_s: 0, dry_run: [], exempt: null, country: null } as const;
+  const r: ApiCheck = { address: '2001:db8::7', service: 'smtp', counted_as: '2001:db8::/84', country: null, connect: allow, auth: allow };
+  assert.match(formatLiveCheck(r), /^2001:db8::7 \(smtp\): country none \(documentation\)\n {2}counted as 2001:db8::\/84, the range smtpd \(Postfix 3\.8\+\) counts it in\n/);
+  assert.doesNotMatch(formatLiveCheck({ ...r, counted_as: '2001:db8::7' }), /counted as/);
+});

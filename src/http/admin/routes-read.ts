@@ -79,7 +79,7 @@ export function readRoutes(app: FastifyInstance, ctx: AdminContext): void {
       const { address, service } = req.query;
       if (!ctx.gate.rules.services.has(service)) throw new ControlInputError('DOORMAN_ERR_SERVICE', `no service "${service}" in the configuration`);
       const r = await control.check(address, service);
-      return { address, service, country: ctx.gate.countryOf(address), connect: decisionJson(r.connect), auth: decisionJson(r.auth) };
+      return { address, service, counted_as: r.countedAs, country: ctx.gate.countryOf(address), connect: decisionJson(r.connect), auth: decisionJson(r.auth) };
     },
   );
 
