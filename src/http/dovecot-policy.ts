@@ -11,9 +11,10 @@
  *          client), N > 0 tarpits N seconds, 0 lets the login go on.
  *
  * Dovecot 2.4 speaks the same protocol, with two differences that matter
- * here: every body carries `fail_type` ("" or why the attempt failed:
- * credentials, account, internal, expired, disabled, policy), so only
- * wrong passwords count toward AUTH-failure bans (countsAsGuess); and a reply
+ * here: every body carries `fail_type` ("" in allow requests; in a report
+ * why the attempt failed: credentials, account, internal, expired, disabled,
+ * policy), so only guesses count toward AUTH-failure bans (countsAsGuess);
+ * and a reply
  * without `status` is an error to it (2.3 took `{}` as 0), so every reply
  * carries one.
  *
@@ -76,13 +77,15 @@ interface PolicyBody {
 /**
  * Whether a failed login reported by Dovecot counts toward AUTH-failure bans.
  * Dovecot 2.3 says only that it failed (no fail_type): every failure counts,
- * as before. Dovecot 2.4 says why, and only a wrong password
- * (`credentials`) is a guess; an internal error, an expired or disabled
- * account, a policy refusal (counted already where it was refused) or a
- * kind this code does not know must not get an innocent address banned.
+ * as before. Dovecot 2.4 says why (src/auth/auth-policy.c): a wrong password
+ * (`credentials`) or an unknown user (`account`) is a guess at credentials,
+ * which Dovecot answers the client alike and a password sprayer produces by
+ * the thousand; an internal error, an expired password, a disabled account, a
+ * policy refusal (counted where it was refused) or a kind this code does not
+ * know is no guess, and must not get an innocent address banned.
  */
 export function countsAsGuess(failType: string | undefined): boolean {
-  return failType === undefined || failType === 'credentials';
+  return failType === undefined || failType === 'credentials' || failType === 'account';
 }
 
 function same(a: string, b: string): boolean {

@@ -96,7 +96,7 @@ test('a login used from too many countries is refused at the after-auth check', 
   for (const ip of ['8.8.8.8', '2a00:1450::1', '133.242.0.1']) assert.equal((await login(ip, 'roamer', true)).status, 0);
 });
 
-test('Dovecot 2.4: only a wrong password (fail_type credentials) counts toward the AUTH-failure ban; every reply carries status', async (t) => {
+test('Dovecot 2.4: only a wrong password or an unknown user counts toward the AUTH-failure ban; every reply carries status', async (t) => {
   const { post, lines } = await daemon(t, { services: { imap: { limits: { auth_failure_rate: 2 }, auth_failure_ban: '10m' } } });
   let n = 0;
   /** A failed login as Dovecot 2.4 reports it: allow, then report with fail_type. */
@@ -113,7 +113,8 @@ test('Dovecot 2.4: only a wrong password (fail_type credentials) counts toward t
   for (const kind of ['internal', 'expired', 'disabled', 'policy', '', 'a-kind-from-a-later-release']) {
     for (let i = 0; i < 3; i++) assert.deepEqual(await fail('77.88.8.8', kind), { status: 0 }, `${kind || '(empty)'} is no guess`);
   }
-  for (let i = 0; i < 3; i++) await fail('77.88.8.8', 'credentials');
+  await fail('77.88.8.8', 'account');
+  for (let i = 0; i < 2; i++) await fail('77.88.8.8', 'credentials');
   const banned = await fail('77.88.8.8', 'credentials');
   assert.equal(banned.status, -1);
   assert.match(String(banned.msg), /^77\.88\.8\.8 is banned for 600 s more \(3 AUTH failures in 60s, over the limit of 2\)$/);
