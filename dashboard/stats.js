@@ -24,6 +24,7 @@ const PEAK_LABELS = /** @type {const} */ ([
   ['rcpt', 'Highest recipient rate'],
   ['newtls', 'Highest new-TLS rate'],
   ['auth', 'Highest AUTH rate'],
+  ['tlstr', 'Highest TLS trace rate (Postfix 3.12)'],
   ['authfail', 'Highest AUTH-failure rate'],
   ['entries', 'Largest table'],
 ]);

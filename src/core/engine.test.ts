@@ -25,6 +25,7 @@ test('peak statistics are logged in anvil wording, then reset', async () => {
   engine.event('smtp:198.51.100.1', 'rcpt');
   engine.event('smtp:198.51.100.1', 'rcpt');
   engine.event('smtp:198.51.100.1', 'auth');
+  engine.event('any:any', 'tlstr');
   const t0 = ctimeShort(clock.now() - 1000);
   const t1 = ctimeShort(clock.now());
   engine.logStatistics();
@@ -35,14 +36,15 @@ test('peak statistics are logged in anvil wording, then reset', async () => {
     `statistics: max message rate 1/60s for (smtp:198.51.100.1) at ${t1}`,
     `statistics: max recipient rate 2/60s for (smtp:198.51.100.1) at ${t1}`,
     `statistics: max auth rate 1/60s for (smtp:198.51.100.1) at ${t1}`,
-    `statistics: max cache size 2 at ${t1}`,
+    `statistics: max tlstrace rate 1/60s for (any:any) at ${t1}`,
+    `statistics: max cache size 3 at ${t1}`,
   ]);
   lines.length = 0;
   engine.logStatistics();
   assert.deepEqual(
     lines.map((l) => l.msg),
-    [`statistics: max cache size 2 at ${t1}`],
-    'peaks reset after a report; the table still holds two keys',
+    [`statistics: max cache size 3 at ${t1}`],
+    'peaks reset after a report; the table still holds three keys',
   );
   await engine.stop();
 });
@@ -59,7 +61,7 @@ test('closing an owner releases its connections; a lookup of an unknown key is a
   engine.connect('k', a);
   assert.equal(engine.closeOwner(a), 2);
   assert.equal((engine.lookup('k') as { count: number }).count, 0);
-  assert.deepEqual(engine.lookup('nothing'), { count: 0, rates: { conn: 0, mail: 0, rcpt: 0, newtls: 0, auth: 0, authfail: 0 } });
+  assert.deepEqual(engine.lookup('nothing'), { count: 0, rates: { conn: 0, mail: 0, rcpt: 0, newtls: 0, auth: 0, authfail: 0, tlstr: 0 } });
 });
 
 test('a full table is reported once per interval with what was evicted or untracked', () => {

@@ -1,8 +1,10 @@
 /**
  * The events the engine keeps a rate of, per (service, client) key. The index
  * of each is its column in the stores' rate tables; append, never reorder.
+ * `tlstr` is Postfix 3.12's: TLS trace files its daemons may write, one
+ * global rate under the ident `any:any`.
  */
-export const RATE_METRICS = ['conn', 'mail', 'rcpt', 'newtls', 'auth', 'authfail'] as const;
+export const RATE_METRICS = ['conn', 'mail', 'rcpt', 'newtls', 'auth', 'authfail', 'tlstr'] as const;
 export type RateMetric = (typeof RATE_METRICS)[number];
 export const METRIC_COUNT = RATE_METRICS.length;
 
@@ -20,5 +22,5 @@ export interface KeySnapshot {
 
 export const EMPTY_SNAPSHOT: KeySnapshot = Object.freeze({
   count: 0,
-  rates: Object.freeze({ conn: 0, mail: 0, rcpt: 0, newtls: 0, auth: 0, authfail: 0 }),
+  rates: Object.freeze({ conn: 0, mail: 0, rcpt: 0, newtls: 0, auth: 0, authfail: 0, tlstr: 0 }),
 });

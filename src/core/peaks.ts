@@ -20,6 +20,7 @@ const REPORT_ORDER: ReadonlyArray<[PeakName, string]> = [
   ['rcpt', 'max recipient rate'],
   ['newtls', 'max newtls rate'],
   ['auth', 'max auth rate'],
+  ['tlstr', 'max tlstrace rate'],
   ['authfail', 'max auth failure rate'],
 ];
 

@@ -76,7 +76,7 @@ function mayTeach(ident: string, clients: AnvilClients): boolean {
 
 type Handler = (engine: Engine, owner: Owner, ident: string) => Awaitable<string>;
 
-function eventHandler(request: AnvilRequestName & ('message' | 'recipient' | 'newtls' | 'auth'), metric: 'mail' | 'rcpt' | 'newtls' | 'auth'): Handler {
+function eventHandler(request: AnvilRequestName & ('message' | 'recipient' | 'newtls' | 'auth' | 'tlstr'), metric: 'mail' | 'rcpt' | 'newtls' | 'auth' | 'tlstr'): Handler {
   return (engine, owner, ident) =>
     then(engine.event(ident, metric, owner), (r) => encodeAnvilReply(request, { status: ANVIL_STAT_OK, rate: r.rate }));
 }
@@ -91,6 +91,8 @@ const HANDLERS: { readonly [R in AnvilRequestName]: Handler } = {
   recipient: eventHandler('recipient', 'rcpt'),
   newtls: eventHandler('newtls', 'newtls'),
   auth: eventHandler('auth', 'auth'),
+  // Postfix 3.12: one global rate of TLS trace files (ident any:any), held like any event.
+  tlstr: eventHandler('tlstr', 'tlstr'),
   newtls_status: (engine, _owner, ident) =>
     then(engine.lookup(ident), (s) => encodeAnvilReply('newtls_status', { status: ANVIL_STAT_OK, rate: s.rates.newtls })),
   lookup: (engine, _owner, ident) =>
@@ -103,6 +105,7 @@ const HANDLERS: { readonly [R in AnvilRequestName]: Handler } = {
         rcpt: s.rates.rcpt,
         newtls: s.rates.newtls,
         auth: s.rates.auth,
+        tlstr: s.rates.tlstr,
       }),
     ),
 };

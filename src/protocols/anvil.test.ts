@@ -27,17 +27,23 @@ test('replies match the bytes Postfix 3.7.11 anvil sends', () => {
   assert.equal(encodeAnvilReply('connect', { status: 0, count: 1, rate: 1 }), 'status=0\ncount=1\nrate=1\n\n');
   assert.equal(encodeAnvilReply('disconnect', { status: 0 }), 'status=0\n\n');
   assert.equal(encodeAnvilReply('newtls_status', { status: 0, rate: 0 }), 'status=0\nrate=0\n\n');
-  assert.equal(
-    encodeAnvilReply('lookup', { status: 0, count: 1, rate: 1, mail: 0, rcpt: 0, newtls: 0, auth: 0 }),
-    'status=0\ncount=1\nrate=1\nmail=0\nrcpt=0\nnewtls=0\nauth=0\n\n',
-  );
   assert.equal(ANVIL_FAIL_REPLY, 'status=4294967295\n\n');
+});
+
+test('Postfix 3.12 tlstr: status and rate; lookup ends with tlstr, as 3.12 anvil_clnt_lookup reads it', () => {
+  assert.equal(encodeAnvilReply('tlstr', { status: 0, rate: 1 }), 'status=0\nrate=1\n\n');
+  // 3.7 to 3.11 send the first seven; 3.12's client expects tlstr after auth (its own anvil sends auth twice there).
+  assert.equal(
+    encodeAnvilReply('lookup', { status: 0, count: 1, rate: 1, mail: 0, rcpt: 0, newtls: 0, auth: 0, tlstr: 2 }),
+    'status=0\ncount=1\nrate=1\nmail=0\nrcpt=0\nnewtls=0\nauth=0\ntlstr=2\n\n',
+  );
+  assert.throws(() => decodeAnvilReply('lookup', ['status', '0', 'count', '1', 'rate', '1', 'mail', '0', 'rcpt', '0', 'newtls', '0', 'auth', '0', 'auth', '2']), /expected tlstr, got auth/);
 });
 
 test('every reply round-trips through the one field table', () => {
   const names = Object.keys(REPLY_FIELDS) as AnvilRequestName[];
   fc.assert(
-    fc.property(fc.constantFrom(...names), fc.array(fc.integer({ min: 0, max: 0x7fffffff }), { minLength: 7, maxLength: 7 }), (name, nums) => {
+    fc.property(fc.constantFrom(...names), fc.array(fc.integer({ min: 0, max: 0x7fffffff }), { minLength: 8, maxLength: 8 }), (name, nums) => {
       const values = Object.fromEntries(REPLY_FIELDS[name].map((f, i) => [f, f === 'status' ? 0 : (nums[i] as number)]));
       const wire = encodeAnvilReply(name, values as AnvilReply<typeof name>);
       const [block] = blocks(wire);

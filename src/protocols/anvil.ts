@@ -19,6 +19,15 @@
  * An unknown request name gets `status=4294967295\n\n` and the connection
  * stays open, as Postfix's anvil does.
  *
+ * Postfix 3.8–3.11 speak the same protocol (only the idents changed: see
+ * ../core/postfix-ranges.ts). The 3.12 development line adds `tlstr`
+ * (snapshot 20260514): smtpd, smtp and tlsproxy ask it before writing a TLS
+ * trace file, always with the ident `any:any`, and read `status, rate`;
+ * `tls_trace_rate_limit` (default 1) is compared with the rate. Its
+ * anvil_clnt_lookup() reads a `tlstr` after `auth`, which this table sends;
+ * 3.12's own anvil sends `auth` twice there instead (the second holding the
+ * tlstr rate), and no Postfix program calls lookup.
+ *
  * One table drives both directions (server encode, client decode) so the two
  * cannot drift apart.
  */
@@ -38,7 +47,8 @@ export const REPLY_FIELDS = {
   newtls: ['status', 'rate'],
   newtls_status: ['status', 'rate'],
   auth: ['status', 'rate'],
-  lookup: ['status', 'count', 'rate', 'mail', 'rcpt', 'newtls', 'auth'],
+  tlstr: ['status', 'rate'],
+  lookup: ['status', 'count', 'rate', 'mail', 'rcpt', 'newtls', 'auth', 'tlstr'],
 } as const;
 
 export type AnvilRequestName = keyof typeof REPLY_FIELDS;

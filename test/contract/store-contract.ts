@@ -171,6 +171,6 @@ function advanceArb(): fc.Arbitrary<number> {
 }
 
 function normal(v: unknown): unknown {
-  if (v === 'none') return { count: 0, rates: { conn: 0, mail: 0, rcpt: 0, newtls: 0, auth: 0, authfail: 0 } };
+  if (v === 'none') return { count: 0, rates: { conn: 0, mail: 0, rcpt: 0, newtls: 0, auth: 0, authfail: 0, tlstr: 0 } };
   return v;
 }

@@ -72,7 +72,7 @@ function fitsCaps(requests: ReadonlyArray<readonly [string, string]>): boolean {
 }
 
 function replyProperty(tally: Tally) {
-  const values = fc.array(fc.integer({ min: -0x80000000, max: 0x7fffffff }), { minLength: 7, maxLength: 7 });
+  const values = fc.array(fc.integer({ min: -0x80000000, max: 0x7fffffff }), { minLength: 8, maxLength: 8 });
   const replyBytes = fc.tuple(fc.constantFrom(...NAMES), values).map(([name, v]) => {
     const fields = REPLY_FIELDS[name] as readonly string[];
     return Buffer.from(encodeAttrs(fields.flatMap((f, i) => [f, String(v[i]! >>> 0)])));

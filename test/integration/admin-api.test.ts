@@ -253,7 +253,7 @@ test('counts, peaks and check', async (t) => {
   await proxiedClient(t, port, '127.0.0.50');
   const byKey = await api.get('/api/counts?key=imap:127.0.0.50');
   assert.deepEqual([byKey.status, byKey.json.key, byKey.json.count], [200, 'imap:127.0.0.50', 1]);
-  assert.deepEqual(Object.keys(byKey.json.rates), ['conn', 'mail', 'rcpt', 'newtls', 'auth', 'authfail']);
+  assert.deepEqual(Object.keys(byKey.json.rates), ['conn', 'mail', 'rcpt', 'newtls', 'auth', 'authfail', 'tlstr']);
   assert.equal(byKey.json.rates.conn, 1);
   const byParts = await api.get('/api/counts?service=imap&address=127.0.0.50');
   assert.deepEqual(byParts.json, byKey.json);

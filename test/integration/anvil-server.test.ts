@@ -73,9 +73,21 @@ test('every request kind is answered with its fields', async (t) => {
   assert.deepEqual(await c.request('newtls', id), { status: 0, rate: 1 });
   assert.deepEqual(await c.request('newtls_status', id), { status: 0, rate: 1 });
   assert.deepEqual(await c.request('auth', id), { status: 0, rate: 1 });
-  assert.deepEqual(await c.request('lookup', id), { status: 0, count: 1, rate: 1, mail: 1, rcpt: 2, newtls: 1, auth: 1 });
+  assert.deepEqual(await c.request('lookup', id), { status: 0, count: 1, rate: 1, mail: 1, rcpt: 2, newtls: 1, auth: 1, tlstr: 0 });
   assert.deepEqual(await c.request('disconnect', id), { status: 0 });
-  assert.deepEqual(await c.request('lookup', 'smtp:198.51.100.77'), { status: 0, count: 0, rate: 0, mail: 0, rcpt: 0, newtls: 0, auth: 0 });
+  assert.deepEqual(await c.request('lookup', 'smtp:198.51.100.77'), { status: 0, count: 0, rate: 0, mail: 0, rcpt: 0, newtls: 0, auth: 0, tlstr: 0 });
+  // Postfix 3.12: a daemon about to write a TLS trace file asks on a fresh connection, ident any:any.
+  const tracer = await AnvilTestClient.open(socket);
+  assert.deepEqual(await tracer.request('tlstr', 'any:any'), { status: 0, rate: 1 });
+  assert.deepEqual(await tracer.request('tlstr', 'any:any'), { status: 0, rate: 2 });
+  assert.equal((await c.request('lookup', 'any:any')).tlstr, 2);
+  await tracer.close();
+  let held = 1;
+  for (let i = 0; i < 250 && held !== 0; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    held = (await c.request('lookup', 'any:any')).count;
+  }
+  assert.equal(held, 0, 'the tracer held any:any as anvil does, until its connection closed');
   // A session Doorman never saw connect (it restarted mid-session) is registered by its first event.
   assert.deepEqual(await c.request('message', 'smtp:198.51.100.8'), { status: 0, rate: 1 });
   assert.equal((await c.request('lookup', 'smtp:198.51.100.8')).count, 1);
