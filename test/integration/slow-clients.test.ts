@@ -311,7 +311,7 @@ test('a client that pipelines requests and never reads the answers is held back 
     'request=lookup\nident=smtp:192.0.2.1\n\n',
     60_000,
     'protocol=anvil_protocol\n\n',
-    'status=0\ncount=0\nrate=0\nmail=0\nrcpt=0\nnewtls=0\nauth=0\n\n',
+    'status=0\ncount=0\nrate=0\nmail=0\nrcpt=0\nnewtls=0\nauth=0\ntlstr=0\n\n',
   );
   const policy = await unreadPipeline({ path: join(dir, 'policy') }, 'request=smtpd_access_policy\nprotocol_state=DATA\n\n', 100_000, '', 'action=DUNNO\n\n');
   t.diagnostic(`not taken by the server after 1.5 s: anvil ${anvil.unsent} of ${anvil.total} bytes, policy ${policy.unsent} of ${policy.total}`);
