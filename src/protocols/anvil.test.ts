@@ -38,6 +38,10 @@ test('Postfix 3.12 tlstr: status and rate; lookup ends with tlstr, as 3.12 anvil
     'status=0\ncount=1\nrate=1\nmail=0\nrcpt=0\nnewtls=0\nauth=0\ntlstr=2\n\n',
   );
   assert.throws(() => decodeAnvilReply('lookup', ['status', '0', 'count', '1', 'rate', '1', 'mail', '0', 'rcpt', '0', 'newtls', '0', 'auth', '0', 'auth', '2']), /expected tlstr, got auth/);
+  const older = ['status', '0', 'count', '1', 'rate', '1', 'mail', '0', 'rcpt', '0', 'newtls', '0', 'auth', '3'];
+  assert.deepEqual(decodeAnvilReply('lookup', older), { status: 0, count: 1, rate: 1, mail: 0, rcpt: 0, newtls: 0, auth: 3, tlstr: 0 }, 'Postfix 3.7-3.11 anvil: no tlstr');
+  assert.throws(() => decodeAnvilReply('lookup', older.slice(0, -2)), /6 attributes, expected 8/);
+  assert.throws(() => decodeAnvilReply('connect', ['status', '0', 'count', '1']), /2 attributes, expected 3/, 'only lookup has a later field');
 });
 
 test('every reply round-trips through the one field table', () => {

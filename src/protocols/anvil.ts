@@ -115,18 +115,22 @@ export const ANVIL_FAIL_REPLY = `status=${u32(ANVIL_STAT_FAIL)}\n\n`;
 /**
  * Decodes a reply to `request` (the client side: tests, benchmarks, `doorman`
  * tools). Field names and order must match the table; numbers are read as %u
- * and turned back into C ints, so status 4294967295 reads as -1.
+ * and turned back into C ints, so status 4294967295 reads as -1. A lookup
+ * reply from Postfix 3.7–3.11's anvil, which ends at auth, is taken with
+ * tlstr 0.
  */
 export function decodeAnvilReply<R extends AnvilRequestName>(request: R, attrs: readonly string[]): AnvilReply<R> {
   if (attrs.length === 2 && attrs[0] === 'status' && attrs[1] === String(u32(ANVIL_STAT_FAIL))) {
     throw new ProtocolError('DOORMAN_ERR_ANVIL_FAIL', `anvil answered status=fail to ${request}`);
   }
   const fields = REPLY_FIELDS[request] as readonly string[];
-  if (attrs.length !== fields.length * 2) {
+  const older = request === 'lookup' && attrs.length === (fields.length - 1) * 2;
+  if (attrs.length !== fields.length * 2 && !older) {
     throw new ProtocolError('DOORMAN_ERR_ANVIL_REPLY', `reply to ${request} has ${attrs.length / 2} attributes, expected ${fields.length}`);
   }
-  const out: Record<string, number> = {};
-  for (let i = 0; i < fields.length; i++) {
+  // An anvil before Postfix 3.12 ends lookup at auth: it keeps no tlstr rate, which reads as 0.
+  const out: Record<string, number> = older ? { tlstr: 0 } : {};
+  for (let i = 0; i < attrs.length / 2; i++) {
     const name = attrs[i * 2] as string;
     const raw = attrs[i * 2 + 1] as string;
     if (name !== fields[i]) throw new ProtocolError('DOORMAN_ERR_ANVIL_REPLY', `reply to ${request}: expected ${fields[i]}, got ${name}`);
