@@ -218,6 +218,13 @@ export interface PostfixOptions {
   ownAnvil: boolean;
   /** Extra or overriding main.cf settings. */
   mainCf?: Record<string, string>;
+  /**
+   * smtpd's port, when the caller must know it (and so the service name)
+   * before Postfix starts, e.g. to name the service in Doorman's config.
+   * Pick it free on 127.0.0.1 and ::1 (freePorts in ./net.ts); a port taken
+   * meanwhile fails the start instead of trying another. Default: a free one.
+   */
+  port?: number;
   /** Dirs from prepareQueueDir(); without them startPostfix makes (and stop() removes) its own. */
   dirs?: PostfixDirs;
   /**
@@ -319,7 +326,7 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
     );
     let port = 0;
     for (let attempt = 1; ; attempt++) {
-      [port] = (await freePorts(1, addresses)) as [number];
+      [port] = opts.port !== undefined ? [opts.port] : ((await freePorts(1, addresses)) as [number]);
       await writeFile(join(etc, 'master.cf'), masterCf(port, opts.ownAnvil));
       await backdate(etc);
       if (attempt === 1) {
@@ -335,11 +342,11 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
         // same port starts fine and shares it. Make sure the port is ours alone.
         if (addresses.every((a) => listenerCount(a, port) === 1)) break;
         await makeInstance(dirs, port, addresses, false, readLog).stop();
-        if (attempt < PORT_ATTEMPTS) continue;
+        if (opts.port === undefined && attempt < PORT_ATTEMPTS) continue;
         throw new Error(`port ${port} is shared with another listener after ${attempt} attempts`);
       }
       const log = readLog();
-      if (attempt < PORT_ATTEMPTS && /address already in use/i.test(start.output + log)) continue;
+      if (opts.port === undefined && attempt < PORT_ATTEMPTS && /address already in use/i.test(start.output + log)) continue;
       const why = start.output || (await postfixOnTty(dirs, 'start'));
       throw new Error(`postfix start failed (exit ${start.code}):\n${why}\n--- maillog ---\n${log}`);
     }
