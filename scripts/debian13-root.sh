@@ -17,6 +17,10 @@
 # Nothing in the root starts on its own: usr/sbin/policy-rc.d answers 101
 # ("action forbidden") to every package script that would start a service,
 # and the system Postfix is left unconfigured (debconf "No configuration").
+#
+# The tests mount proc at ROOT/proc when they first need it and leave it
+# mounted (test/helpers/debian13.ts): to throw the root away, run
+# `umount ROOT/proc` before `rm -rf --one-file-system ROOT`.
 set -euo pipefail
 
 ROOT="${DOORMAN_DEBIAN13_ROOT:-/var/cache/doorman/debian13}"

@@ -1,5 +1,5 @@
 /**
- * A private, throw-away Dovecot 2.3 for integration tests: its own config,
+ * A private, throw-away Dovecot (2.3 or 2.4) for integration tests: its own config,
  * base_dir, state_dir, passwd-file, mail dirs and log under one temp dir, and
  * four inet listeners on free loopback ports — IMAP and POP3, each once plain
  * and once with `haproxy = yes` (PROXY v1/v2 header required, trusted from
@@ -24,11 +24,16 @@
  *
  * Two generations: '2.3' is the host's (Debian 12), '2.4' Debian 13's 2.4.1 in
  * the root scripts/debian13-root.sh builds (see ./debian13.ts), run as
- * `chroot ROOT dovecot -c /tmp/dc-xxx/dovecot.conf`. Every fact above holds
- * for 2.4 too (checked with 1:2.4.1+dfsg1-6+deb13u7); the dir is made inside
- * the root (host path ROOT/tmp/dc-xxx, Dovecot's /tmp/dc-xxx: the 78
- * characters count Dovecot's path) and mail dirs belong to the root's nobody.
- * 2.4 reads a different config dialect, written by dovecotConf(): it must
+ * `chroot ROOT dovecot -c /tmp/dc-xxx/dovecot.conf`. The facts above were
+ * seen again with 2.4 (1:2.4.1+dfsg1-6+deb13u7) — exit 89 and `service(
+ * imap-login): listen(::1, PORT) failed: Address already in use` on a taken
+ * port, master.pid written late, one session for all processes with the log
+ * process titled `dovecot-<instance_name>/log`, a 0700 dir, milliseconds to
+ * greet, stop() in tens of milliseconds — except the 78-character limit,
+ * which was not tried again. The dir is made inside the root (host path
+ * ROOT/tmp/dc-xxx, Dovecot's /tmp/dc-xxx: the limit counts Dovecot's path)
+ * and mail dirs belong to the root's nobody.
+ * 2.4 reads a different config dialect, written by dovecot24Conf(): it must
  * start with dovecot_config_version and dovecot_storage_version;
  * auth_allow_cleartext replaces disable_plaintext_auth, mail_driver and
  * mail_path replace mail_location, `passdb passwd-file { passwd_file_path }`

@@ -19,8 +19,11 @@
  *
  * Two generations: '3.7' is the host's (Debian 12), '3.10' Debian 13's in the
  * root scripts/debian13-root.sh builds (see ./debian13.ts), run as `chroot
- * ROOT postfix -c /tmp/pf-xxx/etc start`. Every fact above holds for both
- * (checked with postfix 3.10.13-0+deb13u1). For 3.10 the instance dir is made
+ * ROOT postfix -c /tmp/pf-xxx/etc start`. With postfix 3.10.13-0+deb13u1 the
+ * facts above that the tests exercise held again (start returns once bound, a
+ * pre-made queue/private with a root-owned socket is kept, SIGTERM to master
+ * stops it all); the data_directory and fresh-main.cf ones were not tried
+ * again, the helper just does the same for 3.10. For 3.10 the instance dir is made
  * inside the root (host path ROOT/tmp/pf-xxx, Postfix's /tmp/pf-xxx),
  * main.cf names the paths as Postfix sees them, and queue/private and
  * data_directory belong to the root's postfix uid.
