@@ -1,5 +1,5 @@
 /**
- * A private, throw-away Dovecot 2.3 for integration tests: its own config,
+ * A private, throw-away Dovecot (2.3 or 2.4) for integration tests: its own config,
  * base_dir, state_dir, passwd-file, mail dirs and log under one temp dir, and
  * four inet listeners on free loopback ports — IMAP and POP3, each once plain
  * and once with `haproxy = yes` (PROXY v1/v2 header required, trusted from
@@ -21,15 +21,37 @@
  * - Unlike Postfix, Dovecot does not pause on a freshly written config: from
  *   `dovecot -c` to the IMAP greeting takes a few milliseconds.
  * - Stopping is the slow part, see stopSession().
+ *
+ * Two generations: '2.3' is the host's (Debian 12), '2.4' Debian 13's 2.4.1 in
+ * the root scripts/debian13-root.sh builds (see ./debian13.ts), run as
+ * `chroot ROOT dovecot -c /tmp/dc-xxx/dovecot.conf`. The facts above were
+ * seen again with 2.4 (1:2.4.1+dfsg1-6+deb13u7) — exit 89 and `service(
+ * imap-login): listen(::1, PORT) failed: Address already in use` on a taken
+ * port, master.pid written late, one session for all processes with the log
+ * process titled `dovecot-<instance_name>/log`, a 0700 dir, milliseconds to
+ * greet, stop() in tens of milliseconds — except the 78-character limit,
+ * which was not tried again. The dir is made inside the root (host path
+ * ROOT/tmp/dc-xxx, Dovecot's /tmp/dc-xxx: the limit counts Dovecot's path)
+ * and mail dirs belong to the root's nobody.
+ * 2.4 reads a different config dialect, written by dovecot24Conf(): it must
+ * start with dovecot_config_version and dovecot_storage_version;
+ * auth_allow_cleartext replaces disable_plaintext_auth, mail_driver and
+ * mail_path replace mail_location, `passdb passwd-file { passwd_file_path }`
+ * and `userdb static { fields { … } }` (with %{user}) replace driver/args,
+ * and the policy timeout is `auth_policy { http_client_request_absolute_timeout }`;
+ * the flat auth_policy_* settings used here are still accepted (doveconf -n
+ * folds them into the auth_policy block). What a client or the log sees
+ * differently is in DOVECOT_GENERATION.
  */
 import { execFile, spawn } from 'node:child_process';
 import { appendFileSync, closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { DEBIAN13_ROOT, debian13Unavailable, ensureProc, idsIn, inRoot } from './debian13.js';
 import { ImapTestClient } from './mail-clients.js';
+import { freePorts, ipv6LoopbackWorks } from './net.js';
 
 export const DOVECOT_COMMAND = '/usr/sbin/dovecot';
 export const DOVECONF_COMMAND = '/usr/bin/doveconf';
@@ -50,22 +72,90 @@ const LOG_QUIET_MS = 30;
 export const POLICY_HASH_NONCE = 'doorman-test-nonce';
 export const DEFAULT_USERS: Readonly<Record<string, string>> = Object.freeze({ alice: 'secret', bob: 'secret' });
 
-/** Why Dovecot tests cannot run here, or undefined when they can. */
-export function dovecotUnavailableReason(): string | undefined {
-  const missing = [DOVECOT_COMMAND, DOVECONF_COMMAND, ...LOGIN_PROGRAMS].filter((p) => !existsSync(p));
-  if (missing.length > 0) {
-    return `Dovecot is not installed (missing ${missing.join(', ')}; apt-get install dovecot-imapd dovecot-pop3d)`;
+/** '2.3': the host's Dovecot (Debian 12); '2.4': Debian 13's, in the chroot. */
+export type DovecotGeneration = '2.3' | '2.4';
+/** Every generation a Dovecot suite runs against, host first. */
+export const DOVECOT_GENERATIONS: readonly DovecotGeneration[] = ['2.3', '2.4'];
+
+/** What one generation is, and what clients and the log see where the two differ (all seen here). */
+export interface DovecotGenerationFacts {
+  readonly generation: DovecotGeneration;
+  /** For test titles and messages. */
+  readonly label: string;
+  /** The root the programs run in; '' for the host. */
+  readonly root: string;
+  /** The end of the IMAP greeting (`* OK [CAPABILITY …] TEXT`) and the POP3 one (`+OK TEXT`). */
+  readonly greeting: string;
+  /** What login processes log for a login: `imap-login: Info: LOGIN user=<alice>, …`. */
+  readonly loginLog: string;
+  /** Whether a login through a trusted PROXY hop is logged `secured` (2.3: only direct loopback ones). */
+  readonly proxiedLoginSecured: boolean;
+  /**
+   * What imap-login logs for a connection closed before any AUTH:
+   * `imap-login: Info: TEXT Connection closed (no auth attempts in 0 secs)…, rip=…`.
+   */
+  readonly closedBeforeAuthLog: string;
+  /**
+   * The fields an auth policy request carries beyond 2.3's (device_id, login,
+   * protocol, pwhash, remote, session_id, tls; a report adds success and
+   * policy_reject). 2.4 adds fail_type: '' in every allow request and in the
+   * report of a login that succeeded, `credentials` in the report after a
+   * wrong password, `policy` after a policy refusal.
+   */
+  policyFields(failType: '' | 'credentials' | 'policy'): Record<string, unknown>;
+  /** How the auth process's log line starts when the policy server refused (`PREFIX` + `Authentication failure due to policy server refusal: MSG`). */
+  policyRefusalLog(user: string, remote: string, session: string): string;
+}
+
+export const DOVECOT_GENERATION: Readonly<Record<DovecotGeneration, DovecotGenerationFacts>> = Object.freeze({
+  '2.3': {
+    generation: '2.3',
+    label: 'Dovecot 2.3 (host)',
+    root: '',
+    greeting: 'Dovecot (Debian) ready.',
+    loginLog: 'Login:',
+    proxiedLoginSecured: false,
+    closedBeforeAuthLog: 'Disconnected:',
+    policyFields: () => ({}),
+    policyRefusalLog: (user, remote, session) => `auth: Info: policy(${user},${remote},<${session}>): `,
+  },
+  '2.4': {
+    generation: '2.4',
+    label: 'Dovecot 2.4 (Debian 13 root)',
+    root: DEBIAN13_ROOT,
+    greeting: 'Dovecot ready.',
+    loginLog: 'Logged in:',
+    proxiedLoginSecured: true,
+    closedBeforeAuthLog: 'Login aborted:',
+    policyFields: (failType) => ({ fail_type: failType }),
+    policyRefusalLog: (user, remote, session) => `auth(${user},${remote},sasl:plain)<${session}>: Info: policy: `,
+  },
+});
+
+/** Why Dovecot `generation` cannot run here, or undefined when it can. */
+export function dovecotUnavailableReason(generation: DovecotGeneration = '2.3'): string | undefined {
+  const { root, label } = DOVECOT_GENERATION[generation];
+  const programs = [DOVECOT_COMMAND, DOVECONF_COMMAND, ...LOGIN_PROGRAMS];
+  if (root !== '') {
+    const why = debian13Unavailable(programs);
+    return why === undefined ? undefined : `${label}: ${why}`;
   }
-  if (process.getuid?.() !== 0) return 'the private Dovecot needs root (auth runs as root, mail processes chroot)';
+  const missing = programs.filter((p) => !existsSync(p));
+  if (missing.length > 0) {
+    return `${label}: Dovecot is not installed (missing ${missing.join(', ')}; apt-get install dovecot-imapd dovecot-pop3d)`;
+  }
+  if (process.getuid?.() !== 0) return `${label}: the private Dovecot needs root (auth runs as root, mail processes chroot)`;
   return undefined;
 }
 
-/** True when this machine can run a private Dovecot. */
-export function dovecotAvailable(): boolean {
-  return dovecotUnavailableReason() === undefined;
+/** True when this machine can run a private Dovecot of `generation` (the host's by default). */
+export function dovecotAvailable(generation: DovecotGeneration = '2.3'): boolean {
+  return dovecotUnavailableReason(generation) === undefined;
 }
 
 export interface DovecotOptions {
+  /** Which Dovecot; default '2.3' (the host's). */
+  generation?: DovecotGeneration;
   /** auth_policy_server_url; without it no policy server is asked and the flags below are ignored. */
   policyUrl?: string;
   /** auth_policy_server_api_header, e.g. `Authorization: Bearer t0ken` (a value without a colon is sent as X-API-Key). */
@@ -78,7 +168,7 @@ export interface DovecotOptions {
   checkAfterAuth?: boolean;
   /** auth_policy_report_after_auth (default yes). */
   reportAfterAuth?: boolean;
-  /** auth_policy_server_timeout_msecs (Dovecot's default: 2000). */
+  /** auth_policy_server_timeout_msecs; in 2.4 auth_policy { http_client_request_absolute_timeout } (Dovecot's default: 2 s). */
   policyTimeoutMs?: number;
   /** Users and plain passwords for the passwd-file; default alice:secret and bob:secret. */
   users?: Record<string, string>;
@@ -103,7 +193,9 @@ export interface DovecotPorts {
 }
 
 export interface DovecotInstance {
-  /** The temp dir holding config, run and state dirs, passwd-file, mail and log. */
+  readonly generation: DovecotGeneration;
+  readonly facts: DovecotGenerationFacts;
+  /** The temp dir holding config, run and state dirs, passwd-file, mail and log (as the host sees it). */
   readonly dir: string;
   readonly confPath: string;
   /** Listening on 127.0.0.1 and, where it works, on ::1 too. */
@@ -130,10 +222,17 @@ export interface DovecotInstance {
 
 /** Writes the config, checks it with doveconf, starts Dovecot and waits for the IMAP greeting. */
 export async function startDovecot(opts: DovecotOptions = {}): Promise<DovecotInstance> {
+  const generation = opts.generation ?? '2.3';
+  const { root } = DOVECOT_GENERATION[generation];
+  const why = dovecotUnavailableReason(generation);
+  if (why !== undefined) throw new Error(`startDovecot: ${why}`);
+  if (root !== '') ensureProc(root);
   const users = opts.users ?? DEFAULT_USERS;
   checkConfInputs(opts, users);
-  // mkdtemp adds `/dc-` and six characters.
-  const dir = await mkdtemp(join(tmpdir().length <= MAX_DIR_LENGTH - 10 ? tmpdir() : '/tmp', 'dc-'));
+  // mkdtemp adds `/dc-` and six characters; in the root, Dovecot sees /tmp/dc-xxxxxx.
+  const dir = await mkdtemp(root !== '' ? `${root}/tmp/dc-` : join(tmpdir().length <= MAX_DIR_LENGTH - 10 ? tmpdir() : '/tmp', 'dc-'));
+  /** A host path as Dovecot sees it. */
+  const at = (p: string): string => p.slice(root.length);
   const confPath = join(dir, 'dovecot.conf');
   const logPath = join(dir, 'dovecot.log');
   const readLog = (): string => {
@@ -144,9 +243,9 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<DovecotIn
     }
   };
   try {
-    if (dir.length > MAX_DIR_LENGTH) throw new Error(`Dovecot dir ${dir} is longer than ${MAX_DIR_LENGTH} characters`);
+    if (at(dir).length > MAX_DIR_LENGTH) throw new Error(`Dovecot dir ${at(dir)} is longer than ${MAX_DIR_LENGTH} characters`);
     await writeFile(join(dir, 'passwd'), Object.entries(users).map(([u, p]) => `${u}:{PLAIN}${p}\n`).join(''), { mode: 0o600 });
-    const { uid, gid } = nobodyIds();
+    const { uid, gid } = idsIn(root, 'nobody', 'nogroup');
     await mkdir(join(dir, 'mail'), { mode: 0o755 });
     for (const user of Object.keys(users)) {
       await mkdir(join(dir, 'mail', user), { mode: 0o700 });
@@ -158,21 +257,22 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<DovecotIn
     for (let attempt = 1; ports === undefined; attempt++) {
       const [imap, imapProxy, pop3, pop3Proxy] = await freePorts(4, addresses);
       const candidate = { imap: imap!, imapProxy: imapProxy!, pop3: pop3!, pop3Proxy: pop3Proxy! };
-      const conf = dovecotConf({ dir, logPath, instanceName, addresses, ports: candidate, opts });
+      const input = { dir: at(dir), logPath: at(logPath), instanceName, addresses, ports: candidate, opts };
+      const conf = generation === '2.3' ? dovecot23Conf(input) : dovecot24Conf(input);
       await writeFile(confPath, conf);
       if (attempt === 1) {
-        const check = await run(DOVECONF_COMMAND, ['-c', confPath, '-n']);
+        const check = await run(...inRoot(root, [DOVECONF_COMMAND, '-c', at(confPath), '-n']));
         if (check.code !== 0) {
           throw new Error(`doveconf -c ${confPath} -n failed (exit ${check.code}):\n${check.output}\n--- dovecot.conf ---\n${conf}`);
         }
       }
-      const start = await startDaemon(confPath, join(dir, 'dovecot.start.out'));
+      const start = await startDaemon(root, at(confPath), join(dir, 'dovecot.start.out'));
       if (start.code === 0) ports = candidate;
       else if (attempt < PORT_ATTEMPTS && /address already in use/i.test(start.output)) continue;
       else throw new Error(`dovecot -c ${confPath} failed (exit ${start.code}):\n${start.output}\n--- log ---\n${readLog()}`);
     }
     const pid = await waitForPid(join(dir, 'run', 'master.pid'), readLog);
-    const instance = makeInstance({ dir, confPath, ports, addresses, pid, readLog });
+    const instance = makeInstance({ generation, dir, confPath, ports, addresses, pid, readLog });
     live.add(instance);
     watchSignals();
     try {
@@ -198,52 +298,25 @@ interface ConfInput {
   opts: DovecotOptions;
 }
 
-function dovecotConf({ dir, logPath, instanceName, addresses, ports, opts }: ConfInput): string {
+/** The policy settings both generations accept as flat settings; the timeout is left to the caller. */
+function policyLines(opts: DovecotOptions): string[] {
   const yn = (v: boolean | undefined, dflt: boolean): string => ((v ?? dflt) ? 'yes' : 'no');
-  const policy = opts.policyUrl
-    ? [
-        `auth_policy_server_url = ${opts.policyUrl}`,
-        opts.policyApiHeader !== undefined ? `auth_policy_server_api_header = ${opts.policyApiHeader}` : '',
-        `auth_policy_reject_on_fail = ${yn(opts.policyRejectOnFail, false)}`,
-        `auth_policy_check_before_auth = ${yn(opts.checkBeforeAuth, true)}`,
-        `auth_policy_check_after_auth = ${yn(opts.checkAfterAuth, true)}`,
-        `auth_policy_report_after_auth = ${yn(opts.reportAfterAuth, true)}`,
-        opts.policyTimeoutMs !== undefined ? `auth_policy_server_timeout_msecs = ${opts.policyTimeoutMs}` : '',
-      ].filter((l) => l !== '')
-    : [];
+  if (!opts.policyUrl) return [];
+  return [
+    `auth_policy_server_url = ${opts.policyUrl}`,
+    opts.policyApiHeader !== undefined ? `auth_policy_server_api_header = ${opts.policyApiHeader}` : '',
+    `auth_policy_reject_on_fail = ${yn(opts.policyRejectOnFail, false)}`,
+    `auth_policy_check_before_auth = ${yn(opts.checkBeforeAuth, true)}`,
+    `auth_policy_check_after_auth = ${yn(opts.checkAfterAuth, true)}`,
+    `auth_policy_report_after_auth = ${yn(opts.reportAfterAuth, true)}`,
+  ].filter((l) => l !== '');
+}
+
+/** The service blocks with the four inet listeners, the same in both dialects. */
+function serviceLines(ports: DovecotPorts): string[] {
   const listener = (name: string, port: number, haproxy: boolean): string =>
     `  inet_listener ${name} {\n    port = ${port}\n${haproxy ? '    haproxy = yes\n' : ''}  }`;
   return [
-    '# Written by test/helpers/dovecot.ts for one test run.',
-    `base_dir = ${dir}/run`,
-    `state_dir = ${dir}/state`,
-    `instance_name = ${instanceName}`,
-    'protocols = imap pop3',
-    `listen = ${addresses.join(', ')}`,
-    'ssl = no',
-    'disable_plaintext_auth = no',
-    'auth_mechanisms = plain login',
-    'auth_verbose = yes',
-    `auth_failure_delay = ${opts.authFailureDelay ?? '0'}`,
-    `log_path = ${logPath}`,
-    'default_internal_user = dovecot',
-    'default_login_user = dovenull',
-    'haproxy_trusted_networks = 127.0.0.0/8 ::1',
-    // Dovecot's default of 10 per user and IP would cap tests that open many sessions.
-    'mail_max_userip_connections = 1000',
-    'mail_location = maildir:~/Maildir',
-    `valid_chroot_dirs = ${dir}/mail`,
-    `auth_policy_hash_nonce = ${POLICY_HASH_NONCE}`,
-    ...policy,
-    'passdb {',
-    '  driver = passwd-file',
-    `  args = scheme=PLAIN ${dir}/passwd`,
-    '}',
-    'userdb {',
-    '  driver = static',
-    // The `/./` makes imap and pop3 chroot into DIR/mail, so nobody never needs to traverse the 0700 dir.
-    `  args = uid=nobody gid=nogroup home=${dir}/mail/./%u`,
-    '}',
     // The auth process must read the passwd-file inside the 0700 dir.
     'service auth {',
     '  user = root',
@@ -258,6 +331,85 @@ function dovecotConf({ dir, logPath, instanceName, addresses, ports, opts }: Con
     listener('pop3_haproxy', ports.pop3Proxy, true),
     listener('pop3s', 0, false),
     '}',
+  ];
+}
+
+/** Settings whose name and meaning are the same in 2.3 and 2.4. */
+function commonLines({ dir, logPath, instanceName, addresses, opts }: ConfInput): string[] {
+  return [
+    `base_dir = ${dir}/run`,
+    `state_dir = ${dir}/state`,
+    `instance_name = ${instanceName}`,
+    'protocols = imap pop3',
+    `listen = ${addresses.join(', ')}`,
+    'ssl = no',
+    'auth_mechanisms = plain login',
+    'auth_verbose = yes',
+    `auth_failure_delay = ${opts.authFailureDelay ?? '0'}`,
+    `log_path = ${logPath}`,
+    'default_internal_user = dovecot',
+    'default_login_user = dovenull',
+    'haproxy_trusted_networks = 127.0.0.0/8 ::1',
+    // Dovecot's default of 10 per user and IP would cap tests that open many sessions.
+    'mail_max_userip_connections = 1000',
+    `valid_chroot_dirs = ${dir}/mail`,
+    `auth_policy_hash_nonce = ${POLICY_HASH_NONCE}`,
+  ];
+}
+
+/** Dovecot 2.4's dialect (see the header); paths are Dovecot's own. */
+function dovecot24Conf(input: ConfInput): string {
+  const { dir, opts } = input;
+  return [
+    '# Written by test/helpers/dovecot.ts for one test run.',
+    // 2.4 refuses a config whose first setting is anything else.
+    'dovecot_config_version = 2.4.1',
+    'dovecot_storage_version = 2.4.1',
+    ...commonLines(input),
+    'auth_allow_cleartext = yes',
+    'mail_driver = maildir',
+    'mail_path = ~/Maildir',
+    ...policyLines(opts),
+    ...(opts.policyUrl && opts.policyTimeoutMs !== undefined
+      ? ['auth_policy {', `  http_client_request_absolute_timeout = ${opts.policyTimeoutMs}ms`, '}']
+      : []),
+    'passdb passwd-file {',
+    `  passwd_file_path = ${dir}/passwd`,
+    '}',
+    'userdb static {',
+    '  fields {',
+    '    uid = nobody',
+    '    gid = nogroup',
+    // The `/./` makes imap and pop3 chroot into DIR/mail, as in 2.3.
+    `    home = ${dir}/mail/./%{user}`,
+    '  }',
+    '}',
+    ...serviceLines(input.ports),
+    opts.extraConf ?? '',
+    '',
+  ].join('\n');
+}
+
+/** Dovecot 2.3's dialect; paths are Dovecot's own. */
+function dovecot23Conf(input: ConfInput): string {
+  const { dir, opts } = input;
+  return [
+    '# Written by test/helpers/dovecot.ts for one test run.',
+    ...commonLines(input),
+    'disable_plaintext_auth = no',
+    'mail_location = maildir:~/Maildir',
+    ...policyLines(opts),
+    ...(opts.policyUrl && opts.policyTimeoutMs !== undefined ? [`auth_policy_server_timeout_msecs = ${opts.policyTimeoutMs}`] : []),
+    'passdb {',
+    '  driver = passwd-file',
+    `  args = scheme=PLAIN ${dir}/passwd`,
+    '}',
+    'userdb {',
+    '  driver = static',
+    // The `/./` makes imap and pop3 chroot into DIR/mail, so nobody never needs to traverse the 0700 dir.
+    `  args = uid=nobody gid=nogroup home=${dir}/mail/./%u`,
+    '}',
+    ...serviceLines(input.ports),
     opts.extraConf ?? '',
     '',
   ].join('\n');
@@ -318,6 +470,7 @@ function unwatchSignals(): void {
 }
 
 interface InstanceInput {
+  generation: DovecotGeneration;
   dir: string;
   confPath: string;
   ports: DovecotPorts;
@@ -326,12 +479,14 @@ interface InstanceInput {
   readLog: () => string;
 }
 
-function makeInstance({ dir, confPath, ports, addresses, pid, readLog }: InstanceInput): LiveInstance {
+function makeInstance({ generation, dir, confPath, ports, addresses, pid, readLog }: InstanceInput): LiveInstance {
   let stopping: Promise<void> | undefined;
   let lastLog = '';
   const logPath = join(dir, 'dovecot.log');
   const log = (): string => (stopping ? readLog() || lastLog : readLog());
   const instance: LiveInstance = {
+    generation,
+    facts: DOVECOT_GENERATION[generation],
     dir,
     confPath,
     ports,
@@ -524,12 +679,12 @@ function fileSize(path: string): number {
  * exits. Its output goes to a file, not a pipe: the daemon keeps the inherited
  * stdout/stderr pipe open, so execFile would wait for its timeout every time.
  */
-async function startDaemon(confPath: string, outPath: string): Promise<{ code: number; output: string }> {
+async function startDaemon(root: string, confPath: string, outPath: string): Promise<{ code: number; output: string }> {
   const fd = openSync(outPath, 'w');
   let code: number;
   try {
     code = await new Promise<number>((resolve) => {
-      const child = spawn(DOVECOT_COMMAND, ['-c', confPath], { stdio: ['ignore', fd, fd] });
+      const child = spawn(...inRoot(root, [DOVECOT_COMMAND, '-c', confPath]), { stdio: ['ignore', fd, fd] });
       const t = setTimeout(() => child.kill('SIGKILL'), COMMAND_TIMEOUT_MS);
       child.once('error', (err) => {
         clearTimeout(t);
@@ -557,67 +712,4 @@ function run(cmd: string, args: string[]): Promise<{ code: number; output: strin
       resolve({ code, output: output.trim() });
     });
   });
-}
-
-/**
- * `count` distinct ports that are free on every one of `addresses` right now.
- * All candidates stay bound until the last is found, so none repeats.
- */
-async function freePorts(count: number, addresses: readonly string[]): Promise<number[]> {
-  const held: Server[] = [];
-  const ports: number[] = [];
-  try {
-    while (ports.length < count) {
-      if (held.length > 50) throw new Error(`no ${count} ports free on ${addresses.join(' and ')}`);
-      const first = await listen(0, addresses[0]!);
-      held.push(first);
-      const port = (first.address() as { port: number }).port;
-      let ok = true;
-      for (const host of addresses.slice(1)) {
-        try {
-          held.push(await listen(port, host));
-        } catch {
-          ok = false; // taken on the other family; keep it held and pick again
-          break;
-        }
-      }
-      if (ok) ports.push(port);
-    }
-    return ports;
-  } finally {
-    await Promise.all(held.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-  }
-}
-
-function listen(port: number, host: string): Promise<Server> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen({ port, host, exclusive: true }, () => resolve(srv));
-  });
-}
-
-let ipv6: Promise<boolean> | undefined;
-/** Whether ::1 can be bound here (containers sometimes disable IPv6). */
-function ipv6LoopbackWorks(): Promise<boolean> {
-  ipv6 ??= listen(0, '::1').then(
-    (srv) => new Promise<boolean>((resolve) => srv.close(() => resolve(true))),
-    () => false,
-  );
-  return ipv6;
-}
-
-let nobody: { uid: number; gid: number } | undefined;
-/** uid of `nobody` and gid of `nogroup`, the static userdb's owner of the mail dirs. */
-function nobodyIds(): { uid: number; gid: number } {
-  if (!nobody) {
-    const field = (file: string, name: string): number => {
-      const line = readFileSync(file, 'utf8').split('\n').find((l) => l.startsWith(`${name}:`));
-      const id = Number(line?.split(':')[2]);
-      if (!line || !Number.isInteger(id)) throw new Error(`no ${name} in ${file}`);
-      return id;
-    };
-    nobody = { uid: field('/etc/passwd', 'nobody'), gid: field('/etc/group', 'nogroup') };
-  }
-  return nobody;
 }

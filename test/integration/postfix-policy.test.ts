@@ -1,25 +1,55 @@
 /**
  * Doorman as a real Postfix smtpd's policy service (check_policy_service),
- * and its anvil too. XCLIENT presents a chosen client address from
+ * and its anvil too, against each Postfix generation (3.7 on the host, 3.10
+ * in the Debian 13 root). XCLIENT presents a chosen client address from
  * loopback; the bundled country database says 77.88.8.8 is RU and 8.8.8.8
  * US (no traffic goes to either). smtpd asks again after XCLIENT with
  * protocol_state=XCLIENT, and a refusal there is the reply to XCLIENT.
+ *
+ * connections_per_address is judged by the policy service on the counts
+ * smtpd reports to Doorman's anvil: the policy looks up `SERVICE:ADDRESS`
+ * where SERVICE must be smtpd's master.cf service name (here the port, see
+ * test/helpers/postfix.ts) — so Doorman's service is named after the port,
+ * which is picked before either starts.
  */
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AnvilTestClient } from '../helpers/anvil-client.js';
 import { startDoorman } from '../helpers/daemon.js';
-import { freePort, postfixAvailable, prepareQueueDir, startPostfix } from '../helpers/postfix.js';
+import { freePorts, ipv6LoopbackWorks } from '../helpers/net.js';
+import {
+  freePort,
+  POSTFIX_GENERATION,
+  POSTFIX_GENERATIONS,
+  postfixUnavailableReason,
+  prepareQueueDir,
+  startPostfix,
+  type PostfixGeneration,
+} from '../helpers/postfix.js';
 import { SmtpTestClient } from '../helpers/smtp.js';
 
-const SKIP = postfixAvailable() ? false : 'postfix is not installed (apt-get install postfix); the real-Postfix policy tests did not run';
-if (SKIP) process.stderr.write(`\n${'!'.repeat(78)}\n!!! SKIPPED: ${SKIP}\n${'!'.repeat(78)}\n\n`);
+function banner(why: string): void {
+  process.stderr.write(`\n${'!'.repeat(78)}\n!!! SKIPPED: ${why}\n${'!'.repeat(78)}\n\n`);
+}
 
-async function rig(t: TestContext) {
+/** Counts settle within milliseconds on loopback; this only bounds a failure. */
+const SETTLE_MS = 3000;
+/** Doorman's connections_per_address in the connection tests. */
+const PER_ADDRESS = 2;
+
+/** Runs `c` in reverse order of registration after the test, pass or fail. */
+function cleanupsFor(t: TestContext): Array<() => Promise<unknown>> {
   const cleanups: Array<() => Promise<unknown>> = [];
   t.after(async () => {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
   });
-  const dirs = await prepareQueueDir();
+  return cleanups;
+}
+
+async function rig(t: TestContext, generation: PostfixGeneration) {
+  const cleanups = cleanupsFor(t);
+  const dirs = await prepareQueueDir(generation);
   cleanups.push(() => dirs.remove());
   const policyPort = await freePort();
   const doorman = await startDoorman({
@@ -31,6 +61,7 @@ async function rig(t: TestContext) {
   cleanups.push(() => doorman.stop());
   const policy = `check_policy_service inet:127.0.0.1:${policyPort}`;
   const postfix = await startPostfix({
+    generation,
     ownAnvil: false,
     dirs,
     readyCheck: 'tcp',
@@ -58,27 +89,134 @@ async function rig(t: TestContext) {
   };
 }
 
-test('a client Postfix sees from a blocked country is refused with Doorman\'s reply', { skip: SKIP }, async (t) => {
-  const { smtp, doorman } = await rig(t);
-  const s = await smtp();
-  assert.equal(s.greeting.code, 220, 'loopback has no country');
-  assert.equal((await s.command('EHLO test.example')).code, 250);
-  const r = await s.command('XCLIENT ADDR=77.88.8.8 NAME=[UNAVAILABLE]');
-  assert.equal(r.code, 554);
-  assert.match(r.text, /5\.7\.1 <unknown\[77\.88\.8\.8\]>: Client host rejected: country RU of 77\.88\.8\.8 is in the deny list for smtp at connect/);
-  await doorman.waitForLog((l) => l['msg'] === 'refused' && l['rule'] === 'services.smtp.countries.connect' && l['address'] === '77.88.8.8', 2000);
-});
+/**
+ * Doorman as anvil and policy service with connections_per_address, for the
+ * service smtpd names (its port, chosen first); Postfix with the stock
+ * prefix lengths, its own count limit far above Doorman's, and loopback not
+ * exempt from anvil.
+ */
+async function connectionRig(t: TestContext, generation: PostfixGeneration) {
+  const cleanups = cleanupsFor(t);
+  const addresses = (await ipv6LoopbackWorks()) ? ['127.0.0.1', '::1'] : ['127.0.0.1'];
+  const [smtpPort] = (await freePorts(1, addresses)) as [number];
+  // master.cf's service name, which smtpd puts in every anvil ident.
+  const service = String(smtpPort);
+  const dirs = await prepareQueueDir(generation);
+  cleanups.push(() => dirs.remove());
+  const policyPort = await freePort();
+  const doorman = await startDoorman({
+    log: { level: 'info', format: 'json' },
+    anvil: { socket: dirs.anvilSocket, socket_mode: '0666' },
+    postfix_policy: { listen: [`127.0.0.1:${policyPort}`], service },
+    services: { [service]: { protocol: 'smtp', limits: { connections_per_address: PER_ADDRESS } } },
+  });
+  cleanups.push(() => doorman.stop());
+  const postfix = await startPostfix({
+    generation,
+    ownAnvil: false,
+    dirs,
+    port: smtpPort,
+    mainCf: {
+      smtpd_delay_reject: 'no',
+      smtpd_client_restrictions: `check_policy_service inet:127.0.0.1:${policyPort}`,
+      // Loopback is exempt by default; empty, so it talks to anvil (set so by baseMainCf too).
+      smtpd_client_event_limit_exceptions: '',
+      // Far above Doorman's limit: a refusal must come from the policy.
+      smtpd_client_connection_count_limit: '100',
+    },
+  });
+  cleanups.push(() => postfix.stop());
+  assert.equal(postfix.service, service);
+  const anvil = await AnvilTestClient.open(dirs.anvilSocket);
+  cleanups.push(() => anvil.close());
+  const sessions: SmtpTestClient[] = [];
+  cleanups.push(async () => sessions.forEach((s) => s.destroy()));
+  return {
+    doorman,
+    postfix,
+    /** Waits until Doorman's anvil count for smtpd's ident of `address` is `n` (the readiness probe's session ends asynchronously). */
+    async countIs(address: string, n: number): Promise<void> {
+      const ident = postfix.ident(address);
+      const deadline = Date.now() + SETTLE_MS;
+      for (;;) {
+        const { count } = await anvil.request('lookup', ident);
+        if (count === n) return;
+        if (Date.now() > deadline) assert.fail(`Doorman's count for ${ident} is ${count}, not ${n}, after ${SETTLE_MS} ms`);
+        await sleep(20);
+      }
+    },
+    async smtp(address: string) {
+      const s = await SmtpTestClient.open(address, postfix.port, undefined, address);
+      sessions.push(s);
+      return s;
+    },
+  };
+}
 
-test('the recipient over the rate limit is deferred', { skip: SKIP }, async (t) => {
-  const { smtp } = await rig(t);
-  const s = await smtp();
-  await s.command('EHLO test.example');
-  assert.equal((await s.command('XCLIENT ADDR=8.8.8.8 NAME=[UNAVAILABLE]')).code, 220, 'US is not blocked');
-  await s.command('EHLO test.example');
-  assert.equal((await s.command('MAIL FROM:<sender@example.com>')).code, 250);
-  assert.equal((await s.command('RCPT TO:<one@example.org>')).code, 250);
-  assert.equal((await s.command('RCPT TO:<two@example.org>')).code, 250);
-  const third = await s.command('RCPT TO:<three@example.org>');
-  assert.equal(third.code, 450);
-  assert.match(third.text, /4\.7\.1 <three@example\.org>: Recipient address rejected: recipient rate of 8\.8\.8\.8 is 3\/60s, over the limit of 2/);
-});
+for (const generation of POSTFIX_GENERATIONS) {
+  const { label } = POSTFIX_GENERATION[generation];
+  const why = postfixUnavailableReason(generation);
+  const SKIP = why === undefined ? false : `${why}; the real-Postfix policy tests for ${label} did not run`;
+  if (SKIP) banner(SKIP);
+  const title = (what: string): string => `${label}: ${what}`;
+
+  test(title('a client Postfix sees from a blocked country is refused with Doorman\'s reply'), { skip: SKIP }, async (t) => {
+    const { smtp, doorman } = await rig(t, generation);
+    const s = await smtp();
+    assert.equal(s.greeting.code, 220, 'loopback has no country');
+    assert.equal((await s.command('EHLO test.example')).code, 250);
+    const r = await s.command('XCLIENT ADDR=77.88.8.8 NAME=[UNAVAILABLE]');
+    assert.equal(r.code, 554);
+    assert.match(r.text, /5\.7\.1 <unknown\[77\.88\.8\.8\]>: Client host rejected: country RU of 77\.88\.8\.8 is in the deny list for smtp at connect/);
+    await doorman.waitForLog((l) => l['msg'] === 'refused' && l['rule'] === 'services.smtp.countries.connect' && l['address'] === '77.88.8.8', 2000);
+  });
+
+  test(title('the recipient over the rate limit is deferred'), { skip: SKIP }, async (t) => {
+    const { smtp } = await rig(t, generation);
+    const s = await smtp();
+    await s.command('EHLO test.example');
+    assert.equal((await s.command('XCLIENT ADDR=8.8.8.8 NAME=[UNAVAILABLE]')).code, 220, 'US is not blocked');
+    await s.command('EHLO test.example');
+    assert.equal((await s.command('MAIL FROM:<sender@example.com>')).code, 250);
+    assert.equal((await s.command('RCPT TO:<one@example.org>')).code, 250);
+    assert.equal((await s.command('RCPT TO:<two@example.org>')).code, 250);
+    const third = await s.command('RCPT TO:<three@example.org>');
+    assert.equal(third.code, 450);
+    assert.match(third.text, /4\.7\.1 <three@example\.org>: Recipient address rejected: recipient rate of 8\.8\.8\.8 is 3\/60s, over the limit of 2/);
+  });
+
+  for (const address of ['127.0.0.1', '::1']) {
+    // EXPECTED TO FAIL for Postfix 3.10 and ::1 until Doorman's policy service
+    // looks up the address range smtpd 3.8+ reports to anvil: smtpd counts ::1
+    // under `PORT:::/84` (stock smtpd_client_ipv6_prefix_length), the policy
+    // service asks for `PORT:::1`, finds 0 and lets the third session in (it
+    // gets 220, not 421). Not skipped on purpose. 127.0.0.1 (prefix 32: the
+    // whole address) and Postfix 3.7 (whole addresses) pass today.
+    test(title(`the session over connections_per_address ${PER_ADDRESS} from ${address} gets 421 4.7.0 from the policy, on counts from Doorman's anvil`), { skip: SKIP }, async (t) => {
+      const { postfix, smtp, countIs, doorman } = await connectionRig(t, generation);
+      if (!postfix.addresses.includes(address)) {
+        banner(`${label}: ${address} does not work here; the policy connection test from ${address} did not run`);
+        t.skip(`no ${address}`);
+        return;
+      }
+      await countIs('127.0.0.1', 0);
+      for (let i = 1; i <= PER_ADDRESS; i++) {
+        const s = await smtp(address);
+        assert.equal(s.greeting.code, 220, `session ${i} greeting: ${s.greeting.lines.join(' | ')}`);
+      }
+      await countIs(address, PER_ADDRESS);
+      const over = await smtp(address);
+      assert.equal(
+        over.greeting.code,
+        421,
+        `session ${PER_ADDRESS + 1} from ${address} (anvil ident ${postfix.ident(address)}) greeting: ${over.greeting.lines.join(' | ')}`,
+      );
+      assert.match(over.greeting.text, /^4\.7\.0 /);
+      await over.waitClosed();
+      await doorman.waitForLog(
+        (l) => l['msg'] === 'refused' && l['rule'] === `services.${postfix.service}.limits.connections_per_address`,
+        2000,
+      );
+    });
+  }
+}
