@@ -172,3 +172,11 @@ test('anvilClient: an ident that names no address teaches nothing and counts no 
   assert.equal(g.anvilClient('smtp', '198.51.100.7', false), 'smtp:198.51.100.0/24', 'a disconnect teaches nothing');
   assert.deepEqual(g.ranges.snapshot(), { smtp: { ipv4: 24, ipv6: null } });
 });
+
+test('a ban on smtpd\'s range (as /api/clients lists it) refuses every address in it', () => {
+  const { clock, g } = gate({ smtp: { limits: { connections_per_address: 5 } } });
+  g.bans.add('2001:db8:1234:5600::/84', 60_000, 'flood from this range', clock.now());
+  assert.equal(sync(g.checkConnect('smtp', '2001:db8:1234:5600::9')).refusal?.rule, 'bans');
+  assert.equal(sync(g.checkConnect('smtp', '2001:db8:1234:5600:0:fff::1')).refusal?.rule, 'bans');
+  assert.equal(sync(g.checkConnect('smtp', '2001:db8:1234:5600:0:1000::1')).action, 'allow', 'the next /84');
+});

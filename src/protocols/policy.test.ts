@@ -118,3 +118,16 @@ test('an action can never break the framing', () => {
   assert.equal(encodePolicyAction('DUNNO'), 'action=DUNNO\n\n');
   assert.equal(encodePolicyAction('554 5.7.1 bad\r\nclient\0'), 'action=554 5.7.1 bad  client \n\n');
 });
+
+test('attributes of newer Postfix releases are taken: 3.8 compatibility_level and mail_version, 3.12 tls_sni', () => {
+  // In the order of 3.12's check_policy_service(), shortened.
+  const wire = Buffer.from(
+    'request=smtpd_access_policy\nprotocol_state=CONNECT\nprotocol_name=SMTP\nclient_address=::1\nclient_name=localhost\n' +
+      'encryption_keysize=0\ntls_sni=\npolicy_context=\ncompatibility_level=3.10\nmail_version=3.10.13\n\n',
+  );
+  const [req] = decodeSplit(wire, []);
+  assert.equal(req?.get('client_address'), '::1');
+  assert.equal(req?.get('mail_version'), '3.10.13');
+  assert.equal(req?.get('compatibility_level'), '3.10');
+  assert.equal(req?.get('tls_sni'), '');
+});
