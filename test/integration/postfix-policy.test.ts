@@ -47,7 +47,17 @@ function cleanupsFor(t: TestContext): Array<() => Promise<unknown>> {
   return cleanups;
 }
 
-async function rig(t: TestContext, generation: PostfixGeneration) {
+/**
+ * Doorman as anvil (in the instance's private/) and as policy service on a
+ * free port, then Postfix using both: `mainCf(policy)` gets the
+ * check_policy_service restriction to place. Everything is torn down after
+ * the test, sessions first.
+ */
+async function startPair(
+  t: TestContext,
+  generation: PostfixGeneration,
+  o: { services: Record<string, unknown>; policyService?: string; port?: number; readyCheck?: 'tcp'; mainCf: (policy: string) => Record<string, string> },
+) {
   const cleanups = cleanupsFor(t);
   const dirs = await prepareQueueDir(generation);
   cleanups.push(() => dirs.remove());
@@ -55,29 +65,37 @@ async function rig(t: TestContext, generation: PostfixGeneration) {
   const doorman = await startDoorman({
     log: { level: 'info', format: 'json' },
     anvil: { socket: dirs.anvilSocket, socket_mode: '0666' },
-    postfix_policy: { listen: [`127.0.0.1:${policyPort}`] },
-    services: { smtp: { countries: { connect: { deny: ['RU'] } }, limits: { recipient_rate: 2 } } },
+    postfix_policy: { listen: [`127.0.0.1:${policyPort}`], ...(o.policyService === undefined ? {} : { service: o.policyService }) },
+    services: o.services,
   });
   cleanups.push(() => doorman.stop());
-  const policy = `check_policy_service inet:127.0.0.1:${policyPort}`;
   const postfix = await startPostfix({
     generation,
     ownAnvil: false,
     dirs,
+    ...(o.port === undefined ? {} : { port: o.port }),
+    ...(o.readyCheck === undefined ? {} : { readyCheck: o.readyCheck }),
+    mainCf: { smtpd_delay_reject: 'no', ...o.mainCf(`check_policy_service inet:127.0.0.1:${policyPort}`) },
+  });
+  cleanups.push(() => postfix.stop());
+  const sessions: SmtpTestClient[] = [];
+  cleanups.push(async () => sessions.forEach((s) => s.destroy()));
+  return { cleanups, dirs, doorman, postfix, sessions };
+}
+
+async function rig(t: TestContext, generation: PostfixGeneration) {
+  const { doorman, postfix, sessions } = await startPair(t, generation, {
+    services: { smtp: { countries: { connect: { deny: ['RU'] } }, limits: { recipient_rate: 2 } } },
     readyCheck: 'tcp',
-    mainCf: {
-      smtpd_delay_reject: 'no',
+    mainCf: (policy) => ({
       smtpd_client_restrictions: policy,
       // example.org is local and any recipient there exists, so the policy's answer is what shows.
       mydestination: 'example.org',
       local_recipient_maps: '',
       smtpd_recipient_restrictions: `${policy}, reject_unauth_destination`,
       smtpd_authorized_xclient_hosts: '127.0.0.0/8',
-    },
+    }),
   });
-  cleanups.push(() => postfix.stop());
-  const sessions: SmtpTestClient[] = [];
-  cleanups.push(async () => sessions.forEach((s) => s.destroy()));
   return {
     doorman,
     postfix,
@@ -96,41 +114,25 @@ async function rig(t: TestContext, generation: PostfixGeneration) {
  * exempt from anvil.
  */
 async function connectionRig(t: TestContext, generation: PostfixGeneration) {
-  const cleanups = cleanupsFor(t);
   const addresses = (await ipv6LoopbackWorks()) ? ['127.0.0.1', '::1'] : ['127.0.0.1'];
   const [smtpPort] = (await freePorts(1, addresses)) as [number];
   // master.cf's service name, which smtpd puts in every anvil ident.
   const service = String(smtpPort);
-  const dirs = await prepareQueueDir(generation);
-  cleanups.push(() => dirs.remove());
-  const policyPort = await freePort();
-  const doorman = await startDoorman({
-    log: { level: 'info', format: 'json' },
-    anvil: { socket: dirs.anvilSocket, socket_mode: '0666' },
-    postfix_policy: { listen: [`127.0.0.1:${policyPort}`], service },
+  const { cleanups, dirs, doorman, postfix, sessions } = await startPair(t, generation, {
     services: { [service]: { protocol: 'smtp', limits: { connections_per_address: PER_ADDRESS } } },
-  });
-  cleanups.push(() => doorman.stop());
-  const postfix = await startPostfix({
-    generation,
-    ownAnvil: false,
-    dirs,
+    policyService: service,
     port: smtpPort,
-    mainCf: {
-      smtpd_delay_reject: 'no',
-      smtpd_client_restrictions: `check_policy_service inet:127.0.0.1:${policyPort}`,
+    mainCf: (policy) => ({
+      smtpd_client_restrictions: policy,
       // Loopback is exempt by default; empty, so it talks to anvil (set so by baseMainCf too).
       smtpd_client_event_limit_exceptions: '',
       // Far above Doorman's limit: a refusal must come from the policy.
       smtpd_client_connection_count_limit: '100',
-    },
+    }),
   });
-  cleanups.push(() => postfix.stop());
   assert.equal(postfix.service, service);
   const anvil = await AnvilTestClient.open(dirs.anvilSocket);
   cleanups.push(() => anvil.close());
-  const sessions: SmtpTestClient[] = [];
-  cleanups.push(async () => sessions.forEach((s) => s.destroy()));
   return {
     doorman,
     postfix,
