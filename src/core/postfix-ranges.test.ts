@@ -34,6 +34,14 @@ test('what a service sends wins over what was configured, per service and family
   assert.deepEqual(r.snapshot(), { smtp: { ipv4: null, ipv6: 64 }, submission: { ipv4: null, ipv6: 84 } });
 });
 
+test('an IPv4 range learned for one service applies to it alone', () => {
+  const r = new PostfixRanges();
+  assert.equal(r.clientText('smtp', parseIp('203.0.113.9')!), '203.0.113.9');
+  r.learn('smtp', 4, 24);
+  assert.equal(r.clientText('smtp', parseIp('203.0.113.9')!), '203.0.113.0/24');
+  assert.equal(r.clientText('submission', parseIp('203.0.113.9')!), '203.0.113.9');
+});
+
 test('a flood of made-up service names does not grow the table past its cap', () => {
   const r = new PostfixRanges();
   for (let i = 0; i < 5000; i++) r.learn(`svc${i}`, 4, 24);

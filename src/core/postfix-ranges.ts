@@ -47,10 +47,13 @@ export class PostfixRanges {
   private readonly configured: PrefixLengths;
   /** service → [IPv4 length, IPv6 length], -1 where none was learned. */
   private readonly learned = new Map<string, [number, number]>();
+  /** No IPv4 range configured or seen: IPv4 clients are whole addresses, answered without a lookup (the common case). */
+  private ipv4Whole: boolean;
   onChange: ((c: RangeChange) => void) | null = null;
 
   constructor(configured: PrefixLengths = POSTFIX_PREFIX_LENGTHS) {
     this.configured = configured;
+    this.ipv4Whole = configured.ipv4 >= 32;
   }
 
   /** True when whole IPv4 idents must be looked at too: the configured IPv4 length assumes ranges. */
@@ -70,11 +73,13 @@ export class PostfixRanges {
     const first = l[i] === -1;
     const previous = first ? this.configuredBits(family) : (l[i] as number);
     l[i] = bits;
+    if (family === 4 && bits < 32) this.ipv4Whole = false;
     this.onChange?.({ service, family, bits, previous, first });
   }
 
   /** The prefix length smtpd uses for this service and family. */
   bits(service: string, family: 4 | 6): number {
+    if (family === 4 && this.ipv4Whole) return 32;
     const l = this.learned.get(service);
     const b = l === undefined ? -1 : (l[family === 4 ? 0 : 1] as number);
     return b >= 0 ? b : this.configuredBits(family);
