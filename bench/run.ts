@@ -13,6 +13,7 @@ const SUITES: Record<string, () => Promise<void>> = {
   proxy: async () => (await import('./proxy/index.js')).runProxySuite(),
   admin: async () => (await import('./admin/index.js')).runAdminBench(),
   fleet: async () => (await import('./fleet/index.js')).runFleetSuite(),
+  instructions: async () => (await import('./instructions/index.js')).runInstructionsBench(),
 };
 
 async function main(argv: string[]): Promise<number> {
