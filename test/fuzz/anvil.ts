@@ -5,6 +5,7 @@
  * side's decodeAnvilReply is fuzzed too: the `doorman` tools read replies.
  */
 import fc from 'fast-check';
+import { parseIp, rangeText } from '../../src/core/ip.js';
 import { ProtocolError } from '../../src/errors.js';
 import {
   ANVIL_LIMITS,
@@ -29,7 +30,16 @@ const serviceArb = fc.oneof(
   fc.tuple(fc.ipV4(), fc.integer({ min: 1, max: 65535 })).map(([a, p]) => `${a}:${p}`),
   fc.tuple(fc.ipV6(), fc.integer({ min: 1, max: 65535 })).map(([a, p]) => `[${a}]:${p}`),
 );
-const addressArb = fc.oneof(fc.ipV4(), fc.ipV6());
+/** A client as smtpd names it: an address, or from Postfix 3.8 its range (`2001:db8::/84`, `::/84`). */
+const rangeArb = fc
+  .oneof(fc.ipV4(), fc.ipV6())
+  .map((a) => parseIp(a))
+  .filter((ip): ip is NonNullable<typeof ip> => ip !== null);
+const addressArb = fc.oneof(
+  fc.ipV4(),
+  fc.ipV6(),
+  fc.tuple(rangeArb, fc.nat(128)).map(([ip, n]) => rangeText(ip, n % (ip.family === 4 ? 33 : 129))),
+);
 const requestNameArb = fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...NAMES) }, { weight: 1, arbitrary: wireString(12, /[\n\0]/g) });
 /** Idents: mostly well-formed, some any text with colons in it. */
 const identArb = fc.oneof(
