@@ -67,6 +67,4 @@ export function missingProgram(...paths: string[]): string | undefined {
 }
 
 /** Prints the loud banner for a skipped file: never a silent skip. */
-export function skipBanner(why: string): void {
-  process.stderr.write(`\n${'!'.repeat(78)}\n!!! SKIPPED: ${why}\n${'!'.repeat(78)}\n\n`);
-}
+export { skipBanner } from './skip.js';

@@ -15,10 +15,7 @@ import { startDoorman } from '../helpers/daemon.js';
 import { DOVECOT_GENERATION, DOVECOT_GENERATIONS, dovecotUnavailableReason, startDovecot, type DovecotGeneration } from '../helpers/dovecot.js';
 import { ImapTestClient, Pop3TestClient } from '../helpers/mail-clients.js';
 import { freePort } from '../helpers/postfix.js';
-
-function banner(why: string): void {
-  process.stderr.write(`\n${'!'.repeat(78)}\n!!! SKIPPED: ${why}\n${'!'.repeat(78)}\n\n`);
-}
+import { perGeneration, skipBanner } from '../helpers/skip.js';
 
 const KEY = 'doorman-dovecot-test-key';
 
@@ -58,10 +55,7 @@ async function rig(t: TestContext, generation: DovecotGeneration, services: Reco
 
 for (const generation of DOVECOT_GENERATIONS) {
   const { label } = DOVECOT_GENERATION[generation];
-  const why = dovecotUnavailableReason(generation);
-  const SKIP = why === undefined ? false : `${why}; the real-Dovecot policy tests for ${label} did not run`;
-  if (SKIP) banner(SKIP);
-  const title = (what: string): string => `${label}: ${what}`;
+  const { skip: SKIP, title } = perGeneration(label, dovecotUnavailableReason(generation), 'the real-Dovecot policy tests');
 
   test(title('a login from a blocked country is refused, one from an allowed country succeeds'), { skip: SKIP }, async (t) => {
     const { imap, pop3, dovecot } = await rig(t, generation, {
@@ -98,7 +92,7 @@ for (const generation of DOVECOT_GENERATIONS) {
   test(title('logins from a client on ::1 are judged by Doorman under ::1: the one over auth_rate is refused'), { skip: SKIP }, async (t) => {
     const { imap6, dovecot, doorman } = await rig(t, generation, { imap: { limits: { auth_rate: 1 } } });
     if (!dovecot.addresses.includes('::1')) {
-      banner(`${label}: IPv6 loopback (::1) does not work here; the ::1 policy test did not run`);
+      skipBanner(`${label}: IPv6 loopback (::1) does not work here; the ::1 policy test did not run`);
       t.skip('no ::1');
       return;
     }

@@ -34,6 +34,7 @@ import {
   type DovecotOptions,
 } from '../helpers/dovecot.js';
 import { ImapTestClient, Pop3TestClient, type ProxyHeaderOptions } from '../helpers/mail-clients.js';
+import { perGeneration } from '../helpers/skip.js';
 
 const LOCAL = '127.0.0.1';
 /** pwhash values for nonce `doorman-test-nonce` (sha256(nonce || user || NUL || password), first 12 bits). */
@@ -128,10 +129,7 @@ async function policyStub(t: TestContext): Promise<PolicyStub> {
 for (const generation of DOVECOT_GENERATIONS) {
   const facts = DOVECOT_GENERATION[generation];
   const { label } = facts;
-  const why = dovecotUnavailableReason(generation);
-  const SKIP = why === undefined ? false : `${why}; the Dovecot harness tests for ${label} did not run`;
-  if (SKIP) process.stderr.write(`\n${'!'.repeat(78)}\n!!! SKIPPED: ${SKIP}\n${'!'.repeat(78)}\n\n`);
-  const title = (what: string): string => `${label}: ${what}`;
+  const { skip: SKIP, title } = perGeneration(label, dovecotUnavailableReason(generation), 'the Dovecot harness tests');
     const imap = (t: TestContext, port: number, proxy?: ProxyHeaderOptions) => imapOf(facts, t, port, proxy);
     const pop3 = (t: TestContext, port: number, proxy?: ProxyHeaderOptions) => pop3Of(facts, t, port, proxy);
   test(title('startDovecot: a private Dovecot serving IMAP and POP3, directly and behind PROXY v1/v2'), { skip: SKIP }, async (t) => {

@@ -35,7 +35,8 @@ import { test, type TestContext } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
 import { DOVECOT_GENERATION, dovecotUnavailableReason, startDovecot, type DovecotGeneration } from '../helpers/dovecot.js';
-import { skipBanner, startGuard } from '../helpers/guard.js';
+import { startGuard } from '../helpers/guard.js';
+import { perGeneration } from '../helpers/skip.js';
 
 const CLIENT_ADDRESS = '127.0.0.2';
 /** Every read from Dovecot; it answers in milliseconds, so this only bounds a failure. */
@@ -168,9 +169,7 @@ const PLAIN_REFUSED = /^NO \[PRIVACYREQUIRED\] /;
 
 for (const generation of ['2.3', '2.4'] as const) {
   const { label } = DOVECOT_GENERATION[generation];
-  const why = dovecotUnavailableReason(generation);
-  const SKIP = why === undefined ? false : `${why}; the cleartext tests for ${label} did not run`;
-  if (SKIP) skipBanner(SKIP);
+  const { skip: SKIP } = perGeneration(label, dovecotUnavailableReason(generation), 'the cleartext tests');
 
   if (generation === '2.3') {
     test(`${label}, disable_plaintext_auth = yes: a LOGIN in clear through the guard proxy is refused, and taken after STARTTLS through it`, { skip: SKIP }, async (t) => {

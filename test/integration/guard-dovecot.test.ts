@@ -22,7 +22,8 @@ import {
   type DovecotGeneration,
   type DovecotInstance,
 } from '../helpers/dovecot.js';
-import { countOf, missingProgram, run, skipBanner, startGuard, waitUntil } from '../helpers/guard.js';
+import { countOf, missingProgram, run, startGuard, waitUntil } from '../helpers/guard.js';
+import { perGeneration, skipBanner } from '../helpers/skip.js';
 import { ImapTestClient, Pop3TestClient } from '../helpers/mail-clients.js';
 import { ipv6LoopbackWorks } from '../helpers/net.js';
 import { freePort } from '../helpers/postfix.js';
@@ -78,12 +79,9 @@ function linesFor(dovecot: DovecotInstance, address: string): string[] {
 for (const generation of DOVECOT_GENERATIONS) {
   const facts = DOVECOT_GENERATION[generation];
   const { label } = facts;
-  const why = dovecotUnavailableReason(generation);
-  const SKIP = why === undefined ? false : `${why}; the guard-proxy tests against ${label} did not run`;
+  const { skip: SKIP, title } = perGeneration(label, dovecotUnavailableReason(generation), 'the guard-proxy tests');
   const CURL_SKIP = SKIP || (missingProgram(CURL) ? `${CURL} missing (apt-get install curl): the curl-through-the-proxy test did not run` : false);
-  if (SKIP) skipBanner(SKIP);
-  else if (CURL_SKIP) skipBanner(CURL_SKIP);
-  const title = (what: string): string => `${label}: ${what}`;
+  if (!SKIP && CURL_SKIP) skipBanner(CURL_SKIP);
 
   test(title('curl logs in and lists through the proxy; Dovecot sees the client\'s address (IMAP over PROXY v2, POP3 over v1)'), { skip: CURL_SKIP }, async (t) => {
     const { dovecot, daemon, imapPort, pop3Port } = await rig(t, generation);

@@ -17,7 +17,8 @@ import { existsSync } from 'node:fs';
 import { isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { countOf, missingProgram, run, skipBanner, startGuard, waitUntil } from '../helpers/guard.js';
+import { countOf, missingProgram, run, startGuard, waitUntil } from '../helpers/guard.js';
+import { perGeneration, skipBanner } from '../helpers/skip.js';
 import { ipv6LoopbackWorks } from '../helpers/net.js';
 import {
   POSTFIX_GENERATION,
@@ -85,12 +86,9 @@ function client(address: string): string {
 
 for (const generation of POSTFIX_GENERATIONS) {
   const { label } = POSTFIX_GENERATION[generation];
-  const why = postfixUnavailableReason(generation);
-  const SKIP = why === undefined ? false : `${why}; the guard-proxy tests against ${label} did not run`;
+  const { skip: SKIP, title } = perGeneration(label, postfixUnavailableReason(generation), 'the guard-proxy tests');
   const SWAKS_SKIP = SKIP || (missingProgram(SWAKS) ? `${SWAKS} missing (apt-get install swaks): the swaks-through-the-proxy test did not run` : false);
-  if (SKIP) skipBanner(SKIP);
-  else if (SWAKS_SKIP) skipBanner(SWAKS_SKIP);
-  const title = (what: string): string => `${label}: ${what}`;
+  if (!SKIP && SWAKS_SKIP) skipBanner(SWAKS_SKIP);
 
   test(title('swaks sends a message through the proxy; Postfix logs the client Doorman passed on (PROXY v1)'), { skip: SWAKS_SKIP }, async (t) => {
     const { postfix, daemon, port } = await rig(t, generation, 'v1');

@@ -44,11 +44,8 @@ import {
   type PostfixGeneration,
   type PostfixInstance,
 } from '../helpers/postfix.js';
+import { perGeneration, skipBanner } from '../helpers/skip.js';
 import { SmtpTestClient, type SmtpReply } from '../helpers/smtp.js';
-
-function banner(why: string): void {
-  process.stderr.write(`\n${'!'.repeat(78)}\n!!! SKIPPED: ${why}\n${'!'.repeat(78)}\n\n`);
-}
 
 const HOSTNAME = 'doorman-test.localdomain';
 /** Counts settle within milliseconds on loopback; this only bounds a failure. */
@@ -174,10 +171,7 @@ async function connectionLimitTraffic(rig: Rig, address = '127.0.0.1'): Promise<
 
 for (const generation of POSTFIX_GENERATIONS) {
   const { label } = POSTFIX_GENERATION[generation];
-  const why = postfixUnavailableReason(generation);
-  const SKIP = why === undefined ? false : `${why}; the real-Postfix anvil tests for ${label} did not run`;
-  if (SKIP) banner(SKIP);
-  const title = (what: string): string => `${label}: ${what}`;
+  const { skip: SKIP, title } = perGeneration(label, postfixUnavailableReason(generation), 'the real-Postfix anvil tests');
 
   test(title('smtpd enforces smtpd_client_connection_count_limit with counts from Doorman'), { skip: SKIP }, async (t) => {
     const rig = await setup(t, generation, { smtpd_client_connection_count_limit: '3' });
@@ -191,7 +185,7 @@ for (const generation of POSTFIX_GENERATIONS) {
   test(title('the 4th session from ::1 is refused by smtpd_client_connection_count_limit on Doorman’s counts'), { skip: SKIP }, async (t) => {
     const rig = await setup(t, generation, { smtpd_client_connection_count_limit: '3' });
     if (!rig.postfix.addresses.includes('::1')) {
-      banner(`${label}: IPv6 loopback (::1) does not work here; the ::1 anvil test did not run`);
+      skipBanner(`${label}: IPv6 loopback (::1) does not work here; the ::1 anvil test did not run`);
       t.skip('no ::1');
       return;
     }

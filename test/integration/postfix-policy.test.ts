@@ -27,11 +27,8 @@ import {
   startPostfix,
   type PostfixGeneration,
 } from '../helpers/postfix.js';
+import { perGeneration, skipBanner } from '../helpers/skip.js';
 import { SmtpTestClient } from '../helpers/smtp.js';
-
-function banner(why: string): void {
-  process.stderr.write(`\n${'!'.repeat(78)}\n!!! SKIPPED: ${why}\n${'!'.repeat(78)}\n\n`);
-}
 
 /** Counts settle within milliseconds on loopback; this only bounds a failure. */
 const SETTLE_MS = 3000;
@@ -157,10 +154,7 @@ async function connectionRig(t: TestContext, generation: PostfixGeneration) {
 
 for (const generation of POSTFIX_GENERATIONS) {
   const { label } = POSTFIX_GENERATION[generation];
-  const why = postfixUnavailableReason(generation);
-  const SKIP = why === undefined ? false : `${why}; the real-Postfix policy tests for ${label} did not run`;
-  if (SKIP) banner(SKIP);
-  const title = (what: string): string => `${label}: ${what}`;
+  const { skip: SKIP, title } = perGeneration(label, postfixUnavailableReason(generation), 'the real-Postfix policy tests');
 
   test(title('a client Postfix sees from a blocked country is refused with Doorman\'s reply'), { skip: SKIP }, async (t) => {
     const { smtp, doorman } = await rig(t, generation);
@@ -196,7 +190,7 @@ for (const generation of POSTFIX_GENERATIONS) {
     test(title(`the session over connections_per_address ${PER_ADDRESS} from ${address} gets 421 4.7.0 from the policy, on counts from Doorman's anvil`), { skip: SKIP }, async (t) => {
       const { postfix, smtp, countIs, doorman } = await connectionRig(t, generation);
       if (!postfix.addresses.includes(address)) {
-        banner(`${label}: ${address} does not work here; the policy connection test from ${address} did not run`);
+        skipBanner(`${label}: ${address} does not work here; the policy connection test from ${address} did not run`);
         t.skip(`no ${address}`);
         return;
       }
