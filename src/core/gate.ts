@@ -154,8 +154,9 @@ export class Gatekeeper {
   /**
    * The network a client is counted under for connections_per_prefix, as
    * text; null when the service sets no such limit for it. A client that is
-   * itself a range no longer than the prefix (smtpd's /84 against a /64
-   * prefix) is its own network: "same", and its count is the network's.
+   * itself a range at least as wide as the prefix (smtpd's /84 against a /96
+   * prefix) is its own network: "same", and its count is the network's; a
+   * narrower range is counted in its prefix as an address is (/84 in a /64).
    */
   private networkOf(s: ServiceRules, limits: EffectiveLimits, ip: ParsedIp, bits: number): string | null | 'same' {
     if (limits.limits.connections_per_prefix === null) return null;
