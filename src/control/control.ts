@@ -192,7 +192,7 @@ export class Control {
     const reason = typeof a?.reason === 'string' ? a.reason.slice(0, 500) : 'kicked by the administrator';
     const one = typeof a?.target === 'string' ? this.d.registry.get(a.target) : null;
     let hits: ConnectionView[] = [];
-    if (one !== null) hits = [one];
+    if (one !== null) hits = typeof a.service === 'string' && one.service !== a.service ? [] : [one];
     else if (typeof a?.target === 'string' && isNetwork(a.target)) hits = this.d.registry.list(typeof a.service === 'string' ? { address: a.target, service: a.service } : { address: a.target });
     for (const h of hits) this.d.registry.kick(h.id, reason);
     if (hits.length > 0) this.d.events.emit('kick', { target: a.target, kicked: hits.length, ban: null, reason });
@@ -214,6 +214,10 @@ export class Control {
       for (const a of r.answers.values()) if (typeof a?.id === 'string') one ??= a;
       missing = [...r.missing];
       if (one === null) throw new ControlInputError('DOORMAN_ERR_TARGET', `"${target.slice(0, 64)}" is no live connection on any node, nor an address or network`);
+    }
+    // An id names one connection; --service narrows it too, as it narrows an address.
+    if (one !== null && opts.service !== undefined && one.service !== opts.service) {
+      throw new ControlInputError('DOORMAN_ERR_TARGET', `connection ${one.id} is to ${one.service}, not ${opts.service.slice(0, 64)}: nothing kicked`);
     }
     const where = one !== null ? one.client.address : target;
     if (one === null) network(target);

@@ -159,3 +159,21 @@ test('a ban made for AUTH failures is written like the operator\'s and restored 
   const audit = readFileSync(join(dir, 'audit.log'), 'utf8');
   assert.match(audit, /"action":"ban\.auto","target":"192\.0\.2\.50","by":"internal"/);
 });
+
+test('kick by id honours --service: a connection to another service is not kicked', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'doorman-control-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const b = await startFakeBackend({ proxy: true });
+  backends.push(b);
+  const d = await start(dir, b.port);
+  t.after(() => d.stop());
+  const c = await RawClient.open(d.proxies[0]?.port ?? 0, { localAddress: '127.0.0.21' });
+  await c.waitFor(/^220 /);
+  const [conn] = d.registry.list();
+  assert.equal(conn?.service, 'imap');
+  await assert.rejects(d.control.kick(conn.id, { service: 'pop3' }, OPERATOR), (err: unknown) => err instanceof ControlInputError && /is to imap, not pop3: nothing kicked/.test(err.message));
+  assert.equal(d.registry.size, 1, 'still connected');
+  const r = await d.control.kick(conn.id, { service: 'imap' }, OPERATOR);
+  assert.equal(r.result.kicked, 1);
+  await c.closed();
+});
