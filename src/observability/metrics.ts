@@ -172,11 +172,12 @@ export class DoorMetrics {
       const status = src.store;
       new Gauge({
         name: 'doorman_store_up',
-        help: 'Fleet mode: 1 while Redis answers, 0 while services follow on_store_failure',
+        help: '1 while the counter store answers (always, for the memory store); fleet mode: 0 while Redis does not and services follow on_store_failure',
         registers,
         collect() {
+          // The memory store has no status: it cannot be away, so a "store down" alert never fires on a single host.
           const st = status();
-          if (st !== null) this.set(st.up ? 1 : 0);
+          this.set(st === null || st.up ? 1 : 0);
         },
       });
       new Gauge({
