@@ -21,7 +21,6 @@ import { openCountryLookup, type CountryLookup } from './geo/country.js';
 import { resolveGid, resolveUid } from './listeners/unix-ids.js';
 import { nodeName, openStore } from './store/open.js';
 import { ReloadError, reloadableChanges, restartOnlyChanges } from './config/reload.js';
-import { connectWithin } from './store/redis-client.js';
 import { FleetAudit } from './fleet/audit.js';
 import { FleetBus } from './fleet/bus.js';
 import { FleetState } from './fleet/state.js';
@@ -129,6 +128,7 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
       audit = new FleetAudit(audit, fleet.client, prefix, node, log);
       const subscriber = fleet.client.duplicate();
       subscriber.on('error', () => {});
+      const { connectWithin } = await import('./store/redis-client.js');
       await connectWithin(subscriber, 3000);
       bus = new FleetBus({ client: fleet.client, subscriber, prefix, node, leaseMs: config.store.lease, log });
     }
