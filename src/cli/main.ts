@@ -8,6 +8,7 @@
  * daemon answered. Errors are one line on stderr, `doorman: …`.
  */
 import { Command } from 'commander';
+import { packageVersion } from '../version.js';
 import { EXIT } from './admin-client.js';
 import { registerBans } from './commands/bans.js';
 import { registerCheck } from './commands/check.js';
@@ -23,6 +24,8 @@ const program = new Command();
 program
   .name('doorman')
   .description('Connection doorman for mail servers')
+  // exitOverride below turns commander's exit after printing it into exit 0.
+  .version(packageVersion(), '-V, --version', 'print the version and exit')
   .configureOutput({ outputError: (text, write) => write(`doorman: ${text.replace(/^error: /, '').trimEnd()} (see --help)\n`) })
   .exitOverride((err) => process.exit(err.exitCode === 0 ? EXIT.ok : EXIT.usage));
 

@@ -9,7 +9,6 @@
  * The routes only call the operator's controls (src/control/control.ts) and
  * read the registry, the engine and the bans: nothing here decides.
  */
-import { readFileSync } from 'node:fs';
 import fastifyCookie from '@fastify/cookie';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -21,6 +20,7 @@ import type { DoorEventBus, RefusalEvent } from '../../core/events.js';
 import type { Gatekeeper } from '../../core/gate.js';
 import type { Control } from '../../control/control.js';
 import { ListenError } from '../../errors.js';
+import { packageVersion } from '../../version.js';
 import { HistorySampler } from '../../observability/history.js';
 import { DoorMetrics } from '../../observability/metrics.js';
 import { RefusalTracker } from '../../observability/refusal-tracker.js';
@@ -38,15 +38,6 @@ import { ruleRoutes } from './routes-rules.js';
 const BODY_LIMIT = 64 * 1024;
 /** A request's headers and body must arrive within this (slow clients hold no slot for long). */
 const REQUEST_TIMEOUT_MS = 10_000;
-
-/** dist/src/http/admin/server.js → package.json four levels up. */
-const VERSION = ((): string => {
-  try {
-    return (JSON.parse(readFileSync(new URL('../../../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
-})();
 
 export interface AdminServerDeps {
   readonly config: Pick<AdminConfig, 'listen' | 'token' | 'token_file'>;
@@ -139,7 +130,7 @@ export class AdminServer {
       clock: deps.clock,
       log,
       services: deps.services,
-      version: VERSION,
+      version: packageVersion(),
       startedAt: deps.startedAt,
       metrics,
       refusals,
