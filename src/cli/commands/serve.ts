@@ -81,10 +81,19 @@ export function registerServe(program: Command): void {
   const configCmd = program.command('config').description('configuration tools');
   configCmd
     .command('check')
-    .description('validate a configuration file and exit non-zero if it is invalid')
+    .description('validate a configuration file as serve would, run by this user, and exit non-zero if it is invalid')
     .option('-c, --config <file>', 'configuration file (default: ./doorman.yaml if present)')
-    .action((opts: { config?: string }) => {
+    .action(async (opts: { config?: string }) => {
       const config = loadOrExit(opts.config);
+      // What serve refuses at start for the configuration's sake, refused here in the same words: run_as, as this user.
+      const { checkRunAs } = await import('../../privileges.js');
+      try {
+        checkRunAs(config, process.getuid?.() ?? -1);
+      } catch (err) {
+        if (!(err instanceof DoormanError)) throw err;
+        process.stderr.write(`doorman: invalid configuration\n${err.message}\n`);
+        process.exit(EXIT.usage);
+      }
       process.stdout.write(`${config.source}: configuration is valid\n`);
     });
 }
