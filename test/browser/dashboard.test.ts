@@ -170,6 +170,10 @@ test('the dashboard in Chromium: live list with countries, kick, country block, 
     const form = page.locator('#country-form');
     await form.getByLabel('Service').selectOption('imap');
     await form.getByLabel('Phase').selectOption('connect');
+    // Two letters that are no assigned country are refused on the page, before anything is sent.
+    await form.getByLabel('Country').fill('XX');
+    await form.getByRole('button', { name: 'Block…', exact: true }).click();
+    await page.locator('#error-area', { hasText: '"XX" is no country code or country name.' }).waitFor();
     await form.getByLabel('Country').fill('Russia');
     await form.getByRole('button', { name: 'Block…', exact: true }).click();
     const text = await confirm(page, /^1 live connection comes from Russia:$/);

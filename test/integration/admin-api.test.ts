@@ -236,6 +236,8 @@ test('countries: PUT, block, unblock and DELETE, each with a dry run that report
     ['PUT', '/api/countries/imap/connect', {}, 400, /either "allow" or "deny"/],
     ['PUT', '/api/countries/imap/connect', { deny: [] }, 400, /body\.deny/],
     ['PUT', '/api/countries/imap/connect', { deny: ['Russia'] }, 400, /two-letter country code/],
+    ['PUT', '/api/countries/imap/connect', { deny: ['RU', 'xx'] }, 400, /^"xx" is not a country code: expected an ISO 3166-1 alpha-2 country code \(officially assigned, or XK for Kosovo\) such as DE$/],
+    ['POST', '/api/countries/imap/connect/block', { country: 'XX' }, 400, /^"XX" is not a country code: expected an ISO 3166-1 alpha-2/],
     ['PUT', '/api/countries/imap/login', { deny: ['RU'] }, 400, /params\.phase: got "login", expected connect or auth/],
     ['PUT', '/api/countries/nosuch/connect', { deny: ['RU'] }, 400, /no service "nosuch"/],
     ['POST', '/api/countries/imap/auth/block', { country: 'DE' }, 400, /would block every country/],

@@ -226,11 +226,12 @@ describe('doorman CLI', { concurrency: 3 }, () => {
 
     test('block, unblock, countries: run-time rules beside the configuration\'s', async () => {
       // Nothing here changes anything: a dry run and refused requests.
-      const [before, dry, unknown, badCode, badPhase, noService] = await Promise.all([
+      const [before, dry, unknown, badCode, notCountry, badPhase, noService] = await Promise.all([
         cli('countries'),
         cli('block', 'cn', '--service', 'imap', '--dry-run'),
         cli('block', 'RU', '--service', 'nope'),
         cli('block', 'RUS', '--service', 'imap'),
+        cli('block', 'XX', '--service', 'imap'),
         cli('block', 'RU', '--service', 'imap', '--phase', 'login'),
         cli('block', 'RU'),
       ]);
@@ -240,7 +241,9 @@ describe('doorman CLI', { concurrency: 3 }, () => {
       assert.match(ok(before), /^smtp +connect +none$/m, ok(before));
       assert.equal(ok(dry), 'dry run: would block CN for imap at connect\nnothing was changed\n');
       failed(unknown, 1, /no service "nope" in the configuration/);
-      failed(badCode, 2, /expected a two-letter country code/);
+      failed(badCode, 2, /"RUS" is not a country code: expected an ISO 3166-1 alpha-2 country code/);
+      // Two letters, but no country: refused before anything is sent (it used to be blocked and persisted).
+      failed(notCountry, 2, /"XX" is not a country code: expected an ISO 3166-1 alpha-2 country code \(officially assigned, or XK for Kosovo\) such as DE/);
       failed(badPhase, 2, /expected connect or auth/);
       failed(noService, 2, /required option '-s, --service <name>' not specified/);
 
