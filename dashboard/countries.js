@@ -94,10 +94,11 @@ export class CountriesView {
       h(
         'td',
         null,
+        // The countries follow the kind at once ("Only from Germany"); where the rule came from comes last, in words of its own.
         h('span', { class: `kind ${rule.kind}` }, allow ? 'Only from' : 'Blocked'),
-        rule.mode === 'dry-run' ? h('span', { class: 'badge', title: 'logged, not enforced' }, 'dry run') : null,
-        h('span', { class: 'muted small' }, rule.source === 'runtime' ? ' set at run time' : ' from the config'),
         h('ul', { class: 'chips' }, ...chips),
+        rule.mode === 'dry-run' ? h('span', { class: 'badge', title: 'logged, not enforced' }, 'dry run') : null,
+        h('span', { class: 'muted small' }, rule.source === 'runtime' ? ' set at run time' : ' set in the configuration file'),
       ),
     );
   }

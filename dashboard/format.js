@@ -5,16 +5,10 @@
  * nothing the server sends is ever parsed as markup.
  */
 
-/** ISO 3166-1 alpha-2 codes, for the country pickers (Intl can name a region but not list them). */
-export const COUNTRY_CODES = (
-  'AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ ' +
-  'CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR ' +
-  'GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP ' +
-  'KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT ' +
-  'MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW ' +
-  'SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG ' +
-  'UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW'
-).split(' ');
+// The codes Doorman accepts, for the country pickers (Intl can name a region but not list them):
+// served by the admin server from the one table in src/core/country-codes.ts.
+import { COUNTRY_CODES } from './country-codes.js';
+export { COUNTRY_CODES };
 
 /** @type {Intl.DisplayNames | null} */
 let regionNames = null;
@@ -55,9 +49,11 @@ export function countryLabel(/** @type {string | null} */ code) {
  */
 export function parseCountry(input) {
   const s = input.trim();
-  if (/^[A-Za-z]{2}$/.test(s)) return s.toUpperCase();
+  // Only a code Doorman accepts: "XX" is no country, whatever its shape.
+  const known = (/** @type {string} */ c) => (COUNTRY_CODES.includes(c.toUpperCase()) ? c.toUpperCase() : null);
+  if (/^[A-Za-z]{2}$/.test(s)) return known(s);
   const m = /\(([A-Za-z]{2})\)\s*$/.exec(s);
-  if (m?.[1]) return m[1].toUpperCase();
+  if (m?.[1]) return known(m[1]);
   const want = s.toLocaleLowerCase();
   if (want === '') return null;
   return COUNTRY_CODES.find((c) => countryName(c).toLocaleLowerCase() === want) ?? null;

@@ -33,8 +33,7 @@ import { DoorEventBus } from './core/events.js';
 import { Control } from './control/control.js';
 import { AuditLog } from './state/audit-log.js';
 import { StateStore } from './state/runtime-state.js';
-import { mkdir } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { openStatePath } from './state/open-paths.js';
 import { NetworkSet } from './core/networks.js';
 import { GuardListener } from './listeners/guard-proxy.js';
 import { describeEndpoint, parseEndpoint } from './listeners/stream-listener.js';
@@ -116,10 +115,8 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
   let fleetState: FleetState | null = null;
   const node = nodeName(config);
   try {
-    await mkdir(dirname(config.state.file), { recursive: true });
-    await mkdir(dirname(config.state.audit_log), { recursive: true });
-    const file = await StateStore.open(config.state.file);
-    audit = await AuditLog.open(config.state.audit_log);
+    const file = await openStatePath(config.source, 'state.file', config.state.file, (p) => StateStore.open(p));
+    audit = await openStatePath(config.source, 'state.audit_log', config.state.audit_log, (p) => AuditLog.open(p));
     let state: RuntimeStateStore = file;
     if (fleet !== null) {
       const prefix = config.store.redis.prefix;

@@ -28,6 +28,33 @@ async function hand(path: string, uid: number, gid: number): Promise<void> {
 }
 
 /**
+ * What run_as means for a process started as `uid`: the user and group to
+ * become, or null to stay as it is. Throws PrivilegeError when the
+ * configuration cannot run that way (root without run_as.user, an unknown
+ * user or group, run_as.user root). Reads only the configuration and the
+ * user database, so `doorman config check` runs it too and refuses exactly
+ * what `doorman serve` would, in the same words.
+ */
+export function checkRunAs(config: Config, uid: number): { uid: number; gid: number } | null {
+  if (uid !== 0) return null;
+  const r = config.run_as;
+  if (r.user === null) {
+    if (r.allow_root || config.source === EMBEDDED_DEFAULTS) return null;
+    throw new PrivilegeError('DOORMAN_ERR_ROOT', `${config.source}: run_as.user: started as root without a user to run as; set run_as.user (e.g. doorman) or, to keep root, run_as.allow_root: true`);
+  }
+  let target: number;
+  let gid: number;
+  try {
+    target = resolveUid(r.user);
+    gid = r.group === null ? primaryGid(target) : resolveGid(r.group);
+  } catch (err) {
+    throw new PrivilegeError('DOORMAN_ERR_RUN_AS', `${config.source}: run_as: ${(err as Error).message}`);
+  }
+  if (target === 0) throw new PrivilegeError('DOORMAN_ERR_RUN_AS', `${config.source}: run_as.user is root; name an unprivileged user`);
+  return { uid: target, gid };
+}
+
+/**
  * Drops root as configured; returns what was done, for the log. Throws
  * PrivilegeError when root must not be kept or cannot be dropped.
  */
@@ -36,27 +63,13 @@ export async function dropPrivileges(config: Config, log: Logger): Promise<{ uid
   // Not POSIX (Windows): no users to drop to.
   if (getuid === undefined || getgid === undefined || setuid === undefined || setgid === undefined || setgroups === undefined) return null;
   if (getuid() !== 0) return null;
-  const r = config.run_as;
-  if (r.user === null) {
-    if (r.allow_root) {
-      log.warn('running as root (run_as.allow_root: true); set run_as.user to drop root once the sockets are bound');
-      return null;
-    }
-    if (config.source === EMBEDDED_DEFAULTS) {
-      log.warn('running as root on the embedded defaults; a configuration file must set run_as.user (or run_as.allow_root: true)');
-      return null;
-    }
-    throw new PrivilegeError('DOORMAN_ERR_ROOT', `${config.source}: run_as.user: started as root without a user to run as; set run_as.user (e.g. doorman) or, to keep root, run_as.allow_root: true`);
+  const target = checkRunAs(config, 0);
+  if (target === null) {
+    if (config.run_as.allow_root) log.warn('running as root (run_as.allow_root: true); set run_as.user to drop root once the sockets are bound');
+    else log.warn('running as root on the embedded defaults; a configuration file must set run_as.user (or run_as.allow_root: true)');
+    return null;
   }
-  let uid: number;
-  let gid: number;
-  try {
-    uid = resolveUid(r.user);
-    gid = r.group === null ? primaryGid(uid) : resolveGid(r.group);
-  } catch (err) {
-    throw new PrivilegeError('DOORMAN_ERR_RUN_AS', `${config.source}: run_as: ${(err as Error).message}`);
-  }
-  if (uid === 0) throw new PrivilegeError('DOORMAN_ERR_RUN_AS', `${config.source}: run_as.user is root; name an unprivileged user`);
+  const { uid, gid } = target;
   // The state file is replaced by rename, so its directory must be the user's; the audit log is already open.
   for (const path of [dirname(config.state.file), config.state.file, config.state.audit_log]) await hand(path, uid, gid);
   setgroups([gid]);

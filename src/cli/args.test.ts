@@ -12,7 +12,10 @@ test('parseLimit: whole numbers from 1 to 1000', () => {
 
 test('parseCountry and parsePhase', () => {
   assert.deepEqual(['de', 'RU', 'kP'].map(parseCountry), ['DE', 'RU', 'KP']);
-  for (const v of ['D', 'DEU', '1A', '', 'D-']) bad(() => parseCountry(v), /two-letter/);
+  for (const v of ['D', 'DEU', '1A', '', 'D-']) bad(() => parseCountry(v), /is not a country code: expected an ISO 3166-1 alpha-2 country code/);
+  // Two letters, but no assigned country: refused, naming the code.
+  for (const v of ['XX', 'zz', 'EU', 'UK', 'AA', 'QZ']) bad(() => parseCountry(v), new RegExp(`^"${v}" is not a country code: expected an ISO 3166-1 alpha-2 country code \\(officially assigned, or XK for Kosovo\\) such as DE\\.$`));
+  assert.equal(parseCountry('xk'), 'XK', 'Kosovo, user-assigned but in every country database');
   assert.deepEqual(['connect', 'auth'].map(parsePhase), ['connect', 'auth']);
   for (const v of ['Connect', 'login', '']) bad(() => parsePhase(v), /connect or auth/);
 });

@@ -8,6 +8,7 @@ import { isIP } from 'node:net';
 import { InvalidArgumentError } from 'commander';
 import { parseDuration } from '../config/duration.js';
 import { parseNetwork } from '../core/networks.js';
+import { badCountryMessage, normaliseCountry } from '../core/country-codes.js';
 
 /** The API pages connections at most this many at a time (docs/admin-api.md). */
 export const MAX_LIMIT = 1000;
@@ -27,9 +28,11 @@ export function parseLimit(v: string): number {
 }
 
 /** A two-letter country code, in capitals. */
+/** A country code as the configuration takes it (../core/country-codes.ts): any case in, capitals out. */
 export function parseCountry(v: string): string {
-  if (!/^[A-Za-z]{2}$/.test(v)) throw new InvalidArgumentError('expected a two-letter country code such as DE.');
-  return v.toUpperCase();
+  const code = normaliseCountry(v);
+  if (code === null) throw new InvalidArgumentError(`${badCountryMessage(v)}.`);
+  return code;
 }
 
 export type Phase = 'connect' | 'auth';

@@ -80,6 +80,16 @@ test('doorman.example.yaml lists exactly the defaults', async () => {
   assert.deepEqual(fromFile, defaults);
 });
 
+test('country codes: assigned ISO 3166-1 alpha-2 codes (and XK), any case in, capitals kept; others refused, named', () => {
+  const c = parseConfigText('services:\n  imap:\n    countries:\n      connect: { deny: [ru, Kp, XK] }\n', 't');
+  assert.deepEqual(c.services['imap']?.countries.connect?.deny, ['RU', 'KP', 'XK']);
+  const e = issues('services:\n  imap:\n    countries:\n      connect: { deny: [RU, XX] }\n      auth: { allow: [de, eu] }\n');
+  assert.deepEqual(e.message.split('\n'), [
+    '/etc/doorman/doorman.yaml: services.imap.countries.connect.deny.1: got "XX", expected an ISO 3166-1 alpha-2 country code (officially assigned, or XK for Kosovo) such as DE',
+    '/etc/doorman/doorman.yaml: services.imap.countries.auth.allow.1: got "eu", expected an ISO 3166-1 alpha-2 country code (officially assigned, or XK for Kosovo) such as DE',
+  ]);
+});
+
 test('a service proxy: defaults, and errors that name the key', () => {
   const c = parseConfigText('services:\n  imap:\n    proxy:\n      listen: ["0.0.0.0:143"]\n      backend: 127.0.0.1:10143\n      proxy_protocol: v2\n', 'x');
   const p = c.services.imap?.proxy;

@@ -9,6 +9,7 @@
 import { z } from 'zod';
 import { durationSchema } from './duration.js';
 import { proxySchema } from './proxy-schema.js';
+import { COUNTRY_CODE_EXPECTED, normaliseCountry } from '../core/country-codes.js';
 
 export const PROTOCOLS = ['smtp', 'submission', 'smtps', 'pop3', 'pop3s', 'imap', 'imaps'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
@@ -38,9 +39,13 @@ export const limitsSchema = z.strictObject(
   { error: 'a mapping of limits' },
 );
 
-const countryCode = z
-  .string({ error: 'a two-letter ISO 3166 country code such as DE' })
-  .regex(/^[A-Z]{2}$/, { error: 'a two-letter ISO 3166 country code in capitals, such as DE' });
+/** An assigned code (../core/country-codes.ts), in any case; kept in capitals. */
+const countryCode = z.string({ error: COUNTRY_CODE_EXPECTED }).transform((s, ctx) => {
+  const code = normaliseCountry(s);
+  if (code !== null) return code;
+  ctx.issues.push({ code: 'custom', message: COUNTRY_CODE_EXPECTED, input: s });
+  return z.NEVER;
+});
 
 export const countryRuleSchema = z.strictObject(
   {

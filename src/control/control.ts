@@ -206,6 +206,8 @@ export class Control {
 
   private async kickNow(target: string, opts: { banMs?: number; reason?: string; service?: string; dryRun?: boolean }, caller: Caller): Promise<ChangeResult<{ kicked: number; ban: Ban | null }>> {
     const fleet = this.d.fleet ?? null;
+    // An unknown service is an error here as in every command that takes one, not a filter that matches nothing.
+    if (opts.service !== undefined) this.knownService(opts.service);
     let one = this.connection(target);
     let missing: string[] = [];
     // An id held by another node: ask the fleet which one holds it.
@@ -378,6 +380,11 @@ export class Control {
       const deny = (cur.deny ?? []).filter((x) => x !== c);
       return this.setCountriesNow(service, phase, deny.length === 0 ? null : { ...cur, deny }, caller, dryRun);
     });
+  }
+
+  /** Throws DOORMAN_ERR_SERVICE, in the one wording every command shares, when `service` is not configured. */
+  knownService(service: string): void {
+    if (!this.d.gate.rules.services.has(service)) throw new ControlInputError('DOORMAN_ERR_SERVICE', `no service "${service.slice(0, 64)}" in the configuration`);
   }
 
   private ruleInput(service: string, phase: RulePhase): CountryRuleInput | null {

@@ -47,7 +47,9 @@ test('contradictions are refused at compile time, each naming its key', () => {
     assert.match(e.message, /services\.mx2\.protocol: .*"mx2" is not a protocol name/);
   }
   assert.throws(() => serviceSchema.parse({ prefix: { ipv4: 33 } }), /an IPv4 address has 32 bits/);
-  assert.throws(() => serviceSchema.parse({ countries: { connect: { deny: ['ru'] } } }), /capitals/);
+  // Any case in, capitals kept; a code that is no assigned country is refused.
+  assert.deepEqual(serviceSchema.parse({ countries: { connect: { deny: ['ru'] } } }).countries.connect?.deny, ['RU']);
+  assert.throws(() => serviceSchema.parse({ countries: { connect: { deny: ['XX'] } } }), /an ISO 3166-1 alpha-2 country code/);
 });
 
 test('connect: exception, ban, country, concurrency, prefix, rate — in that order', () => {

@@ -91,10 +91,17 @@ export class Engine {
     return this.store.release(key, owner, this.clock.now());
   }
 
-  /** Counts one event; `holder` is given a connection first if it holds none of `key`. */
-  event(key: string, metric: RateMetric, holder?: Owner): Awaitable<HitResult> {
+  /**
+   * Counts one event; `holder` is given a connection first if it holds none
+   * of `key`. `peak: false` for a key that is the engine's bookkeeping and not
+   * a client (the AUTH-failure dedupe keys, which hold a login and a password
+   * hash): its rate must never become the peak that the log, the API and the
+   * dashboard show.
+   */
+  event(key: string, metric: RateMetric, holder?: Owner, opts: { peak?: boolean } = {}): Awaitable<HitResult> {
     const now = this.clock.now();
     return then(this.store.hit(key, metric, now, holder), (r) => {
+      if (opts.peak === false) return r;
       this.peaks.update(metric, r.rate, key, now);
       if (holder !== undefined) this.peaks.update('count', r.count, key, now);
       return r;

@@ -16,7 +16,7 @@ function gate(services: Record<string, unknown>) {
   const engine = new Engine(new MemoryStore({ rate, maxEntries: 1000 }), clock, memoryLogger().log, { rateUnitMs: 60_000, statusUpdateMs: 600_000 });
   const rules = Rules.compile({ services: Object.fromEntries(Object.entries(services).map(([k, v]) => [k, serviceSchema.parse(v)])), exceptions: [], overrides: [] }, 't');
   const countries: Record<string, string> = { '8.8.8.8': 'US', '77.88.8.8': 'RU' };
-  return { clock, g: new Gatekeeper(engine, rules, new BanList(), { country: (ip) => countries[ip] ?? null }, clock, 60_000) };
+  return { clock, engine, g: new Gatekeeper(engine, rules, new BanList(), { country: (ip) => countries[ip] ?? null }, clock, 60_000) };
 }
 
 const sync = <T>(v: T | Promise<T>): T => {
@@ -42,6 +42,16 @@ test('the same wrong password counts once per window, again after it', () => {
   clock.advance(3 * 60_000);
   assert.equal(sync(g.authFailed('imap', '8.8.8.8', 'bob', 'same')), null, 'once more after the window: 1 failure, not over 1');
   assert.notEqual(sync(g.authFailed('imap', '8.8.8.8', 'bob', 'other')), null, 'a second distinct password within the window is');
+});
+
+test('the AUTH-failure peak names the client, never the login and password-hash bookkeeping keys', () => {
+  const { engine, g } = gate({ imap: { limits: { auth_failure_rate: 100 } } });
+  // The same wrong password five times: the dedupe key's rate (5) is higher than the client's (1).
+  for (let i = 0; i < 5; i++) sync(g.authFailed('imap', '8.8.8.8', 'bob', 'hash-of-secret'));
+  const peak = engine.peaks.get('authfail');
+  assert.equal(peak?.key, 'imap:8.8.8.8');
+  assert.equal(peak?.value, 1);
+  assert.doesNotMatch(JSON.stringify(engine.peaks.snapshot()), /authfail:|login:|hash-of-secret/);
 });
 
 test('recipient rate slides: refused at the limit, allowed again as the window passes', () => {

@@ -293,9 +293,10 @@ export class Gatekeeper {
     const f = this.facts(serviceName, address);
     if (f === null || f.facts.exception !== null) return null;
     const seenKey = `${f.key}:authfail:${login}:${pwhash}`;
-    const counted = then(this.engine.event(seenKey, 'authfail'), (seen) => {
+    // Only the client's own key may be a peak: the other two are bookkeeping, with a login and a password hash in them.
+    const counted = then(this.engine.event(seenKey, 'authfail', undefined, { peak: false }), (seen) => {
       if (seen.rate > 1) return null;
-      return then(this.engine.event(`${f.key}:login:${login}`, 'authfail'), () =>
+      return then(this.engine.event(`${f.key}:login:${login}`, 'authfail', undefined, { peak: false }), () =>
         then(this.engine.event(f.key, 'authfail'), (r) => {
           const limit = f.facts.limits.limits.auth_failure_rate;
           if (limit === null || r.rate <= limit || f.facts.service.dryRun) return null;

@@ -3,10 +3,11 @@
  * replaced, a live one (someone is accepting on it) is an error that says so,
  * and anything that is not a socket is never deleted.
  */
-import { chmodSync, chownSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { ListenError } from '../errors.js';
+import { makeDirectory } from '../make-directory.js';
 
 /** How long a probe of an existing socket may take before we call it stale. */
 const PROBE_TIMEOUT_MS = 1000;
@@ -27,7 +28,7 @@ function probe(path: string): Promise<'live' | 'stale'> {
 
 /** Makes the parent directory and removes a stale socket at `path`. */
 export async function prepareSocketPath(path: string): Promise<{ replacedStale: boolean }> {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+  makeDirectory(dirname(path), 0o755);
   let st;
   try {
     st = lstatSync(path);

@@ -61,14 +61,15 @@ export class StateStore implements RuntimeStateStore {
     this.state = state;
   }
 
-  /** Reads the file; a missing file is an empty state. */
+  /** Reads the file; a missing file is an empty state. A file that cannot be read throws the system error. */
   static async open(path: string): Promise<StateStore> {
     let text: string;
     try {
       text = await readFile(path, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new StateStore(path, EMPTY_STATE);
-      throw new ConfigError([{ file: path, key: '', value: undefined, expected: `a readable state file (${(err as NodeJS.ErrnoException).code ?? String(err)})` }]);
+      // Thrown as it is: the caller (../state/open-paths.ts) names the configuration key.
+      throw err;
     }
     return new StateStore(path, parseState(text, path));
   }

@@ -65,7 +65,7 @@ async function rig(t: TestContext): Promise<Rig> {
       admin: { listen: '127.0.0.1:0', token: TOKEN },
       services: {
         imap: { proxy: { listen: ['127.0.0.1:0'], backend: `127.0.0.1:${backend.port}`, proxy_protocol: 'v2', hostname: 'imap.test' } },
-        smtp: { countries: { connect: { deny: ['KP'] } } },
+        smtp: { countries: { connect: { deny: ['KP'] }, auth: { allow: ['DE'] } } },
       },
     },
     'dashboard test',
@@ -139,7 +139,11 @@ test('the dashboard in Chromium: live list with countries, kick, country block, 
     assert.match(await row(page, '127.0.0.8').innerText(), /United States \(US\)/);
     assert.match(await page.locator('#service-tiles').innerText(), /imap\s+4/);
     // Country rules name the country, not only its code.
-    assert.match(await page.locator('#countries-body').innerText(), /North Korea\s+KP/);
+    const rules = await page.locator('#countries-body').innerText();
+    assert.match(rules, /North Korea\s+KP/);
+    // An allow rule reads "Only from Germany", never "Only from from the config".
+    assert.match(rules, /Only from\s+Germany/);
+    assert.doesNotMatch(rules, /\bfrom\s+from\b/i);
   });
 
   await t.test('a connection made now appears without a reload (event stream)', async () => {
@@ -166,6 +170,10 @@ test('the dashboard in Chromium: live list with countries, kick, country block, 
     const form = page.locator('#country-form');
     await form.getByLabel('Service').selectOption('imap');
     await form.getByLabel('Phase').selectOption('connect');
+    // Two letters that are no assigned country are refused on the page, before anything is sent.
+    await form.getByLabel('Country').fill('XX');
+    await form.getByRole('button', { name: 'Block…', exact: true }).click();
+    await page.locator('#error-area', { hasText: '"XX" is no country code or country name.' }).waitFor();
     await form.getByLabel('Country').fill('Russia');
     await form.getByRole('button', { name: 'Block…', exact: true }).click();
     const text = await confirm(page, /^1 live connection comes from Russia:$/);

@@ -117,7 +117,14 @@ test('status and connections: filters, paging, one by id, 404, 400 on bad input'
   assert.deepEqual([page.json.total, page.json.items.map((c: any) => c.client.address)], [3, ['127.0.0.21']]);
   assert.deepEqual((await api.get('/api/connections?address=127.0.0.20/31')).json.items.map((c: any) => c.client.address), ['127.0.0.20', '127.0.0.21']);
   assert.deepEqual((await api.get('/api/connections?country=ru')).json.items.map((c: any) => c.country), ['RU']);
-  assert.equal((await api.get('/api/connections?service=smtp')).json.total, 0);
+  // A service that is not configured is an error, as for kick, block and check: not a filter that matches nothing.
+  const unknown = await api.get('/api/connections?service=smtp');
+  assert.deepEqual([unknown.status, unknown.json.error.code, unknown.json.error.message], [400, 'DOORMAN_ERR_SERVICE', 'no service "smtp" in the configuration']);
+  const kickUnknown = await api.call('POST', '/api/kick', { target: '127.0.0.99', service: 'smtp', ban: '1m' });
+  assert.deepEqual([kickUnknown.status, kickUnknown.json.error.code], [400, 'DOORMAN_ERR_SERVICE']);
+  assert.equal((await api.get('/api/bans')).json.items.length, 0, 'the ban asked with it was not made');
+  const notCountry = await api.get('/api/connections?country=xx');
+  assert.deepEqual([notCountry.status, notCountry.json.error.message], [400, '"xx" is not a country code: expected an ISO 3166-1 alpha-2 country code (officially assigned, or XK for Kosovo) such as DE']);
   const one = await api.get(`/api/connections/${c0.id}`);
   assert.deepEqual([one.status, one.json.id], [200, c0.id]);
   const missing = await api.get('/api/connections/nosuch');
@@ -236,6 +243,8 @@ test('countries: PUT, block, unblock and DELETE, each with a dry run that report
     ['PUT', '/api/countries/imap/connect', {}, 400, /either "allow" or "deny"/],
     ['PUT', '/api/countries/imap/connect', { deny: [] }, 400, /body\.deny/],
     ['PUT', '/api/countries/imap/connect', { deny: ['Russia'] }, 400, /two-letter country code/],
+    ['PUT', '/api/countries/imap/connect', { deny: ['RU', 'xx'] }, 400, /^"xx" is not a country code: expected an ISO 3166-1 alpha-2 country code \(officially assigned, or XK for Kosovo\) such as DE$/],
+    ['POST', '/api/countries/imap/connect/block', { country: 'XX' }, 400, /^"XX" is not a country code: expected an ISO 3166-1 alpha-2/],
     ['PUT', '/api/countries/imap/login', { deny: ['RU'] }, 400, /params\.phase: got "login", expected connect or auth/],
     ['PUT', '/api/countries/nosuch/connect', { deny: ['RU'] }, 400, /no service "nosuch"/],
     ['POST', '/api/countries/imap/auth/block', { country: 'DE' }, 400, /would block every country/],

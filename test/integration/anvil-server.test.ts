@@ -198,7 +198,8 @@ test('doorman config check exits 0 on a valid file and 2 naming the key on an in
   const cli = join(ROOT, 'dist/src/cli/main.js');
   const good = join(dir, 'good.yaml');
   const bad = join(dir, 'bad.yaml');
-  writeFileSync(good, 'engine:\n  rate_time_unit: 30s\n');
+  // run_as as serve needs it when the test runs as root (config check makes serve's run_as checks).
+  writeFileSync(good, 'engine:\n  rate_time_unit: 30s\nrun_as:\n  allow_root: true\n');
   writeFileSync(bad, 'engine:\n  rate_time_unit: 30 seconds\n');
   const ok = spawnSync(process.execPath, [cli, 'config', 'check', '--config', good], { encoding: 'utf8' });
   assert.equal(ok.status, 0, ok.stderr);

@@ -179,7 +179,15 @@ describe('doorman CLI', { concurrency: 3 }, () => {
       await clients[2]?.closed();
       assert.match(clients[2]?.received ?? '', /\* BYE \[UNAVAILABLE\] Connection closed by the administrator/);
 
-      const byAddress = ok(await cli('kick', '127.0.0.20', '--ban', '10m', '--reason', 'flood'));
+      // --ttl, as `doorman ban` spells a ban's length; the old --ban still works, hidden from --help; not both.
+      assert.match(ok(await cli('kick', '127.0.0.20', '--ban', '5m', '--dry-run')), /^dry run: would kick 2 connections and ban 127\.0\.0\.20 for 5m:$/m);
+      failed(await cli('kick', '127.0.0.20', '--ttl', '5m', '--ban', '5m'), 2, /option '--ban <duration>' cannot be used with option '--ttl <duration>'/);
+      assert.doesNotMatch(ok(await cli('kick', '--help')), /--ban/);
+      // An unknown service is an error, as in block and check, not a filter that matches nothing.
+      failed(await cli('kick', '127.0.0.20', '--service', 'nope', '--ttl', '5m'), 1, /no service "nope" in the configuration/);
+      failed(await cli('connections', '--service', 'nope'), 1, /no service "nope" in the configuration/);
+      failed(await cli('connections', '--country', 'xx'), 2, /"xx" is not a country code/);
+      const byAddress = ok(await cli('kick', '127.0.0.20', '--ttl', '10m', '--reason', 'flood'));
       assert.match(byAddress, /^kicked 2 connections:$/m, byAddress);
       assert.match(byAddress, /^banned 127\.0\.0\.20 for (9m59s|10m00s) \(until \d{4}-[\d-]+T[\d:]+Z\): flood$/m, byAddress);
       await Promise.all([clients[0]?.closed(), clients[1]?.closed()]);
@@ -226,11 +234,12 @@ describe('doorman CLI', { concurrency: 3 }, () => {
 
     test('block, unblock, countries: run-time rules beside the configuration\'s', async () => {
       // Nothing here changes anything: a dry run and refused requests.
-      const [before, dry, unknown, badCode, badPhase, noService] = await Promise.all([
+      const [before, dry, unknown, badCode, notCountry, badPhase, noService] = await Promise.all([
         cli('countries'),
         cli('block', 'cn', '--service', 'imap', '--dry-run'),
         cli('block', 'RU', '--service', 'nope'),
         cli('block', 'RUS', '--service', 'imap'),
+        cli('block', 'XX', '--service', 'imap'),
         cli('block', 'RU', '--service', 'imap', '--phase', 'login'),
         cli('block', 'RU'),
       ]);
@@ -240,7 +249,9 @@ describe('doorman CLI', { concurrency: 3 }, () => {
       assert.match(ok(before), /^smtp +connect +none$/m, ok(before));
       assert.equal(ok(dry), 'dry run: would block CN for imap at connect\nnothing was changed\n');
       failed(unknown, 1, /no service "nope" in the configuration/);
-      failed(badCode, 2, /expected a two-letter country code/);
+      failed(badCode, 2, /"RUS" is not a country code: expected an ISO 3166-1 alpha-2 country code/);
+      // Two letters, but no country: refused before anything is sent (it used to be blocked and persisted).
+      failed(notCountry, 2, /"XX" is not a country code: expected an ISO 3166-1 alpha-2 country code \(officially assigned, or XK for Kosovo\) such as DE/);
       failed(badPhase, 2, /expected connect or auth/);
       failed(noService, 2, /required option '-s, --service <name>' not specified/);
 

@@ -24,13 +24,13 @@ after(async () => {
   for (const b of backends) await b.close();
 });
 
-async function start(dir: string, port: number, imap: Record<string, unknown> = {}): Promise<Daemon> {
+async function start(dir: string, port: number, imap: Record<string, unknown> = {}, others: Record<string, unknown> = {}): Promise<Daemon> {
   const config = parseConfig(
     {
       anvil: { enabled: false },
       ...isolated(dir),
       exceptions: ['127.0.9.0/24'],
-      services: { imap: { ...imap, proxy: { listen: ['127.0.0.1:0'], backend: `127.0.0.1:${port}`, proxy_protocol: 'v2', hostname: 'mx.test' } } },
+      services: { ...others, imap: { ...imap, proxy: { listen: ['127.0.0.1:0'], backend: `127.0.0.1:${port}`, proxy_protocol: 'v2', hostname: 'mx.test' } } },
     },
     'control-test',
   );
@@ -165,13 +165,15 @@ test('kick by id honours --service: a connection to another service is not kicke
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const b = await startFakeBackend({ proxy: true });
   backends.push(b);
-  const d = await start(dir, b.port);
+  // pop3 is configured (without a proxy), so the kick is refused for being to another service, not for naming none.
+  const d = await start(dir, b.port, {}, { pop3: {} });
   t.after(() => d.stop());
   const c = await RawClient.open(d.proxies[0]?.port ?? 0, { localAddress: '127.0.0.21' });
   await c.waitFor(/^220 /);
   const [conn] = d.registry.list();
   assert.equal(conn?.service, 'imap');
   await assert.rejects(d.control.kick(conn.id, { service: 'pop3' }, OPERATOR), (err: unknown) => err instanceof ControlInputError && /is to imap, not pop3: nothing kicked/.test(err.message));
+  await assert.rejects(d.control.kick(conn.id, { service: 'nosuch' }, OPERATOR), (err: unknown) => err instanceof ControlInputError && /^no service "nosuch" in the configuration$/.test(err.message));
   assert.equal(d.registry.size, 1, 'still connected');
   const r = await d.control.kick(conn.id, { service: 'imap' }, OPERATOR);
   assert.equal(r.result.kicked, 1);

@@ -6,10 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { stringify } from 'yaml';
+import { doorman, show } from '../helpers/cli.js';
 import { startDoorman } from '../helpers/daemon.js';
 import { skipBanner } from '../helpers/guard.js';
 
@@ -76,6 +78,32 @@ if (!root) {
 
   test('as root without run_as.user the daemon refuses to run, naming the key', async () => {
     await assert.rejects(startDoorman({ run_as: { allow_root: false } }), /run_as\.user: started as root without a user to run as/);
+  });
+
+  test('config check refuses what serve refuses: root without run_as.user, an unknown user, run_as.user root; same words, exit 2', async (t) => {
+    const base = await mkdtemp(join(tmpdir(), 'doorman-check-'));
+    t.after(() => rm(base, { recursive: true, force: true }));
+    const cases: [object, RegExp][] = [
+      [{}, /run_as\.user: started as root without a user to run as/],
+      [{ user: 'doorman-no-such-user-x' }, /run_as: .*doorman-no-such-user-x/],
+      [{ user: 'root' }, /run_as\.user is root; name an unprivileged user/],
+    ];
+    for (const [i, [runAs, message]] of cases.entries()) {
+      const file = join(base, `doorman-${i}.yaml`);
+      await writeFile(file, stringify({ admin: { listen: null }, run_as: runAs, state: { file: join(base, `s${i}.json`), audit_log: join(base, `a${i}.log`) } }));
+      const check = await doorman(['config', 'check', '--config', file]);
+      assert.equal(check.code, 2, show(check));
+      assert.match(check.stderr, message, show(check));
+      const serve = await doorman(['serve', '--config', file]);
+      assert.notEqual(serve.code, 0, show(serve));
+      // The very sentence config check printed is in serve's refusal.
+      const sentence = check.stderr.split('\n')[1] ?? '';
+      assert.ok(sentence.length > 0 && serve.stdout.replaceAll('\\"', '"').includes(sentence), `serve did not say ${JSON.stringify(sentence)}:\n${show(serve)}`);
+    }
+    const allowed = join(base, 'allowed.yaml');
+    await writeFile(allowed, stringify({ run_as: { allow_root: true } }));
+    const ok = await doorman(['config', 'check', '--config', allowed]);
+    assert.equal(ok.code, 0, show(ok));
   });
 
   test('secrets in the configuration never reach the log', async () => {

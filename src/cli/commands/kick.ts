@@ -4,7 +4,7 @@
  * first so the client cannot come straight back. `--dry-run` lists what
  * would be closed and changes nothing.
  */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { json, runAdmin, withAdminOptions } from '../admin-command.js';
 import type { AdminOptions } from '../admin-target.js';
 import type { ApiBan, ApiKick } from '../api-types.js';
@@ -13,6 +13,8 @@ import { formatDuration, formatTime, plural } from '../format.js';
 import { connectionTable } from './connections.js';
 
 interface Options extends AdminOptions {
+  ttl?: string | number;
+  /** The old spelling of ttl. */
   ban?: string | number;
   reason?: string;
   service?: string;
@@ -46,15 +48,18 @@ export function registerKick(program: Command): void {
     .command('kick')
     .description('close live connections: one by id, or every one from an address or network')
     .argument('<target>', 'a connection id (from `doorman connections`), an address or a CIDR network')
-    .option('--ban <duration>', 'ban the address or network first, for this long (90s, 10m, 1h, 1d)', parseBanDuration)
+    // --ttl, as in `doorman ban`: one spelling for a ban's length. --ban is the old spelling, kept hidden for scripts.
+    .option('--ttl <duration>', 'ban the address or network first, for this long (90s, 10m, 1h, 1d, up to 366d)', parseBanDuration)
+    .addOption(new Option('--ban <duration>', 'the old spelling of --ttl').argParser(parseBanDuration).hideHelp().conflicts('ttl'))
     .option('--reason <text>', 'why, for the log, the audit log and the ban', parseReason)
     .option('-s, --service <name>', 'only connections to this service')
     .option('--dry-run', 'show what would be kicked; change nothing')
     .option('--json', "the API's JSON instead of text");
   withAdminOptions(cmd).action((target: string, opts: Options) =>
     runAdmin(opts, async ({ client, print, width }) => {
-      const r = await client.post<ApiKick>('/api/kick', { target, ban: opts.ban, reason: opts.reason, service: opts.service, dry_run: opts.dryRun === true });
-      print(opts.json ? json(r) : formatKick(target, r, opts.ban, width));
+      const ttl = opts.ttl ?? opts.ban;
+      const r = await client.post<ApiKick>('/api/kick', { target, ban: ttl, reason: opts.reason, service: opts.service, dry_run: opts.dryRun === true });
+      print(opts.json ? json(r) : formatKick(target, r, ttl, width));
     }),
   );
 }

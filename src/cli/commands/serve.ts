@@ -4,8 +4,9 @@
  * only for `serve`, so the commands that talk to it start quickly.
  */
 import type { Command } from 'commander';
-import { loadConfig } from '../../config/load.js';
-import { DoormanError } from '../../errors.js';
+import { isAbsolute } from 'node:path';
+import { loadConfig, type Config } from '../../config/load.js';
+import { ConfigError, DoormanError } from '../../errors.js';
 import { EXIT } from '../admin-client.js';
 
 export function registerServe(program: Command): void {
@@ -15,6 +16,7 @@ export function registerServe(program: Command): void {
     .option('-c, --config <file>', 'configuration file (default: ./doorman.yaml if present)')
     .action(async (opts: { config?: string }) => {
       const config = loadOrExit(opts.config);
+      workingDirectoryOrExit(config);
       const [{ startDaemon }, { createLogger }, { dropPrivileges }] = await Promise.all([import('../../main.js'), import('../../observability/logger.js'), import('../../privileges.js')]);
       const log = createLogger(config.log);
       log.info({ config: config.source, version: process.env.npm_package_version }, 'doorman starting');
@@ -79,12 +81,42 @@ export function registerServe(program: Command): void {
   const configCmd = program.command('config').description('configuration tools');
   configCmd
     .command('check')
-    .description('validate a configuration file and exit non-zero if it is invalid')
+    .description('validate a configuration file as serve would, run by this user, and exit non-zero if it is invalid')
     .option('-c, --config <file>', 'configuration file (default: ./doorman.yaml if present)')
-    .action((opts: { config?: string }) => {
+    .action(async (opts: { config?: string }) => {
       const config = loadOrExit(opts.config);
+      // What serve refuses at start for the configuration's sake, refused here in the same words: run_as, as this user.
+      const { checkRunAs } = await import('../../privileges.js');
+      try {
+        checkRunAs(config, process.getuid?.() ?? -1);
+      } catch (err) {
+        if (!(err instanceof DoormanError)) throw err;
+        process.stderr.write(`doorman: invalid configuration\n${err.message}\n`);
+        process.exit(EXIT.usage);
+      }
       process.stdout.write(`${config.source}: configuration is valid\n`);
     });
+}
+
+/**
+ * A working directory removed under the daemon (a package upgrade, a
+ * cleaned-up home) makes every relative path unresolvable, and some
+ * dependencies read it as they load and crash with a bare uv_cwd stack:
+ * refuse plainly instead, naming the relative state paths it breaks.
+ */
+function workingDirectoryOrExit(config: Config): void {
+  try {
+    process.cwd();
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    const expected = `a path Doorman can resolve: the working directory no longer exists (${code}); use an absolute path or start from an existing directory (systemd: WorkingDirectory=)`;
+    const keys = (['file', 'audit_log'] as const).filter((k) => !isAbsolute(config.state[k]));
+    const issues = keys.map((k) => ({ file: config.source, key: `state.${k}`, value: config.state[k], expected }));
+    const message = issues.length > 0 ? new ConfigError(issues).message : `the working directory no longer exists (${code}); start from an existing directory`;
+    process.stderr.write(`doorman: cannot start\n${message}\n`);
+    process.exit(1);
+  }
 }
 
 function loadOrExit(path: string | undefined) {

@@ -11,7 +11,8 @@
 import type { FastifyInstance } from 'fastify';
 import { callerAddress } from './auth.js';
 import type { AdminContext } from './context.js';
-import { notFound } from './errors.js';
+import { HttpError, notFound } from './errors.js';
+import { badCountryMessage, normaliseCountry } from '../../core/country-codes.js';
 import * as f from './fields.js';
 import { banJson, connectionJson } from './shapes.js';
 
@@ -40,7 +41,11 @@ export function connectionRoutes(app: FastifyInstance, ctx: AdminContext): void 
     { schema: { querystring: f.strict({ service: f.service, address: f.network, country: f.country, ...f.paging(PAGE_MAX, PAGE_DEFAULT) }) } },
     async (req) => {
       const q = req.query;
-      const filter = { service: q.service, address: q.address, country: q.country?.toUpperCase() };
+      // Filters are checked as the changes check them: an unknown service or country is an error, not an empty list.
+      if (q.service !== undefined) ctx.control.knownService(q.service);
+      const country = q.country === undefined ? undefined : normaliseCountry(q.country);
+      if (country === null) throw new HttpError(400, 'DOORMAN_ERR_COUNTRY', badCountryMessage(q.country as string));
+      const filter = { service: q.service, address: q.address, country };
       const page = await ctx.control.fleetConnections(filter, { offset: q.offset, limit: q.limit });
       const now = Date.now();
       return { total: page.total, items: page.items.map((c) => connectionJson(c, now)), missing_nodes: page.missing };

@@ -18,7 +18,8 @@ import type { ChangeResult } from '../../control/control.js';
 import type { RulePhase } from '../../core/rules.js';
 import { callerAddress } from './auth.js';
 import type { AdminContext } from './context.js';
-import { notFound } from './errors.js';
+import { HttpError, notFound } from './errors.js';
+import { badCountryMessage, normaliseCountry } from '../../core/country-codes.js';
 import * as f from './fields.js';
 import { banJson, connectionJson } from './shapes.js';
 
@@ -39,8 +40,6 @@ interface RuleBody {
   mode?: 'enforce' | 'dry-run';
   dry_run?: boolean;
 }
-
-const upper = (list: string[] | undefined) => list?.map((c) => c.toUpperCase());
 
 function hitsJson(r: ChangeResult<unknown>): { dry_run: boolean; hits: ReturnType<typeof connectionJson>[] } {
   const now = Date.now();
@@ -93,7 +92,7 @@ export function ruleRoutes(app: FastifyInstance, ctx: AdminContext): void {
     async (req) => {
       const { service, phase } = req.params;
       const b = req.body;
-      const rule = { allow: upper(b.allow), deny: upper(b.deny), mode: b.mode };
+      const rule = { allow: countries(b.allow), deny: countries(b.deny), mode: b.mode };
       const by = callerAddress(req);
       const r = await control.setCountries(service, phase, dropUndefined(rule), { address: by }, b.dry_run === true);
       if (!r.dryRun) log.info({ by, service, phase, rule }, 'admin: country rule set');
@@ -120,7 +119,7 @@ export function ruleRoutes(app: FastifyInstance, ctx: AdminContext): void {
       async (req) => {
         const { service, phase } = req.params;
         const by = callerAddress(req);
-        const code = req.body.country.toUpperCase();
+        const code = countryOrThrow(req.body.country);
         const dry = req.body.dry_run === true;
         if (verb === 'block') {
           const r = await control.blockCountry(service, phase, code, { address: by }, dry);
@@ -140,4 +139,15 @@ export function ruleRoutes(app: FastifyInstance, ctx: AdminContext): void {
 /** The controls tell "no list" from an empty one by the key's absence. */
 function dropUndefined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+/** A code from a request, in capitals; 400 naming it when it is not an assigned code (../../core/country-codes.ts). */
+function countryOrThrow(input: string): string {
+  const code = normaliseCountry(input);
+  if (code === null) throw new HttpError(400, 'DOORMAN_ERR_COUNTRY', badCountryMessage(input));
+  return code;
+}
+
+function countries(list: readonly string[] | undefined): string[] | undefined {
+  return list?.map(countryOrThrow);
 }
