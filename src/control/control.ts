@@ -328,7 +328,7 @@ export class Control {
   }
 
   private async setCountriesNow(service: string, phase: RulePhase, rule: CountryRuleInput | null, caller: Caller, dryRun: boolean): Promise<ChangeResult<null>> {
-    if (!this.d.gate.rules.services.has(service)) throw new ControlInputError('DOORMAN_ERR_SERVICE', `no service "${service.slice(0, 64)}" in the configuration`);
+    this.knownService(service);
     const next: RuntimeState = { ...this.d.state.current, countries: { ...this.d.state.current.countries, [service]: { ...this.d.state.current.countries[service], [phase]: rule === null ? null : { ...rule } } } };
     let rules: Rules;
     try {

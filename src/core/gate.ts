@@ -133,7 +133,7 @@ export class Gatekeeper {
     // address is its own canonical form; IPv6 and mapped forms are rewritten.
     const text = ip.family === 4 && address.indexOf(':') === -1 ? address : formatIp(ip);
     const service = this.rules.service(serviceName);
-    const full = ip.family === 4 ? 32 : 128;
+    const full = fullBits(ip.family);
     const bits = postfix && service.counts === 'postfix' ? this.ranges.bits(serviceName, ip.family) : full;
     const client = bits >= full ? text : rangeText(ip, bits);
     const now = this.clock.now();

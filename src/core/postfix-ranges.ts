@@ -19,7 +19,7 @@
  * been seen. A master.cf service may set its own lengths (-o), hence per
  * service. No I/O here; a change is reported to `onChange` for the log.
  */
-import { fullBits, rangeText, type ParsedIp } from './ip.js';
+import { fullBits } from './ip.js';
 
 export interface PrefixLengths {
   readonly ipv4: number;
@@ -85,12 +85,7 @@ export class PostfixRanges {
     return b >= 0 ? b : this.configuredBits(family);
   }
 
-  /** The client part of the ident smtpd sends for `ip`: the address, or its range. */
-  clientText(service: string, ip: ParsedIp): string {
-    return rangeText(ip, this.bits(service, ip.family));
-  }
-
-  /** What was learned, for the status: service → {ipv4, ipv6} (null where nothing was seen). */
+  /** What was learned, per service: {ipv4, ipv6}, null where nothing was seen. */
   snapshot(): Record<string, { ipv4: number | null; ipv6: number | null }> {
     const out: Record<string, { ipv4: number | null; ipv6: number | null }> = {};
     for (const [s, [v4, v6]] of this.learned) out[s] = { ipv4: v4 < 0 ? null : v4, ipv6: v6 < 0 ? null : v6 };

@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import { ControlInputError, GuardrailError } from '../../control/control.js';
 import { ConfigError, DoormanError, StoreUnavailableError } from '../../errors.js';
 import { ReloadError } from '../../config/reload.js';
+import { badCountryMessage, normaliseCountry } from '../../core/country-codes.js';
 
 /** An HTTP status with a stable code, thrown by a route. */
 export class HttpError extends DoormanError {
@@ -33,6 +34,13 @@ export interface ErrorBody {
 
 export function errorBody(code: string, message: string): ErrorBody {
   return { error: { code, message } };
+}
+
+/** A country code from a request, in capitals; 400 naming it when it is not an assigned code (../../core/country-codes.ts). */
+export function countryOrThrow(input: string): string {
+  const code = normaliseCountry(input);
+  if (code === null) throw new HttpError(400, 'DOORMAN_ERR_COUNTRY', badCountryMessage(input));
+  return code;
 }
 
 export function notFound(what: string): HttpError {

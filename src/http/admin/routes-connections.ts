@@ -11,8 +11,7 @@
 import type { FastifyInstance } from 'fastify';
 import { callerAddress } from './auth.js';
 import type { AdminContext } from './context.js';
-import { HttpError, notFound } from './errors.js';
-import { badCountryMessage, normaliseCountry } from '../../core/country-codes.js';
+import { countryOrThrow, notFound } from './errors.js';
 import * as f from './fields.js';
 import { banJson, connectionJson } from './shapes.js';
 
@@ -43,8 +42,7 @@ export function connectionRoutes(app: FastifyInstance, ctx: AdminContext): void 
       const q = req.query;
       // Filters are checked as the changes check them: an unknown service or country is an error, not an empty list.
       if (q.service !== undefined) ctx.control.knownService(q.service);
-      const country = q.country === undefined ? undefined : normaliseCountry(q.country);
-      if (country === null) throw new HttpError(400, 'DOORMAN_ERR_COUNTRY', badCountryMessage(q.country as string));
+      const country = q.country === undefined ? undefined : countryOrThrow(q.country);
       const filter = { service: q.service, address: q.address, country };
       const page = await ctx.control.fleetConnections(filter, { offset: q.offset, limit: q.limit });
       const now = Date.now();

@@ -77,7 +77,7 @@ export function readRoutes(app: FastifyInstance, ctx: AdminContext): void {
     { schema: { querystring: f.strict({ address: f.address, service: f.service }, ['address', 'service']) } },
     async (req) => {
       const { address, service } = req.query;
-      if (!ctx.gate.rules.services.has(service)) throw new ControlInputError('DOORMAN_ERR_SERVICE', `no service "${service}" in the configuration`);
+      ctx.control.knownService(service);
       const r = await control.check(address, service);
       return { address, service, counted_as: r.countedAs, country: ctx.gate.countryOf(address), connect: decisionJson(r.connect), auth: decisionJson(r.auth) };
     },

@@ -18,8 +18,7 @@ import type { ChangeResult } from '../../control/control.js';
 import type { RulePhase } from '../../core/rules.js';
 import { callerAddress } from './auth.js';
 import type { AdminContext } from './context.js';
-import { HttpError, notFound } from './errors.js';
-import { badCountryMessage, normaliseCountry } from '../../core/country-codes.js';
+import { countryOrThrow, notFound } from './errors.js';
 import * as f from './fields.js';
 import { banJson, connectionJson } from './shapes.js';
 
@@ -139,13 +138,6 @@ export function ruleRoutes(app: FastifyInstance, ctx: AdminContext): void {
 /** The controls tell "no list" from an empty one by the key's absence. */
 function dropUndefined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
-}
-
-/** A code from a request, in capitals; 400 naming it when it is not an assigned code (../../core/country-codes.ts). */
-function countryOrThrow(input: string): string {
-  const code = normaliseCountry(input);
-  if (code === null) throw new HttpError(400, 'DOORMAN_ERR_COUNTRY', badCountryMessage(input));
-  return code;
 }
 
 function countries(list: readonly string[] | undefined): string[] | undefined {
