@@ -12,6 +12,7 @@ import { Gatekeeper, NO_COUNTRIES, type CountryOf } from './core/gate.js';
 import { rateAlgorithm } from './core/rate.js';
 import { Rules } from './core/rules.js';
 import { PostfixRanges, type RangeChange } from './core/postfix-ranges.js';
+import { fullBits } from './core/ip.js';
 import { AnvilServer } from './listeners/anvil-server.js';
 import { PolicyServer } from './listeners/policy-server.js';
 import { DovecotPolicyServer } from './http/dovecot-policy.js';
@@ -310,7 +311,7 @@ function serviceInfo(rules: Rules, proxies: readonly GuardListener[]): ServiceIn
  * that changes (main.cf's prefix length edited, then `postfix reload`).
  */
 function logRangeChange(log: Logger, c: RangeChange): void {
-  const full = c.family === 4 ? 32 : 128;
+  const full = fullBits(c.family);
   const naming = c.bits < full ? `IPv${c.family} clients as /${c.bits} networks (Postfix 3.8+, smtpd_client_ipv${c.family}_prefix_length)` : `IPv${c.family} clients by their whole address`;
   const fields = { service: c.service, family: c.family, prefix_length: c.bits, assumed: c.previous };
   const follow = 'the policy service and checks look counts up as smtpd writes them';
