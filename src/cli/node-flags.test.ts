@@ -16,3 +16,12 @@ test('the shebang and npm start carry the daemon node flags and environment', ()
   assert.ok(shebang.startsWith(`#!/usr/bin/env -S ${env} node `), `shebang ${shebang} lacks ${env}`);
   assert.ok(start.startsWith(`${env} node `), `npm start "${start}" lacks ${env}`);
 });
+
+test('the Debian package\'s /usr/bin/doorman carries them too', () => {
+  const wrapper = readFileSync(new URL('packaging/doorman.sh', root), 'utf8');
+  const exec = wrapper.split('\n').find((l) => l.startsWith('exec ')) ?? '';
+  for (const flag of DAEMON_NODE_FLAGS) assert.ok(exec.includes(`/bin/node" ${flag} `), `packaging/doorman.sh: "${exec}" lacks ${flag}`);
+  for (const [k, v] of Object.entries(DAEMON_ENV)) {
+    assert.ok(wrapper.includes(`${k}=\${${k}:-${v}}`) && wrapper.includes(`export ${k}`), `packaging/doorman.sh does not set ${k}=${v}`);
+  }
+});

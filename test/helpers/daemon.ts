@@ -42,6 +42,11 @@ export interface DoormanOptions {
   args?: string[];
   /** The command's main file (default DOORMAN_MAIN, this checkout's build): an installed package's, say. */
   main?: string;
+  /**
+   * The whole command line instead of `node FLAGS main serve --config FILE`,
+   * given the config file's path: a unit's ExecStart, say. `main` is then unused.
+   */
+  command?: (configPath: string) => readonly string[];
 }
 
 export interface DoormanProcess {
@@ -74,14 +79,15 @@ process.once('exit', () => {
 /** Starts Doorman with `config` and waits until it logs `doorman ready`. */
 export async function startDoorman(config: object, opts: DoormanOptions = {}): Promise<DoormanProcess> {
   const main = opts.main ?? DOORMAN_MAIN;
-  if (!existsSync(main)) throw new Error(`${main} not found: run \`npx tsc -b\` first`);
+  if (opts.command === undefined && !existsSync(main)) throw new Error(`${main} not found: run \`npx tsc -b\` first`);
   const dir = await mkdtemp(join(tmpdir(), 'doorman-'));
   const configPath = join(dir, 'doorman.yaml');
   // An admin port of its own, unless the test sets one: tests run side by side.
   // Tests run as root in CI: a test daemon may stay root unless the test says otherwise.
   await writeFile(configPath, stringify({ admin: { listen: '127.0.0.1:0' }, run_as: { allow_root: true }, ...config }));
 
-  const proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, main, 'serve', '--config', configPath, ...(opts.args ?? [])], {
+  const argv = opts.command?.(configPath) ?? [process.execPath, ...DAEMON_NODE_FLAGS, main, 'serve', '--config', configPath, ...(opts.args ?? [])];
+  const proc = spawn(argv[0] as string, argv.slice(1), {
     cwd: dir,
     env: { ...process.env, ...DAEMON_ENV, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
