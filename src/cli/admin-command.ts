@@ -26,7 +26,7 @@ export interface AdminContext {
 /** Adds the shared options (after the command's own, so they come last in --help). */
 export function withAdminOptions(cmd: Command): Command {
   return cmd
-    .option('-c, --config <file>', "the daemon's configuration: admin.listen and admin.token (default: ./doorman.yaml if present)")
+    .option('-c, --config <file>', "the daemon's configuration: admin.listen and admin.token (default: ./doorman.yaml if present, else /etc/doorman/doorman.yaml if readable)")
     .option('--url <url>', 'the admin API, instead of admin.listen (e.g. http://127.0.0.1:8025)', parseUrl)
     .option('--token <token>', `the admin token (better: $${TOKEN_ENV}, which ps does not show)`)
     .option('--timeout <duration>', `deadline of each request (default: ${DEFAULT_TIMEOUT_MS / 1000}s)`, parseTimeout)

@@ -66,5 +66,5 @@ test('--url alone reads no configuration and sends no configured token; with --c
 test('admin API off, or the embedded defaults: said so', async () => {
   await assert.rejects(resolveAdminTarget({}, {}, loader({ listen: null }).load), (e: unknown) => e instanceof AdminError && e.exitCode === EXIT.usage && /the admin API is off \(admin\.listen is null in \/etc\/doorman\.yaml\)/.test(e.message));
   const d = await resolveAdminTarget({}, {}, loader({}, '(embedded defaults)').load);
-  assert.deepEqual([d.url, d.urlSource], ['http://127.0.0.1:8025', 'admin.listen is 127.0.0.1:8025 (the default: no ./doorman.yaml here and no --config)']);
+  assert.deepEqual([d.url, d.urlSource], ['http://127.0.0.1:8025', 'admin.listen is 127.0.0.1:8025 (the default: no ./doorman.yaml here, no readable /etc/doorman/doorman.yaml and no --config)']);
 });

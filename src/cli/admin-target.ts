@@ -5,8 +5,8 @@
  * is reached on loopback). Token, first found: `--token`, `$DOORMAN_TOKEN`,
  * the configuration's `admin.token`, the first line of its `admin.token_file`.
  *
- * The configuration (`--config FILE`, else ./doorman.yaml, else the embedded
- * defaults) is read only when it is needed: without `--url`, or when
+ * The configuration (`--config FILE`, else ./doorman.yaml, else the package's
+ * /etc/doorman/doorman.yaml if readable, else the embedded defaults) is read only when it is needed: without `--url`, or when
  * `--config` is given. With `--url` alone the configuration's token is not
  * sent: it belongs to that configuration's own daemon, not to any URL.
  */
@@ -45,7 +45,7 @@ export async function resolveAdminTarget(opts: AdminOptions, env: NodeJS.Process
     urlSource = 'the URL was given with --url';
   } else {
     const c = config as Config;
-    const where = c.source.startsWith('(') ? '(the default: no ./doorman.yaml here and no --config)' : `in ${c.source}`;
+    const where = c.source.startsWith('(') ? '(the default: no ./doorman.yaml here, no readable /etc/doorman/doorman.yaml and no --config)' : `in ${c.source}`;
     const listen = c.admin.listen;
     if (listen === null) throw new AdminError('DOORMAN_ERR_ADMIN_OFF', `the admin API is off (admin.listen is null ${where}): nothing to talk to; --url names one elsewhere`, EXIT.usage);
     url = listenUrl(listen, where);
@@ -90,6 +90,6 @@ function readTokenFile(file: string): string {
 
 /** Loaded on demand: zod and the YAML parser cost a tenth of a second that `--url --token` need not pay. */
 async function defaultLoader(path: string | undefined): Promise<Config> {
-  const { loadConfig } = await import('../config/load.js');
-  return loadConfig(path);
+  const { clientConfigPath, loadConfig } = await import('../config/load.js');
+  return loadConfig(clientConfigPath(path));
 }

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ConfigError } from '../errors.js';
-import { loadConfig, parseConfigText } from './load.js';
+import { clientConfigPath, loadConfig, parseConfigText } from './load.js';
 
 function issues(text: string) {
   try {
@@ -125,4 +126,21 @@ test('admin: loopback by default; beyond loopback only with a token', () => {
 test('YAML tags that make sets, dates or binary are refused, naming the key, not read as empty mappings', () => {
   assert.throws(() => parseConfigText('engine: !!set {a}', 'x.yaml'), /x\.yaml: engine: got "a YAML set", expected a plain mapping/);
   assert.throws(() => parseConfigText('log: {level: !!timestamp 2001-12-14}', 'x.yaml'), /x\.yaml: log\.level: got "a YAML timestamp"/);
+});
+
+test('commands other than serve fall back to the package\'s configuration file when this user may read it', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'doorman-packaged-'));
+  try {
+    const packaged = join(dir, 'doorman.yaml');
+    assert.equal(clientConfigPath(undefined, packaged), undefined, 'none there: the embedded defaults');
+    await writeFile(packaged, 'admin: { listen: 127.0.0.1:9999 }\n');
+    assert.equal(clientConfigPath(undefined, packaged), packaged);
+    assert.equal(clientConfigPath('given.yaml', packaged), 'given.yaml', '--config wins');
+    if (process.getuid?.() !== 0) {
+      await chmod(packaged, 0o000);
+      assert.equal(clientConfigPath(undefined, packaged), undefined, 'unreadable: the embedded defaults');
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

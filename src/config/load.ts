@@ -4,7 +4,7 @@
  * each naming the file, the key, the value found and what was expected.
  * `doorman config check` calls this same function.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
@@ -22,6 +22,28 @@ type DeepReadonly<T> = T extends (infer U)[]
 
 export const DEFAULT_CONFIG_FILE = 'doorman.yaml';
 export const EMBEDDED_DEFAULTS = '(embedded defaults)';
+/** Where the Debian package installs the configuration. */
+export const PACKAGED_CONFIG_FILE = '/etc/doorman/doorman.yaml';
+
+/**
+ * The file a command that does not run the daemon reads when not told
+ * (`--config`): ./doorman.yaml when present, else the package's
+ * /etc/doorman/doorman.yaml when this user may read it (an admin with sudo;
+ * the file is root:doorman 0640), else none: the embedded defaults. So on a
+ * packaged host `doorman status` finds the admin API and its token, and
+ * `doorman config check` checks the file the unit runs on. `serve` never
+ * looks in /etc: the unit names its file, and `npm start` in a checkout must
+ * not pick up a host's production configuration.
+ */
+export function clientConfigPath(path: string | undefined, packaged = PACKAGED_CONFIG_FILE): string | undefined {
+  if (path !== undefined || existsSync(DEFAULT_CONFIG_FILE)) return path;
+  try {
+    accessSync(packaged, constants.R_OK);
+    return packaged;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * With `path`, that file must exist. Without it, ./doorman.yaml is used when

@@ -80,9 +80,9 @@ export function registerCheck(program: Command): void {
 /** The configuration-only check; its engine, geo database and logger load only here. */
 async function checkOffline(address: string, opts: Options): Promise<void> {
   try {
-    const { loadConfig } = await import('../../config/load.js');
+    const { clientConfigPath, loadConfig } = await import('../../config/load.js');
     const { formatCheck, runCheck } = await import('../check.js');
-    const config = loadConfig(opts.config);
+    const config = loadConfig(clientConfigPath(opts.config));
     if (config.services[opts.service] === undefined) {
       const known = Object.keys(config.services);
       throw new AdminError('DOORMAN_ERR_SERVICE', `no service "${opts.service}" in ${config.source} (${known.length > 0 ? `it has ${known.join(', ')}` : 'it has none'})`, EXIT.usage);

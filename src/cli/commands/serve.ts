@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { isAbsolute } from 'node:path';
-import { loadConfig, type Config } from '../../config/load.js';
+import { clientConfigPath, loadConfig, PACKAGED_CONFIG_FILE, type Config } from '../../config/load.js';
 import { ConfigError, DoormanError } from '../../errors.js';
 import { EXIT } from '../admin-client.js';
 
@@ -82,9 +82,9 @@ export function registerServe(program: Command): void {
   configCmd
     .command('check')
     .description('validate a configuration file as serve would, run by this user, and exit non-zero if it is invalid')
-    .option('-c, --config <file>', 'configuration file (default: ./doorman.yaml if present)')
+    .option('-c, --config <file>', `configuration file (default: ./doorman.yaml if present, else ${PACKAGED_CONFIG_FILE} if readable)`)
     .action(async (opts: { config?: string }) => {
-      const config = loadOrExit(opts.config);
+      const config = loadOrExit(clientConfigPath(opts.config));
       // What serve refuses at start for the configuration's sake, refused here in the same words: run_as, as this user.
       const { checkRunAs } = await import('../../privileges.js');
       try {
