@@ -39,6 +39,14 @@ export async function kickFromForm(form) {
   const service = String(fd.get('service') ?? '');
   const ban = String(fd.get('ban') ?? '').trim();
   const reason = String(fd.get('reason') ?? '').trim();
+  // A ban says why, here as in the ban form, the command line and the API.
+  const reasonInput = form.elements.namedItem('reason');
+  if (ban && !reason && reasonInput instanceof HTMLInputElement) {
+    reasonInput.setCustomValidity('A kick that bans needs a reason.');
+    reasonInput.reportValidity();
+    reasonInput.addEventListener('input', () => reasonInput.setCustomValidity(''), { once: true });
+    return false;
+  }
   const body = { target, ...(service ? { service } : {}), ...(ban ? { ban } : {}), reason: reason || 'kicked from the dashboard' };
   const r = await runChange({
     what: `Kick ${target}`,

@@ -208,6 +208,10 @@ export class Control {
     const fleet = this.d.fleet ?? null;
     // An unknown service is an error here as in every command that takes one, not a filter that matches nothing.
     if (opts.service !== undefined) this.knownService(opts.service);
+    // A ban says why wherever it is made: POST /api/bans requires a reason, and so does a kick that bans.
+    if (opts.banMs !== undefined && (opts.reason === undefined || opts.reason.trim() === '')) {
+      throw new ControlInputError('DOORMAN_ERR_REASON', 'a kick that bans needs a reason, as every ban does');
+    }
     let one = this.connection(target);
     let missing: string[] = [];
     // An id held by another node: ask the fleet which one holds it.

@@ -166,6 +166,20 @@ test('the dashboard in Chromium: live list with countries, kick, country block, 
     live.delete('127.0.0.6');
   });
 
+  await t.test('a kick that bans asks for a reason first, as every ban does, and sends nothing without one', async () => {
+    await page.locator('details.action-form summary', { hasText: 'Kick an address or network' }).click();
+    const form = page.locator('#kick-form');
+    await form.getByLabel('Target').fill('127.0.0.99');
+    await form.getByLabel('Then ban for').fill('10m');
+    await form.getByRole('button', { name: 'Kick…', exact: true }).click();
+    const why = await form.getByLabel('Reason').evaluate((el) => (el as HTMLInputElement).validationMessage);
+    assert.equal(why, 'A kick that bans needs a reason.');
+    assert.equal(await page.locator('dialog[open]').count(), 0, 'no confirmation was opened');
+    assert.equal(daemon.gate.bans.list(Date.now()).length, 0, 'no ban was made');
+    await form.getByLabel('Then ban for').fill('');
+    await page.locator('details.action-form summary', { hasText: 'Kick an address or network' }).click();
+  });
+
   await t.test('a country blocked from the page refuses the next connection from there', async () => {
     const form = page.locator('#country-form');
     await form.getByLabel('Service').selectOption('imap');

@@ -169,8 +169,11 @@ test('kick: a dry run lists and closes nothing; then the client gets the goodbye
   assert.deepEqual([bad.status, bad.json.error.code], [400, 'DOORMAN_ERR_TARGET']);
   const noTarget = await api.call('POST', '/api/kick', {});
   assert.deepEqual([noTarget.status, noTarget.json.error.message], [400, 'body.target is required: an address, a CIDR network or a connection id']);
-  const self = await api.call('POST', '/api/kick', { target: '127.0.0.1', ban: '1h' });
+  const self = await api.call('POST', '/api/kick', { target: '127.0.0.1', ban: '1h', reason: 'x' });
   assert.deepEqual([self.status, self.json.error.code], [409, 'DOORMAN_ERR_GUARDRAIL']);
+  // A ban says why, made by POST /api/bans or by a kick.
+  const noReason = await api.call('POST', '/api/kick', { target: '127.0.0.99', ban: '1h' });
+  assert.deepEqual([noReason.status, noReason.json.error.code, noReason.json.error.message], [400, 'DOORMAN_ERR_REASON', 'a kick that bans needs a reason, as every ban does']);
 });
 
 test('bans: add after a dry run, list, delete; 409 over the caller; 400 on a bad target or ttl; 404 on none', async (t) => {

@@ -180,11 +180,13 @@ describe('doorman CLI', { concurrency: 3 }, () => {
       assert.match(clients[2]?.received ?? '', /\* BYE \[UNAVAILABLE\] Connection closed by the administrator/);
 
       // --ttl, as `doorman ban` spells a ban's length; the old --ban still works, hidden from --help; not both.
-      assert.match(ok(await cli('kick', '127.0.0.20', '--ban', '5m', '--dry-run')), /^dry run: would kick 2 connections and ban 127\.0\.0\.20 for 5m:$/m);
+      assert.match(ok(await cli('kick', '127.0.0.20', '--ban', '5m', '--reason', 'x', '--dry-run')), /^dry run: would kick 2 connections and ban 127\.0\.0\.20 for 5m:$/m);
       failed(await cli('kick', '127.0.0.20', '--ttl', '5m', '--ban', '5m'), 2, /option '--ban <duration>' cannot be used with option '--ttl <duration>'/);
       assert.doesNotMatch(ok(await cli('kick', '--help')), /--ban/);
       // An unknown service is an error, as in block and check, not a filter that matches nothing.
-      failed(await cli('kick', '127.0.0.20', '--service', 'nope', '--ttl', '5m'), 1, /no service "nope" in the configuration/);
+      failed(await cli('kick', '127.0.0.20', '--service', 'nope', '--ttl', '5m', '--reason', 'x'), 1, /no service "nope" in the configuration/);
+      // A ban needs --reason, whether made by ban or by kick --ttl.
+      failed(await cli('kick', '127.0.0.20', '--ttl', '5m'), 2, /kick --ttl bans, and a ban needs --reason/);
       failed(await cli('connections', '--service', 'nope'), 1, /no service "nope" in the configuration/);
       failed(await cli('connections', '--country', 'xx'), 2, /"xx" is not a country code/);
       const byAddress = ok(await cli('kick', '127.0.0.20', '--ttl', '10m', '--reason', 'flood'));

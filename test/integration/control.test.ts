@@ -47,7 +47,7 @@ test('bans: in force at once, written before the call returns, restored after a 
   let d = await start(dir, b.port);
   const victim = await RawClient.open(d.proxies[0]?.port ?? 0, { localAddress: '127.0.0.20' });
   await victim.waitFor(/^220 /);
-  const kickDry = await d.control.kick('127.0.0.0/30', { banMs: 60_000, dryRun: true }, { address: '10.0.0.1' });
+  const kickDry = await d.control.kick('127.0.0.0/30', { banMs: 60_000, reason: 'x', dryRun: true }, { address: '10.0.0.1' });
   assert.deepEqual([kickDry.dryRun, kickDry.hits.length, kickDry.result.kicked], [true, 0, 0]);
   const kickDry2 = await d.control.kick('127.0.0.20', { dryRun: true }, OPERATOR);
   assert.deepEqual([kickDry2.hits.map((h) => h.client.address), d.registry.size], [['127.0.0.20'], 1], 'a dry kick lists, closes nothing');
@@ -84,7 +84,8 @@ test('guardrails: no ban over the caller or an exception network, no country rul
   t.after(() => d.stop());
   await assert.rejects(d.control.ban('127.0.0.0/24', 60_000, 'x', OPERATOR), (e: unknown) => e instanceof GuardrailError && /covers your own address 127\.0\.0\.2/.test(e.message));
   await assert.rejects(d.control.ban('127.0.0.0/16', 60_000, 'x', { address: '10.0.0.1' }), (e: unknown) => e instanceof GuardrailError && /exception network 127\.0\.9\.0\/24/.test(e.message));
-  await assert.rejects(d.control.kick('127.0.0.2', { banMs: 60_000 }, OPERATOR), GuardrailError);
+  await assert.rejects(d.control.kick('127.0.0.2', { banMs: 60_000, reason: 'x' }, OPERATOR), GuardrailError);
+  await assert.rejects(d.control.kick('127.0.0.20', { banMs: 60_000 }, OPERATOR), (e: unknown) => e instanceof ControlInputError && e.code === 'DOORMAN_ERR_REASON');
   await assert.rejects(d.control.setCountries('imap', 'connect', { allow: ['RU'] }, { address: '127.0.0.49' }), (e: unknown) => e instanceof GuardrailError && /country DE/.test(e.message));
   await assert.rejects(d.control.setCountries('nosuch', 'connect', { deny: ['RU'] }, OPERATOR), ControlInputError);
   await assert.rejects(d.control.setCountries('imap', 'connect', { allow: ['RU'], deny: ['DE'] }, OPERATOR), ControlInputError);

@@ -6,6 +6,7 @@
  */
 import { Option, type Command } from 'commander';
 import { json, runAdmin, withAdminOptions } from '../admin-command.js';
+import { AdminError, EXIT } from '../admin-client.js';
 import type { AdminOptions } from '../admin-target.js';
 import type { ApiBan, ApiKick } from '../api-types.js';
 import { parseBanDuration, parseReason } from '../args.js';
@@ -51,13 +52,15 @@ export function registerKick(program: Command): void {
     // --ttl, as in `doorman ban`: one spelling for a ban's length. --ban is the old spelling, kept hidden for scripts.
     .option('--ttl <duration>', 'ban the address or network first, for this long (90s, 10m, 1h, 1d, up to 366d)', parseBanDuration)
     .addOption(new Option('--ban <duration>', 'the old spelling of --ttl').argParser(parseBanDuration).hideHelp().conflicts('ttl'))
-    .option('--reason <text>', 'why, for the log, the audit log and the ban', parseReason)
+    .option('--reason <text>', 'why, for the log, the audit log and the ban (required with --ttl, as by ban)', parseReason)
     .option('-s, --service <name>', 'only connections to this service')
     .option('--dry-run', 'show what would be kicked; change nothing')
     .option('--json', "the API's JSON instead of text");
   withAdminOptions(cmd).action((target: string, opts: Options) =>
     runAdmin(opts, async ({ client, print, width }) => {
       const ttl = opts.ttl ?? opts.ban;
+      // Checked here too, so a missing reason costs no round trip: every ban says why.
+      if (ttl !== undefined && opts.reason === undefined) throw new AdminError('DOORMAN_ERR_REASON', 'kick --ttl bans, and a ban needs --reason (as doorman ban does)', EXIT.usage);
       const r = await client.post<ApiKick>('/api/kick', { target, ban: ttl, reason: opts.reason, service: opts.service, dry_run: opts.dryRun === true });
       print(opts.json ? json(r) : formatKick(target, r, ttl, width));
     }),
