@@ -54,6 +54,16 @@ test('the AUTH-failure peak names the client, never the login and password-hash 
   assert.doesNotMatch(JSON.stringify(engine.peaks.snapshot()), /authfail:|login:|hash-of-secret/);
 });
 
+test('the busiest clients by AUTH failures are clients, never the bookkeeping keys (/api/clients)', async () => {
+  const { engine, g } = gate({ imap: { limits: { auth_failure_rate: 100 } } });
+  for (let i = 0; i < 5; i++) sync(g.authFailed('imap', '8.8.8.8', 'bob', 'hash-of-secret'));
+  sync(g.authFailed('imap', '8.8.4.4', 'ann', 'h1'));
+  for (const prefix of ['', 'imap:']) {
+    const top = await engine.top(prefix, 'authfail', 10);
+    assert.deepEqual(top.items.map((x) => x.key).sort(), ['imap:8.8.4.4', 'imap:8.8.8.8'], `top under "${prefix}"`);
+  }
+});
+
 test('recipient rate slides: refused at the limit, allowed again as the window passes', () => {
   const { clock, g } = gate({ smtp: { limits: { recipient_rate: 3 } } });
   for (let i = 0; i < 3; i++) assert.equal(sync(g.event('smtp', '8.8.8.8', 'rcpt')).action, 'allow');

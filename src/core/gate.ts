@@ -13,7 +13,7 @@ import { evaluateAuth, evaluateConnect, evaluateEvent, type ClientFacts, type De
 import type { Engine } from './engine.js';
 import { formatIp, fullBits, parseClientRange, parseIp, prefixOf, rangeText, type ParsedIp } from './ip.js';
 import { PostfixRanges } from './postfix-ranges.js';
-import { EMPTY_SNAPSHOT, type KeySnapshot } from './metrics.js';
+import { BOOKKEEPING_PREFIX, EMPTY_SNAPSHOT, type KeySnapshot } from './metrics.js';
 import type { EffectiveLimits, Rules, ServiceRules } from './rules.js';
 import type { AcquireResult, Awaitable, Owner } from '../store/types.js';
 
@@ -292,11 +292,11 @@ export class Gatekeeper {
   authFailed(serviceName: string, address: string, login: string, pwhash: string): Awaitable<Ban | null> {
     const f = this.facts(serviceName, address);
     if (f === null || f.facts.exception !== null) return null;
-    const seenKey = `${f.key}:authfail:${login}:${pwhash}`;
+    const seenKey = `${BOOKKEEPING_PREFIX}authfail:${f.key}:${login}:${pwhash}`;
     // Only the client's own key may be a peak: the other two are bookkeeping, with a login and a password hash in them.
     const counted = then(this.engine.event(seenKey, 'authfail', undefined, { peak: false }), (seen) => {
       if (seen.rate > 1) return null;
-      return then(this.engine.event(`${f.key}:login:${login}`, 'authfail', undefined, { peak: false }), () =>
+      return then(this.engine.event(`${BOOKKEEPING_PREFIX}login:${f.key}:${login}`, 'authfail', undefined, { peak: false }), () =>
         then(this.engine.event(f.key, 'authfail'), (r) => {
           const limit = f.facts.limits.limits.auth_failure_rate;
           if (limit === null || r.rate <= limit || f.facts.service.dryRun) return null;

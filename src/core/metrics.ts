@@ -12,6 +12,15 @@ export const METRIC_INDEX: { readonly [M in RateMetric]: number } = Object.freez
   Object.fromEntries(RATE_METRICS.map((m, i) => [m, i])) as { [M in RateMetric]: number },
 );
 
+/**
+ * Keys beginning with this are the gate's bookkeeping, not clients: the
+ * AUTH failures seen per (client, login, password hash), so a repeated wrong
+ * password counts once, and per (client, login). They are counted like any
+ * key but are never a peak and never listed by a store's top(): /api/clients
+ * lists clients. No service name or client address begins with it.
+ */
+export const BOOKKEEPING_PREFIX = '~';
+
 /** Counts and rates of one key at one instant. */
 export interface KeySnapshot {
   /** Concurrent connections now. */

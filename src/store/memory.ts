@@ -18,7 +18,7 @@
  * answered as a first-time client without being stored ("untracked"): the
  * caller logs it and Doorman keeps serving.
  */
-import { METRIC_COUNT, METRIC_INDEX, RATE_METRICS, type KeySnapshot, type RateMetric } from '../core/metrics.js';
+import { BOOKKEEPING_PREFIX, METRIC_COUNT, METRIC_INDEX, RATE_METRICS, type KeySnapshot, type RateMetric } from '../core/metrics.js';
 import type { RateAlgorithm, RateTable } from '../core/rate.js';
 import { KeyIndex } from './key-index.js';
 import type { AcquireResult, CounterStore, HitResult, Owner, StoreStats } from './types.js';
@@ -203,7 +203,8 @@ export class MemoryStore implements CounterStore {
       const i = slot & PAGE_MASK;
       const value = m < 0 ? (page.count[i] as number) : this.rate.read(page, i, m, now);
       if (value <= 0 || (best.length === limit && value <= (best[best.length - 1] as { value: number }).value)) continue;
-      if (prefix !== '' && !(this.index.keyOf(slot) ?? '').startsWith(prefix)) continue;
+      const key = this.index.keyOf(slot) ?? '';
+      if (key.startsWith(BOOKKEEPING_PREFIX) || (prefix !== '' && !key.startsWith(prefix))) continue;
       let at = best.length;
       while (at > 0 && (best[at - 1] as { value: number }).value < value) at--;
       best.splice(at, 0, { slot, value });

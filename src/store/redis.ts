@@ -19,7 +19,7 @@
  * controllable clock drives this store exactly as it drives the memory store.
  */
 import type { Cluster, Redis } from 'ioredis';
-import { METRIC_COUNT, METRIC_INDEX, RATE_METRICS, type KeySnapshot, type RateMetric } from '../core/metrics.js';
+import { BOOKKEEPING_PREFIX, METRIC_COUNT, METRIC_INDEX, RATE_METRICS, type KeySnapshot, type RateMetric } from '../core/metrics.js';
 import type { RateAlgorithm } from '../core/rate.js';
 import { StoreUnavailableError } from '../errors.js';
 import { ACQUIRE, HIT, READ, RELEASE, RENEW, TOUCH } from './redis-scripts.js';
@@ -235,7 +235,7 @@ export class RedisStore implements CounterStore {
         const reads = await Promise.all(found.slice(0, maxScan - scanned).map((full) => this.call(this.scripts.doormanRead(1, full, now, this.algo, this.rate.unitMs)).then((r) => ({ key: full.slice(base.length), r }))));
         scanned += reads.length;
         for (const { key, r } of reads) {
-          if (r === null) continue;
+          if (r === null || key.startsWith(BOOKKEEPING_PREFIX)) continue;
           const snapshot = snapshotOf(r);
           const value = by === 'count' ? snapshot.count : snapshot.rates[by];
           if (value <= 0) continue;

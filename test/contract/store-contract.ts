@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { RATE_METRICS, type RateMetric } from '../../src/core/metrics.js';
+import { BOOKKEEPING_PREFIX, RATE_METRICS, type RateMetric } from '../../src/core/metrics.js';
 import { fixedWindow, slidingWindow, type RateAlgorithm } from '../../src/core/rate.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import type { CounterStore } from '../../src/store/types.js';
@@ -119,6 +119,12 @@ export function storeContract(maker: StoreMaker): void {
     const top = await s.top('imap:', 'count', 3, T0, 1000);
     assert.deepEqual(top.items.map((x) => [x.key, x.snapshot.count]), [['imap:198.51.100.5', 5], ['imap:198.51.100.4', 4], ['imap:198.51.100.3', 3]]);
     assert.equal(top.complete, true);
+    // The gate's bookkeeping keys are counted but never listed, under any prefix.
+    for (let i = 0; i < 9; i++) await s.hit(`${BOOKKEEPING_PREFIX}authfail:imap:198.51.100.1:ann:h${i}`, 'authfail', T0);
+    for (let i = 0; i < 9; i++) await s.hit('imap:198.51.100.2', 'authfail', T0);
+    const byFailures = await s.top('', 'authfail', 5, T0, 1000);
+    assert.deepEqual(byFailures.items.map((x) => x.key), ['imap:198.51.100.2']);
+    assert.equal((await s.read(`${BOOKKEEPING_PREFIX}authfail:imap:198.51.100.1:ann:h0`, T0))?.rates.authfail, 1, 'yet counted');
     await s.close();
   });
 
