@@ -9,9 +9,12 @@
  * once. Timeouts are set small here; the defaults are in README's
  * configuration reference and RELIABILITY.md.
  *
- * The 2 s bound on a good client's round trip catches a stall (a listener
- * that blocks behind a half-sent request), not a speed: unloaded it is a
- * millisecond. Descriptors: a proxied connection costs four in this process
+ * The 10 s bound on a good client's round trip catches a stall (a listener
+ * that serves one client at a time would keep it behind 300 slowloris
+ * clients of a second or more each), not a speed: unloaded it is a
+ * millisecond, and 2 s was once exceeded with the suite beside two CPU hogs
+ * (the daemon runs in the test's own process, which is opening thousands of
+ * sockets at the time). Descriptors: a proxied connection costs four in this process
  * (client, proxy's two, the stand-in backend), so the guard's 2,300 clients
  * take about 9,200 of the 20,000 allowed (`ulimit -n`); the tests run one
  * after another and close everything they open.
@@ -36,7 +39,7 @@ import { isolated } from '../helpers/state.js';
 const SILENT = 2000;
 const SLOW = 300;
 /** A stall, not a benchmark: unloaded, a round trip takes about a millisecond. */
-const PROMPT_MS = 2000;
+const PROMPT_MS = 10_000;
 /** Slack for timers on a shared two-core machine. */
 const SLACK_MS = 1500;
 const KEY = 'slow-clients-test-key';
@@ -127,14 +130,14 @@ async function attrFlood(t: TestContext, target: Target, payload: string, good: 
   await good();
 }
 
-test('policy service: 2,000 silent and 300 slowloris clients; a good client is answered within 2 s; request_timeout and idle_timeout cut them', async (t) => {
+test('policy service: 2,000 silent and 300 slowloris clients; a good client is answered, not kept behind them; request_timeout and idle_timeout cut them', async (t) => {
   const { d, lines } = await daemon(t, { postfix_policy: { listen: ['127.0.0.1:0'], max_clients: 5000, request_timeout: '1s', idle_timeout: '1500ms' } });
   const port = d.policy?.ports[0] as number;
   const payload = 'request=smtpd_access_policy\nprotocol_state=CONNECT\nprotocol_name=SMTP\nclient_address=192.0.2.1\n\n';
   await attrFlood(t, { port }, payload, async () => void (await prompt(t, 'policy round trip', () => policyRoundTrip(port), 'DUNNO')), lines);
 });
 
-test('anvil: 2,000 silent and 300 slowloris clients; smtpd is answered within 2 s; the loiterers are cut, a silent smtpd holding a connection is kept', async (t) => {
+test('anvil: 2,000 silent and 300 slowloris clients; smtpd is answered, not kept behind them; the loiterers are cut, a silent smtpd holding a connection is kept', async (t) => {
   const { d, lines } = await daemon(t, { anvil: { max_clients: 5000, request_timeout: '1s', idle_timeout: '1500ms' } });
   const path = d.anvil?.opts.socket as string;
   // An smtpd mid-session: it holds a count and says nothing for minutes. The idle sweep must spare it.
@@ -148,7 +151,7 @@ test('anvil: 2,000 silent and 300 slowloris clients; smtpd is answered within 2 
   await waitUntil('the holder\'s count released', async () => (await d.engine.lookup('smtp:192.0.2.99')).count === 0);
 });
 
-test('guard proxy: 2,000 silent and 300 slowloris clients; a good IMAP session runs within 2 s; idle_timeout cuts the silent, the slowloris are relayed', async (t) => {
+test('guard proxy: 2,000 silent and 300 slowloris clients; a good IMAP session runs, not kept behind them; idle_timeout cuts the silent, the slowloris are relayed', async (t) => {
   const b = await startFakeBackend({ proxy: true, greeting: '* OK backend ready\r\n' });
   t.after(() => b.close());
   const { d } = await daemon(t, {
@@ -244,7 +247,7 @@ async function dovecotAllow(port: number): Promise<number> {
   return ((await res.json()) as { status: number }).status;
 }
 
-test('Dovecot endpoint: 500 silent and 100 slow-header clients; Dovecot is answered within 2 s; request_timeout cuts both; max_clients refuses the excess', async (t) => {
+test('Dovecot endpoint: 500 silent and 100 slow-header clients; Dovecot is answered, not kept behind them; request_timeout cuts both; max_clients refuses the excess', async (t) => {
   const { d } = await daemon(t, { dovecot_policy: { listen: '127.0.0.1:0', api_key: KEY, request_timeout: '1s', max_clients: 1000 } });
   const port = d.dovecotPort;
   const good = async () => void (await prompt(t, 'Dovecot allow', () => dovecotAllow(port), 0));
