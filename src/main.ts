@@ -9,7 +9,7 @@ import { systemClock } from './core/clock.js';
 import { BanList } from './core/bans.js';
 import { Engine } from './core/engine.js';
 import { Gatekeeper, NO_COUNTRIES, type CountryOf } from './core/gate.js';
-import { rateAlgorithm } from './core/rate.js';
+import { rateAlgorithm } from './store/rate.js';
 import { Rules } from './core/rules.js';
 import { PostfixRanges, type RangeChange } from './core/postfix-ranges.js';
 import { fullBits } from './core/ip.js';

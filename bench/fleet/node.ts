@@ -28,14 +28,14 @@ import { BanList } from '../../src/core/bans.js';
 import { systemClock } from '../../src/core/clock.js';
 import { Engine } from '../../src/core/engine.js';
 import { Gatekeeper, NO_COUNTRIES } from '../../src/core/gate.js';
-import { slidingWindow } from '../../src/core/rate.js';
+import { slidingWindow } from '../../src/store/rate.js';
 import { Rules } from '../../src/core/rules.js';
 import type { FailoverStore } from '../../src/store/failover.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import { openStore } from '../../src/store/open.js';
 import { connectWithin, createRedisClient } from '../../src/store/redis-client.js';
 import { RedisStore } from '../../src/store/redis.js';
-import type { CounterStore } from '../../src/store/types.js';
+import type { CounterStore } from '../../src/core/ports.js';
 import { Histogram, type LatencySummary } from '../anvil/histogram.js';
 
 export type StoreKind = 'memory' | 'redis' | 'daemon';

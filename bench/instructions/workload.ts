@@ -19,6 +19,18 @@ async function load(root: string, path: string): Promise<Mod> {
   return (await import(pathToFileURL(join(root, 'dist', 'src', path)).href)) as Mod;
 }
 
+/** The first of `paths` that a build has: a module that moved (core/rate.js → store/rate.js) is found in older builds too. */
+async function loadMoved(root: string, ...paths: string[]): Promise<Mod> {
+  for (const path of paths) {
+    try {
+      return await load(root, path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err;
+    }
+  }
+  throw new Error(`none of ${paths.join(', ')} in ${root}/dist/src`);
+}
+
 const [root = '.', roundsText = '30000'] = process.argv.slice(2);
 const rounds = Number(roundsText);
 const { MemoryStore } = await load(root, 'store/memory.js');
@@ -26,7 +38,7 @@ const { Engine } = await load(root, 'core/engine.js');
 const { Gatekeeper } = await load(root, 'core/gate.js');
 const { BanList } = await load(root, 'core/bans.js');
 const { Rules } = await load(root, 'core/rules.js');
-const { slidingWindow } = await load(root, 'core/rate.js');
+const { slidingWindow } = await loadMoved(root, 'store/rate.js', 'core/rate.js');
 const { serviceSchema } = await load(root, 'config/rules-schema.js');
 const { FakeClock } = await load(root, 'core/clock.js');
 

@@ -12,7 +12,7 @@ import { systemClock } from '../core/clock.js';
 import type { Decision } from '../core/decision.js';
 import { Engine } from '../core/engine.js';
 import { Gatekeeper } from '../core/gate.js';
-import { rateAlgorithm } from '../core/rate.js';
+import { rateAlgorithm } from '../store/rate.js';
 import { Rules } from '../core/rules.js';
 import { openCountryLookup } from '../geo/country.js';
 import { specialPurpose } from '../geo/special.js';

@@ -1,4 +1,5 @@
-import type { Awaitable } from '../store/types.js';
+/** A value, or a promise of one: the memory store answers at once, a networked store (Redis) with promises. */
+export type Awaitable<T> = T | Promise<T>;
 
 /**
  * Applies `f` to a value that may or may not be a promise, staying synchronous

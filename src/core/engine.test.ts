@@ -5,7 +5,7 @@ import { MemoryStore } from '../store/memory.js';
 import { FakeClock } from './clock.js';
 import { Engine } from './engine.js';
 import { ctimeShort } from './peaks.js';
-import { fixedWindow, slidingWindow } from './rate.js';
+import { fixedWindow, slidingWindow } from '../store/rate.js';
 
 function setup(maxEntries = 100, alg = slidingWindow(60_000)) {
   const clock = new FakeClock();

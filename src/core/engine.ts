@@ -11,7 +11,8 @@ import { then } from './awaitable.js';
 import type { Clock } from './clock.js';
 import { EMPTY_SNAPSHOT, type KeySnapshot, type RateMetric } from './metrics.js';
 import { PeakStats } from './peaks.js';
-import type { AcquireResult, Awaitable, CounterStore, HitResult, Owner, StoreStatus } from '../store/types.js';
+import type { AcquireResult, CounterStore, HitResult, Owner, StoreStatus } from './ports.js';
+import type { Awaitable } from './awaitable.js';
 
 export interface EngineOptions {
   readonly rateUnitMs: number;

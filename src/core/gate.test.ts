@@ -7,7 +7,7 @@ import { BanList } from './bans.js';
 import { FakeClock } from './clock.js';
 import { Engine } from './engine.js';
 import { Gatekeeper } from './gate.js';
-import { slidingWindow } from './rate.js';
+import { slidingWindow } from '../store/rate.js';
 import { Rules } from './rules.js';
 
 function gate(services: Record<string, unknown>) {

@@ -15,7 +15,8 @@ import { formatIp, fullBits, parseClientRange, parseIp, prefixOf, rangeText, typ
 import { PostfixRanges } from './postfix-ranges.js';
 import { BOOKKEEPING_PREFIX, EMPTY_SNAPSHOT, type KeySnapshot } from './metrics.js';
 import type { EffectiveLimits, Rules, ServiceRules } from './rules.js';
-import type { AcquireResult, Awaitable, Owner } from '../store/types.js';
+import type { AcquireResult, Owner } from './ports.js';
+import type { Awaitable } from './awaitable.js';
 
 /** Country of an address: an ISO code, or null for none (special-purpose, unknown). */
 export interface CountryOf {

@@ -28,7 +28,8 @@ import {
   parseAnvilIdent,
   type AnvilRequestName,
 } from '../protocols/anvil.js';
-import type { Awaitable, Owner } from '../store/types.js';
+import type { Owner } from '../core/ports.js';
+import type { Awaitable } from '../core/awaitable.js';
 import { AttrSession, type SessionHost } from './attr-session.js';
 import { StreamListener } from './stream-listener.js';
 

@@ -12,7 +12,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { DoormanError } from '../errors.js';
 import { AttrReader, type AttrLimits } from '../protocols/attr-plain.js';
-import type { Awaitable } from '../store/types.js';
+import type { Awaitable } from '../core/awaitable.js';
 
 export interface SessionHost {
   readonly log: Logger;

@@ -29,7 +29,7 @@ import { then } from '../core/awaitable.js';
 import { ListenError, ProtocolError } from '../errors.js';
 import { encodeProxyV1, encodeProxyV2, ProxyHeaderParser } from '../protocols/proxy-protocol.js';
 import { IMPLICIT_TLS, goodbyeLine, refusalKindOf, refusalLine, refusalText, type RefusalKind } from '../protocols/refusals.js';
-import type { Owner } from '../store/types.js';
+import type { Owner } from '../core/ports.js';
 import { destroySocket, LINGER_MS, Relay, type RelayHost } from './relay.js';
 import { describeEndpoint, parseEndpoint, type Endpoint } from './stream-listener.js';
 

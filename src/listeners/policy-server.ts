@@ -24,7 +24,7 @@ import type { Gatekeeper } from '../core/gate.js';
 import { formatIp, parseIp } from '../core/ip.js';
 import { POLICY_LIMITS, decodePolicyRequest, encodePolicyAction, type PolicyRequest } from '../protocols/policy.js';
 import { postfixAction, type SmtpPhase } from '../protocols/smtp-replies.js';
-import type { Awaitable } from '../store/types.js';
+import type { Awaitable } from '../core/awaitable.js';
 import { AttrSession, type SessionHost } from './attr-session.js';
 import { StreamListener, parseEndpoint } from './stream-listener.js';
 

@@ -22,7 +22,7 @@
  */
 import { readdir } from 'node:fs/promises';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { StoreStatus } from '../store/types.js';
+import type { StoreStatus } from '../core/ports.js';
 import type { ConnectionRegistry } from '../core/connections.js';
 import type { DoorEventBus, DoorEvents } from '../core/events.js';
 

@@ -15,7 +15,8 @@ import type { KeySnapshot, RateMetric } from '../core/metrics.js';
 import type { MemoryStore } from './memory.js';
 import { StoreUnavailableError } from '../errors.js';
 import type { RedisStore } from './redis.js';
-import type { AcquireResult, Awaitable, CounterStore, HitResult, Owner, StoreStats, StoreStatus } from './types.js';
+import type { AcquireResult, CounterStore, HitResult, Owner, StoreStats, StoreStatus } from '../core/ports.js';
+import type { Awaitable } from '../core/awaitable.js';
 
 export type StoreFailurePolicy = 'open' | 'closed';
 

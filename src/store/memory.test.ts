@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { slidingWindow } from '../core/rate.js';
+import { slidingWindow } from './rate.js';
 import { MemoryStore } from './memory.js';
 
 const UNIT = 60_000;

@@ -19,9 +19,9 @@
  * caller logs it and Doorman keeps serving.
  */
 import { BOOKKEEPING_PREFIX, METRIC_COUNT, METRIC_INDEX, RATE_METRICS, type KeySnapshot, type RateMetric } from '../core/metrics.js';
-import type { RateAlgorithm, RateTable } from '../core/rate.js';
+import type { RateAlgorithm, RateTable } from './rate.js';
 import { KeyIndex } from './key-index.js';
-import type { AcquireResult, CounterStore, HitResult, Owner, StoreStats } from './types.js';
+import type { AcquireResult, CounterStore, HitResult, Owner, StoreStats } from '../core/ports.js';
 
 export interface MemoryStoreOptions {
   readonly rate: RateAlgorithm;

@@ -6,12 +6,12 @@
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
-import type { RateAlgorithm } from '../core/rate.js';
+import type { RateAlgorithm } from './rate.js';
 import type { Config } from '../config/load.js';
 import { FailoverStore } from './failover.js';
 import { MemoryStore } from './memory.js';
 import type { RedisClient } from './redis-client.js';
-import type { CounterStore } from './types.js';
+import type { CounterStore } from '../core/ports.js';
 
 export interface OpenedStore {
   readonly store: CounterStore;

@@ -14,11 +14,11 @@
  * writing its own absolute counts (RENEW), which also mends anything a lost
  * reply left wrong. A key's hash expires by itself once it is idle.
  *
- * The rate arithmetic is ../core/rate.ts's, line for line, so a fleet judges
+ * The rate arithmetic is ./rate.ts's, line for line, so a fleet judges
  * exactly as one host would; test/contract runs both stores on one clock.
  */
 import { METRIC_COUNT } from '../core/metrics.js';
-import { RATE_MAX } from '../core/rate.js';
+import { RATE_MAX } from './rate.js';
 
 /** Shared by every script: load a key's hash, the rate algorithms, leases. */
 const PRELUDE = `
@@ -65,7 +65,7 @@ local function livesum(s, now)
   end
   return sum
 end
--- sliding-window ('s') and fixed-window ('f'), as in src/core/rate.ts
+-- sliding-window ('s') and fixed-window ('f'), as in src/store/rate.ts
 local function stale(s, now, unit)
   return math.floor(s.w / 1000) + unit / 1000 < math.floor(now / 1000)
 end

@@ -20,10 +20,10 @@
  */
 import type { Cluster, Redis } from 'ioredis';
 import { BOOKKEEPING_PREFIX, METRIC_COUNT, METRIC_INDEX, RATE_METRICS, type KeySnapshot, type RateMetric } from '../core/metrics.js';
-import type { RateAlgorithm } from '../core/rate.js';
+import type { RateAlgorithm } from './rate.js';
 import { StoreUnavailableError } from '../errors.js';
 import { ACQUIRE, HIT, READ, RELEASE, RENEW, TOUCH } from './redis-scripts.js';
-import type { AcquireResult, CounterStore, HitResult, Owner, StoreStats } from './types.js';
+import type { AcquireResult, CounterStore, HitResult, Owner, StoreStats } from '../core/ports.js';
 
 export interface RedisStoreOptions {
   readonly rate: RateAlgorithm;

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Cluster } from 'ioredis';
-import { slidingWindow } from '../../src/core/rate.js';
+import { slidingWindow } from '../../src/store/rate.js';
 import { FleetState } from '../../src/fleet/state.js';
 import { StateStore } from '../../src/state/runtime-state.js';
 import { RedisStore } from '../../src/store/redis.js';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseConfig } from '../../src/config/load.js';
-import { slidingWindow } from '../../src/core/rate.js';
+import { slidingWindow } from '../../src/store/rate.js';
 import { connectWithin, createRedisClient } from '../../src/store/redis-client.js';
 import { RedisStore } from '../../src/store/redis.js';
 import { skipBanner } from '../helpers/guard.js';

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Redis } from 'ioredis';
-import { slidingWindow } from '../../src/core/rate.js';
+import { slidingWindow } from '../../src/store/rate.js';
 import { StoreUnavailableError } from '../../src/errors.js';
 import { RedisStore } from '../../src/store/redis.js';
 import { skipBanner } from '../helpers/guard.js';

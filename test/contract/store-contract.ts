@@ -10,9 +10,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { BOOKKEEPING_PREFIX, RATE_METRICS, type RateMetric } from '../../src/core/metrics.js';
-import { fixedWindow, slidingWindow, type RateAlgorithm } from '../../src/core/rate.js';
+import { fixedWindow, slidingWindow, type RateAlgorithm } from '../../src/store/rate.js';
 import { MemoryStore } from '../../src/store/memory.js';
-import type { CounterStore } from '../../src/store/types.js';
+import type { CounterStore } from '../../src/core/ports.js';
 
 export interface StoreMaker {
   readonly name: string;

@@ -149,7 +149,7 @@ test('a decision slower than decision_timeout gets the configured default action
   const { BanList } = await import('../../src/core/bans.js');
   const { Rules } = await import('../../src/core/rules.js');
   const { MemoryStore } = await import('../../src/store/memory.js');
-  const { slidingWindow } = await import('../../src/core/rate.js');
+  const { slidingWindow } = await import('../../src/store/rate.js');
   const { systemClock } = await import('../../src/core/clock.js');
   const { PolicyServer } = await import('../../src/listeners/policy-server.js');
   const { serviceSchema } = await import('../../src/config/rules-schema.js');

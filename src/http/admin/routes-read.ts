@@ -14,7 +14,7 @@
  *                                        anvil and the policy services report)
  *   GET /metrics                (Prometheus text)
  */
-import type { StoreStatus } from '../../store/types.js';
+import type { StoreStatus } from '../../core/ports.js';
 import type { FastifyInstance } from 'fastify';
 import { ControlInputError } from '../../control/control.js';
 import { formatIp, parseClientRange, parseIp } from '../../core/ip.js';

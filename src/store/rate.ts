@@ -15,7 +15,7 @@
  *   send its full allowance at the end of one window and again at the start of
  *   the next.
  */
-import { METRIC_COUNT } from './metrics.js';
+import { METRIC_COUNT } from '../core/metrics.js';
 
 export type RateAlgorithmName = 'sliding-window' | 'fixed-window';
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { METRIC_COUNT } from './metrics.js';
+import { METRIC_COUNT } from '../core/metrics.js';
 import { fixedWindow, slidingWindow, RATE_MAX, type RateAlgorithm, type RateTable } from './rate.js';
 
 const UNIT = 60_000;

@@ -1,13 +1,15 @@
 /**
- * The counter-store interface. A store only counts: it offers atomic
- * primitives over (key → concurrent count, rates) and knows which owner holds
- * which connections. What the counts mean — limits, refusals — is decided once,
- * above it, in src/core. The memory store answers synchronously; a networked
- * store (Redis) answers with promises, hence Awaitable.
+ * The core's port to a counter store: the interface the engine needs,
+ * declared here by the core that uses it and implemented below by
+ * src/store/ (memory, Redis), which imports it — never the other way round.
+ * A store only counts: it offers atomic primitives over (key → concurrent
+ * count, rates) and knows which owner holds which connections. What the
+ * counts mean — limits, refusals — is decided once, in src/core. The memory
+ * store answers synchronously; a networked store (Redis) answers with
+ * promises, hence Awaitable.
  */
-import type { KeySnapshot, RateMetric } from '../core/metrics.js';
-
-export type Awaitable<T> = T | Promise<T>;
+import type { Awaitable } from './awaitable.js';
+import type { KeySnapshot, RateMetric } from './metrics.js';
 
 /**
  * Something that holds connections: one anvil client socket, one proxy
