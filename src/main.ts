@@ -10,7 +10,7 @@ import { BanList } from './core/bans.js';
 import { Engine } from './core/engine.js';
 import { Gatekeeper, NO_COUNTRIES, type CountryOf } from './core/gate.js';
 import { rateAlgorithm } from './store/rate.js';
-import { Rules } from './core/rules.js';
+import type { Rules } from './core/rules.js';
 import { PostfixRanges, type RangeChange } from './core/postfix-ranges.js';
 import { fullBits } from './core/ip.js';
 import { AnvilServer } from './listeners/anvil-server.js';
@@ -90,7 +90,7 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
   let current = config;
   const { store, fleet } = await openStore(config, rate, clock, log, (service) => current.services[service]?.on_store_failure ?? 'open');
   const engine = new Engine(store, clock, log, { rateUnitMs: rate.unitMs, statusUpdateMs: e.status_update_time });
-  const rules = Rules.compile(config, config.source);
+  const rules = config.rules;
   // The database is opened (and validated, ~65 ms) only when some rule uses countries.
   let geo: CountryLookup | null = null;
   const proxied = Object.entries(config.services).filter(([, s]) => s.proxy !== null);
@@ -258,7 +258,7 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
       const restart = restartOnlyChanges(current, next);
       if (restart.length > 0) throw new ReloadError(next.source, restart);
       const changed = reloadableChanges(current, next);
-      const newRules = Rules.compile(next, next.source);
+      const newRules = next.rules;
       if (geo === null && deps.countries === undefined && usesCountries(newRules)) {
         geo = await openCountryLookup(config.geo.database ?? undefined);
         gate.setCountrySource(geo);

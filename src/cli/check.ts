@@ -13,7 +13,6 @@ import type { Decision } from '../core/decision.js';
 import { Engine } from '../core/engine.js';
 import { Gatekeeper } from '../core/gate.js';
 import { rateAlgorithm } from '../store/rate.js';
-import { Rules } from '../core/rules.js';
 import { openCountryLookup } from '../geo/country.js';
 import { specialPurpose } from '../geo/special.js';
 import { MemoryStore } from '../store/memory.js';
@@ -28,7 +27,7 @@ export interface CheckResult {
 }
 
 export async function runCheck(config: Config, address: string, service: string): Promise<CheckResult> {
-  const rules = Rules.compile(config, config.source);
+  const rules = config.rules;
   const geo = await openCountryLookup(config.geo.database ?? undefined, { watch: false });
   const rate = rateAlgorithm(config.engine.rate_algorithm, config.engine.rate_time_unit);
   const engine = new Engine(new MemoryStore({ rate, maxEntries: 1000 }), systemClock, pino({ level: 'silent' }), {

@@ -1,6 +1,7 @@
 /**
  * Loads the configuration once: read the YAML, validate it against the schema,
- * and return a deep-frozen Config. Every problem found is reported together,
+ * compile its rules (the only place they are compiled from a file), and
+ * return a deep-frozen Config carrying them. Every problem found is reported together,
  * each naming the file, the key, the value found and what was expected.
  * `doorman config check` calls this same function.
  */
@@ -12,7 +13,11 @@ import { ConfigError, type ConfigIssue } from '../errors.js';
 import { Rules } from '../core/rules.js';
 import { configSchema, type ConfigData } from './schema.js';
 
-export type Config = DeepReadonly<ConfigData> & { readonly source: string };
+export type Config = DeepReadonly<ConfigData> & {
+  readonly source: string;
+  /** services, exceptions and overrides compiled (../core/rules.ts), once, here. */
+  readonly rules: Rules;
+};
 
 type DeepReadonly<T> = T extends (infer U)[]
   ? ReadonlyArray<DeepReadonly<U>>
@@ -120,7 +125,7 @@ export function parseConfig(data: unknown, file: string): Config {
   const result = configSchema.safeParse(data);
   if (!result.success) throw new ConfigError(result.error.issues.flatMap((i) => toIssues(i, data, file)));
   // Checks across keys (networks, contradictions) happen when the rules compile.
-  Rules.compile(result.data, file);
+  const rules = Rules.compile(result.data, file);
   const seen = new Map<string, string>();
   for (const [name, svc] of Object.entries(result.data.services)) {
     for (const [i, listen] of (svc.proxy?.listen ?? []).entries()) {
@@ -148,7 +153,7 @@ export function parseConfig(data: unknown, file: string): Config {
   if (d.listen !== null && d.api_key === null && d.basic === null) {
     throw new ConfigError([{ file, key: 'dovecot_policy.api_key', value: null, expected: 'an api_key or basic credentials: Dovecot sends them, and the endpoint refuses requests without them' }]);
   }
-  return deepFreeze({ ...result.data, source: file }) as Config;
+  return Object.freeze({ ...deepFreeze({ ...result.data, source: file }), rules }) as Config;
 }
 
 /**

@@ -4,15 +4,16 @@
  * need more than one key (a service name that is no protocol and says none,
  * a network that does not parse, an override naming no such service) are
  * made in ../core/rules.ts when the rules are compiled, with the same
- * file/key/value/expected messages.
+ * file/key/value/expected messages. The vocabulary (protocols, limit names)
+ * and the shape compiled from are the core's; this file checks input
+ * against them.
  */
 import { z } from 'zod';
 import { durationSchema } from './duration.js';
 import { proxySchema } from './proxy-schema.js';
 import { COUNTRY_CODE_EXPECTED, normaliseCountry } from '../core/country-codes.js';
+import { LIMIT_KEYS, PROTOCOLS, type LimitKey } from '../core/rules.js';
 
-export const PROTOCOLS = ['smtp', 'submission', 'smtps', 'pop3', 'pop3s', 'imap', 'imaps'] as const;
-export type Protocol = (typeof PROTOCOLS)[number];
 
 const MODES = ['enforce', 'dry-run'] as const;
 
@@ -22,17 +23,6 @@ const limit = z
   .min(1, { error: 'a whole number above 0, or null for no limit' })
   .nullable()
   .default(null);
-
-export const LIMIT_KEYS = [
-  'connections_per_address',
-  'connections_per_prefix',
-  'connection_rate',
-  'message_rate',
-  'recipient_rate',
-  'auth_rate',
-  'auth_failure_rate',
-] as const;
-export type LimitKey = (typeof LIMIT_KEYS)[number];
 
 export const limitsSchema = z.strictObject(
   Object.fromEntries(LIMIT_KEYS.map((k) => [k, limit])) as { [K in LimitKey]: typeof limit },
@@ -119,4 +109,3 @@ export const rulesSchemaShape = {
 
 export type ServiceConfig = z.output<typeof serviceSchema>;
 export type OverrideConfig = z.output<typeof overrideSchema>;
-export type Limits = z.output<typeof limitsSchema>;

@@ -24,7 +24,7 @@ import { parseIp } from '../core/ip.js';
 import type { KeySnapshot } from '../core/metrics.js';
 import { networkContains, parseNetwork, type Network } from '../core/networks.js';
 import type { Peak, PeakName } from '../core/peaks.js';
-import { Rules, type RulePhase } from '../core/rules.js';
+import type { Rules, RulePhase } from '../core/rules.js';
 import { DoormanError } from '../errors.js';
 import type { FleetBus } from '../fleet/bus.js';
 import type { AuditSink } from '../state/audit-log.js';
@@ -433,21 +433,9 @@ export class Control {
   }
 }
 
-/** The configuration's rules with the run-time country rules in place of the file's. */
+/** The configuration's rules with the run-time country rules in place of the file's; compiles nothing again. */
 export function rulesWith(config: Config, state: RuntimeState): Rules {
-  const services: Record<string, unknown> = { ...config.services };
-  for (const [name, phases] of Object.entries(state.countries)) {
-    const s = config.services[name];
-    if (s === undefined) continue;
-    const countries: Record<string, unknown> = { ...s.countries };
-    for (const phase of ['connect', 'auth'] as const) {
-      const v = phases[phase];
-      if (v === null) delete countries[phase];
-      else if (v !== undefined) countries[phase] = v;
-    }
-    services[name] = { ...s, countries };
-  }
-  return Rules.compile({ ...config, services: services as Config['services'] }, `${config.source} (with run-time country rules)`);
+  return config.rules.withCountries(state.countries, `${config.source} (with run-time country rules)`);
 }
 
 function countryCode(code: string): string {

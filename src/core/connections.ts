@@ -11,7 +11,7 @@
  * holds costs well under a millisecond. Counts per service and per country
  * are kept as connections come and go, so reading them costs nothing.
  */
-import type { Protocol } from '../config/rules-schema.js';
+import type { Protocol } from './rules.js';
 import { parseIp, type ParsedIp } from './ip.js';
 import { hostText, networkContains, parseNetwork } from './networks.js';
 

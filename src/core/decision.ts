@@ -12,7 +12,7 @@
 import type { Ban } from './bans.js';
 import type { KeySnapshot, RateMetric } from './metrics.js';
 import type { CountryRule, EffectiveLimits, ServiceRules } from './rules.js';
-import type { LimitKey } from '../config/rules-schema.js';
+import type { LimitKey } from './rules.js';
 
 export interface Refusal {
   /** true: try again later (4xx, NO [UNAVAILABLE], -ERR [SYS/TEMP]); false: do not (5xx, [AUTH]). */

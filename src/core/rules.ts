@@ -7,11 +7,73 @@
  * a ConfigError naming the key, raised at start and by `doorman config check`.
  */
 import { ConfigError, type ConfigIssue } from '../errors.js';
-import { LIMIT_KEYS, PROTOCOLS, type Limits, type OverrideConfig, type Protocol, type ServiceConfig } from '../config/rules-schema.js';
 import type { ParsedIp } from './ip.js';
 import { NetworkSet, parseNetwork, type Network } from './networks.js';
 
+/** The protocols a service speaks: the guard proxy's refusals and the counting keys follow them. */
+export const PROTOCOLS = ['smtp', 'submission', 'smtps', 'pop3', 'pop3s', 'imap', 'imaps'] as const;
+export type Protocol = (typeof PROTOCOLS)[number];
+
+/** Every limit a service (or an override) may set; null is no limit. */
+export const LIMIT_KEYS = [
+  'connections_per_address',
+  'connections_per_prefix',
+  'connection_rate',
+  'message_rate',
+  'recipient_rate',
+  'auth_rate',
+  'auth_failure_rate',
+] as const;
+export type LimitKey = (typeof LIMIT_KEYS)[number];
+export type Limits = { [K in LimitKey]: number | null };
+
 export type RulePhase = 'connect' | 'auth';
+export type RuleMode = 'enforce' | 'dry-run';
+
+/**
+ * What the rules are compiled from: the shape the configuration's schema
+ * (../config/rules-schema.ts) validates and fills with defaults. Declared
+ * here, by the core that reads it; the configuration is checked against it
+ * where it calls compile().
+ */
+export interface CountryRuleInput {
+  readonly allow?: readonly string[];
+  readonly deny?: readonly string[];
+  readonly mode?: RuleMode;
+}
+
+export interface ServiceInput {
+  readonly protocol?: Protocol;
+  readonly mode: RuleMode;
+  readonly limits: Readonly<Limits>;
+  readonly prefix: { readonly ipv4: number; readonly ipv6: number };
+  readonly countries: { readonly connect?: CountryRuleInput; readonly auth?: CountryRuleInput };
+  /** ms */
+  readonly auth_failure_ban: number;
+  readonly max_countries_per_login: {
+    readonly countries: number;
+    /** ms */
+    readonly window: number;
+    readonly action: 'report' | 'refuse';
+    readonly exempt_logins: readonly string[];
+  } | null;
+  /** The guard proxy in front of the service; only whether there is one, and whom it takes PROXY headers from, matter here. */
+  readonly proxy: { readonly accept_proxy_from: readonly string[] } | null;
+}
+
+export interface OverrideInput {
+  readonly networks: readonly string[];
+  readonly services?: readonly string[];
+  readonly limits: Readonly<Partial<Limits>>;
+  readonly reason?: string;
+}
+
+/**
+ * Run-time country rules over the configured ones, per service and phase:
+ * a rule in place of the configuration's, null for none, absent for the
+ * configuration's own.
+ */
+export type CountryOverlay = Readonly<Record<string, { readonly connect?: CountryRuleInput | null; readonly auth?: CountryRuleInput | null }>>;
 
 export interface CountryRule {
   readonly kind: 'allow' | 'deny';
@@ -61,12 +123,10 @@ export interface EffectiveLimits {
 
 const NO_LIMITS: Limits = Object.freeze(Object.fromEntries(LIMIT_KEYS.map((k) => [k, null])) as unknown as Limits);
 
-type DeepReadonly<T> = T extends (infer U)[] ? ReadonlyArray<DeepReadonly<U>> : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
-
 export interface RulesInput {
-  readonly services: DeepReadonly<Record<string, ServiceConfig>>;
+  readonly services: Readonly<Record<string, ServiceInput>>;
   readonly exceptions: readonly string[];
-  readonly overrides: DeepReadonly<OverrideConfig[]>;
+  readonly overrides: readonly OverrideInput[];
 }
 
 export class Rules {
@@ -94,18 +154,7 @@ export class Rules {
       }
       const country = (phase: RulePhase): CountryRule | null => {
         const c = s.countries[phase];
-        if (c === undefined) return null;
-        const key = `services.${name}.countries.${phase}`;
-        if (c.allow !== undefined && c.deny !== undefined) {
-          issue(key, c, 'an allow list or a deny list for one phase, not both');
-          return null;
-        }
-        if (c.allow === undefined && c.deny === undefined) {
-          issue(key, c, 'an allow list or a deny list of country codes');
-          return null;
-        }
-        const kind = c.allow !== undefined ? 'allow' : 'deny';
-        return { kind, codes: new Set(c.allow ?? c.deny), dryRun: (c.mode ?? s.mode) === 'dry-run', key };
+        return c === undefined ? null : countryRule(c, s.mode, `services.${name}.countries.${phase}`, issue);
       };
       const m = s.max_countries_per_login;
       services.set(name, {
@@ -153,6 +202,33 @@ export class Rules {
     return new Rules(services, exceptions, overrides);
   }
 
+  /**
+   * These rules with run-time country rules in place of the configured ones
+   * (the admin API's and the fleet's, kept in the state file): only the
+   * services' country rules change, nothing is compiled again. A rule that
+   * does not hold together (both lists, or neither) is a ConfigError naming
+   * `source`; a service that is not configured is skipped (its state outlived
+   * a configuration that dropped it).
+   */
+  withCountries(overlay: CountryOverlay, source: string): Rules {
+    const issues: ConfigIssue[] = [];
+    const issue = (key: string, value: unknown, expected: string) => issues.push({ file: source, key, value, expected });
+    const services = new Map(this.services);
+    for (const [name, phases] of Object.entries(overlay)) {
+      const s = services.get(name);
+      if (s === undefined) continue;
+      const countries = { ...s.countries };
+      for (const phase of ['connect', 'auth'] as const) {
+        const v = phases[phase];
+        if (v === undefined) continue;
+        countries[phase] = v === null ? null : countryRule(v, s.dryRun ? 'dry-run' : 'enforce', `services.${name}.countries.${phase}`, issue);
+      }
+      services.set(name, { ...s, countries });
+    }
+    if (issues.length > 0) throw new ConfigError(issues);
+    return new Rules(services, this.exceptions, [...this.overrides]);
+  }
+
   /** True when some service or override limits connections per prefix. */
   get countsPrefixes(): boolean {
     for (const s of this.services.values()) if (s.limits.connections_per_prefix !== null) return true;
@@ -192,6 +268,20 @@ export class Rules {
     }
     return { limits: s.limits, override: null };
   }
+}
+
+/** One phase's country rule; a contradiction is reported through `issue` and gives no rule. */
+function countryRule(c: CountryRuleInput, serviceMode: RuleMode, key: string, issue: (key: string, value: unknown, expected: string) => void): CountryRule | null {
+  if (c.allow !== undefined && c.deny !== undefined) {
+    issue(key, c, 'an allow list or a deny list for one phase, not both');
+    return null;
+  }
+  if (c.allow === undefined && c.deny === undefined) {
+    issue(key, c, 'an allow list or a deny list of country codes');
+    return null;
+  }
+  const kind = c.allow !== undefined ? 'allow' : 'deny';
+  return { kind, codes: new Set(c.allow ?? c.deny), dryRun: (c.mode ?? serviceMode) === 'dry-run', key };
 }
 
 function countsOf(protocol: Protocol, proxied: boolean): ServiceRules['counts'] {

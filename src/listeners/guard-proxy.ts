@@ -18,7 +18,7 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { Protocol } from '../config/rules-schema.js';
+import type { Protocol } from '../core/rules.js';
 import type { RefusalTexts } from '../config/proxy-schema.js';
 import type { ConnectionRegistry } from '../core/connections.js';
 import type { DoorEventBus } from '../core/events.js';

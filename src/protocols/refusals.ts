@@ -16,7 +16,7 @@
  * several sessions by default, and one told "at most N" can warn its user and
  * use fewer instead of retrying in a loop.
  */
-import type { Protocol } from '../config/rules-schema.js';
+import type { Protocol } from '../core/rules.js';
 import type { RefusalTexts } from '../config/proxy-schema.js';
 
 export type RefusalKind = keyof RefusalTexts;

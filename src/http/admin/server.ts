@@ -13,7 +13,7 @@ import fastifyCookie from '@fastify/cookie';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { AdminConfig } from '../../config/schema.js';
-import { PROTOCOLS } from '../../config/rules-schema.js';
+import { PROTOCOLS } from '../../core/rules.js';
 import type { Clock } from '../../core/clock.js';
 import type { ConnectionRegistry } from '../../core/connections.js';
 import type { DoorEventBus, RefusalEvent } from '../../core/events.js';
