@@ -2,13 +2,13 @@
  * The operator's controls, as plain async functions: list and kick live
  * connections, ban and unban, read and change country rules, read counts,
  * peaks and what an address would get. The admin API and the CLI call these;
- * nothing here speaks HTTP.
+ * nothing here speaks HTTP. The parts live beside it:
  *
- * Every change is written to the state file (atomically) and appended to the
- * audit log before it takes effect and before the call returns; a change
- * that cannot be written is refused and nothing changes. Guardrails: a ban or
- * country block that would lock out the caller's own address, or a ban that
- * would cover a configured exception network, is refused with the reason.
+ *   ./changes.ts      every change written (state file, then audit log) before it is answered, one at a time
+ *   ./guardrails.ts   pure: why a ban or a country rule would lock the caller (or an exception network) out
+ *   ./overlay.ts      pure: run-time country rules over the configured ones
+ *   ./fleet-rpc.ts    what the other nodes of a fleet may ask, with schemas
+ *
  * Every change can be asked for with dryRun first: it then reports the live
  * connections it would hit, and changes nothing.
  */
@@ -17,18 +17,26 @@ import type { Config } from '../config/load.js';
 import type { Ban } from '../core/bans.js';
 import type { Clock } from '../core/clock.js';
 import type { ConnectionFilter, ConnectionRegistry, ConnectionView } from '../core/connections.js';
+import { normaliseCountry, badCountryMessage } from '../core/country-codes.js';
 import type { Decision } from '../core/decision.js';
 import type { DoorEventBus } from '../core/events.js';
 import type { Gatekeeper } from '../core/gate.js';
 import { parseIp } from '../core/ip.js';
 import type { KeySnapshot } from '../core/metrics.js';
-import { networkContains, parseNetwork, type Network } from '../core/networks.js';
+import { parseNetwork, type Network } from '../core/networks.js';
 import type { Peak, PeakName } from '../core/peaks.js';
-import type { Rules, RulePhase } from '../core/rules.js';
+import type { CountryRuleInput, Rules, RulePhase } from '../core/rules.js';
 import { DoormanError } from '../errors.js';
 import type { FleetBus } from '../fleet/bus.js';
 import type { AuditSink } from '../state/audit-log.js';
 import type { RuntimeState, RuntimeStateStore } from '../state/runtime-state.js';
+import { ChangeLog } from './changes.js';
+import { serveFleet, type KickArgs, type ListArgs } from './fleet-rpc.js';
+import { banRefusal, countryBlocked, countryRuleRefusal, sameTarget } from './guardrails.js';
+import { ruleInput, rulesWith, withBlocked, withUnblocked } from './overlay.js';
+
+export type { CountryRuleInput } from '../core/rules.js';
+export { rulesWith } from './overlay.js';
 
 /** A change refused to keep the operator from locking themselves (or an exception network) out. */
 export class GuardrailError extends DoormanError {}
@@ -38,12 +46,6 @@ export class ControlInputError extends DoormanError {}
 /** Who asks: their address is checked by the guardrails and written to the audit log. */
 export interface Caller {
   readonly address: string;
-}
-
-export interface CountryRuleInput {
-  readonly allow?: readonly string[];
-  readonly deny?: readonly string[];
-  readonly mode?: 'enforce' | 'dry-run';
 }
 
 export interface ChangeResult<T> {
@@ -74,17 +76,18 @@ export interface ControlDeps {
 }
 
 const PAGE_MAX = 1000;
+/** Bans last from a second to a year and a day. */
+const BAN_MIN_MS = 1000;
+const BAN_MAX_MS = 366 * 86_400_000;
+const DEFAULT_KICK_REASON = 'kicked by the administrator';
 
 export class Control {
   private readonly d: ControlDeps;
-  /**
-   * Changes run one at a time: each reads the state and rules its
-   * predecessor left, so two at once cannot both succeed with one lost.
-   */
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly changes: ChangeLog;
 
   constructor(deps: ControlDeps) {
     this.d = { ...deps };
+    this.changes = new ChangeLog(deps.state, deps.audit, deps.clock);
   }
 
   /** The configuration the rules are compiled from. */
@@ -95,11 +98,11 @@ export class Control {
   /**
    * A reloaded configuration: its rules, with the run-time country rules
    * over them, replace the running ones in one step (after every change
-   * already queued). Throws, changing nothing, if they do not compile.
+   * already queued). Throws, changing nothing, if they do not hold together.
    */
   reconfigure(config: Config): Promise<void> {
-    return this.exclusive(async () => {
-      const rules = rulesWith(config, this.d.state.current);
+    return this.changes.exclusive(async () => {
+      const rules = rulesWith(config, this.changes.current);
       (this.d as { config: Config }).config = config;
       this.d.gate.setRules(rules);
     });
@@ -110,19 +113,17 @@ export class Control {
     return this.d.node;
   }
 
-  private exclusive<T>(f: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(f);
-    this.queue = run.catch(() => undefined);
-    return run;
-  }
-
   /** Applies a loaded state: its bans (those not yet expired) and its country rules. */
   static restore(deps: ControlDeps): Control {
     const c = new Control(deps);
     c.applyState(deps.state.current);
-    deps.fleet?.handle('connections', (args) => c.localConnections(args as RemoteListArgs));
-    deps.fleet?.handle('connection', (args) => c.connection(String((args as { id?: unknown } | null)?.id ?? '')));
-    deps.fleet?.handle('kick', (args) => c.localKick(args as RemoteKickArgs));
+    if (deps.fleet) {
+      serveFleet(deps.fleet, {
+        connections: (filter, limit) => c.localConnections(filter, limit),
+        connection: (id) => c.connection(id),
+        kick: (args) => c.localKick(args),
+      });
+    }
     return c;
   }
 
@@ -158,7 +159,7 @@ export class Control {
     const offset = Math.max(0, page.offset ?? 0);
     const limit = Math.min(PAGE_MAX, Math.max(1, page.limit ?? 100));
     checkedFilter(filter);
-    const r = await this.d.fleet.ask<{ total: number; items: FleetConnectionView[] }>('connections', { filter, limit: offset + limit } satisfies RemoteListArgs);
+    const r = await this.d.fleet.ask<{ total: number; items: FleetConnectionView[] }>('connections', { filter, limit: offset + limit } satisfies ListArgs);
     let total = 0;
     const all: FleetConnectionView[] = [];
     for (const a of r.answers.values()) {
@@ -181,29 +182,26 @@ export class Control {
   }
 
   /** A fleet question: this node's first `limit` connections matching the filter. */
-  private localConnections(a: RemoteListArgs): { total: number; items: FleetConnectionView[] } {
-    const limit = Math.min(100_000, Math.max(1, Number(a?.limit) || 100));
-    const r = this.d.registry.page(checkedFilter(a?.filter ?? {}), 0, limit);
+  private localConnections(filter: ConnectionFilter, limit: number): { total: number; items: FleetConnectionView[] } {
+    const r = this.d.registry.page(checkedFilter(filter), 0, limit);
     return { total: r.total, items: r.items.map((v) => this.withNode(v)) };
   }
 
   /** A fleet order: kick this node's connections with this id, or from this address or network. */
-  private localKick(a: RemoteKickArgs): { kicked: number; ids: string[] } {
-    const reason = typeof a?.reason === 'string' ? a.reason.slice(0, 500) : 'kicked by the administrator';
-    const one = typeof a?.target === 'string' ? this.d.registry.get(a.target) : null;
+  private localKick(a: KickArgs): { kicked: number; ids: string[] } {
+    const one = this.d.registry.get(a.target);
     let hits: ConnectionView[] = [];
-    if (one !== null) hits = typeof a.service === 'string' && one.service !== a.service ? [] : [one];
-    else if (typeof a?.target === 'string' && isNetwork(a.target)) hits = this.d.registry.list(typeof a.service === 'string' ? { address: a.target, service: a.service } : { address: a.target });
-    for (const h of hits) this.d.registry.kick(h.id, reason);
-    if (hits.length > 0) this.d.events.emit('kick', { target: a.target, kicked: hits.length, ban: null, reason });
+    if (one !== null) hits = a.service !== undefined && one.service !== a.service ? [] : [one];
+    else if (isNetwork(a.target)) hits = this.d.registry.list(a.service !== undefined ? { address: a.target, service: a.service } : { address: a.target });
+    for (const h of hits) this.d.registry.kick(h.id, a.reason);
+    if (hits.length > 0) this.d.events.emit('kick', { target: a.target, kicked: hits.length, ban: null, reason: a.reason });
     return { kicked: hits.length, ids: hits.map((h) => h.id) };
   }
 
   /** Kicks by id, address or network; with banMs, bans the address or network first. */
   kick(target: string, opts: { banMs?: number; reason?: string; service?: string; dryRun?: boolean }, caller: Caller): Promise<ChangeResult<{ kicked: number; ban: Ban | null }>> {
-    return this.exclusive(() => this.kickNow(target, opts, caller));
+    return this.changes.exclusive(() => this.kickNow(target, opts, caller));
   }
-
   private async kickNow(target: string, opts: { banMs?: number; reason?: string; service?: string; dryRun?: boolean }, caller: Caller): Promise<ChangeResult<{ kicked: number; ban: Ban | null }>> {
     const fleet = this.d.fleet ?? null;
     // An unknown service is an error here as in every command that takes one, not a filter that matches nothing.
@@ -235,9 +233,9 @@ export class Control {
       hits = r.items;
       missing = r.missing;
     } else hits = this.d.registry.list(filter).map((v) => this.withNode(v));
-    if (opts.banMs !== undefined) this.guardBan(where, caller);
+    if (opts.banMs !== undefined) this.guardBan(network(where), caller);
     if (opts.dryRun) return { dryRun: true, hits, result: { kicked: 0, ban: null }, missing };
-    const reason = opts.reason ?? 'kicked by the administrator';
+    const reason = opts.reason ?? DEFAULT_KICK_REASON;
     let ban: Ban | null = null;
     if (opts.banMs !== undefined) ban = (await this.banNow(where, opts.banMs, reason, caller, false)).result;
     let kicked: number;
@@ -247,11 +245,11 @@ export class Control {
       this.d.events.emit('kick', { target, kicked, ban: ban?.target ?? null, reason });
     } else {
       // Every node kicks what it holds (this one answers locally).
-      const r = await fleet.ask<{ kicked: number }>('kick', { target: one !== null ? one.id : target, service: opts.service, reason } satisfies RemoteKickArgs);
+      const r = await fleet.ask<{ kicked: number }>('kick', { target: one !== null ? one.id : target, service: opts.service, reason } satisfies KickArgs);
       kicked = [...r.answers.values()].reduce((n, a) => n + (Number(a?.kicked) || 0), 0);
       missing = [...new Set([...missing, ...r.missing])];
     }
-    await this.d.audit.append({ action: 'kick', target, by: caller.address, reason: opts.reason ?? null, details: { kicked, ids: hits.map((h) => h.id), ...(fleet ? { nodes: [...new Set(hits.map((h) => h.node))] } : {}) } }, this.d.clock.now());
+    await this.changes.kick(target, caller.address, opts.reason ?? null, { kicked, ids: hits.map((h) => h.id), ...(fleet ? { nodes: [...new Set(hits.map((h) => h.node))] } : {}) });
     return { dryRun: false, hits, result: { kicked, ban }, missing };
   }
 
@@ -260,23 +258,17 @@ export class Control {
   }
 
   ban(target: string, ttlMs: number, reason: string, caller: Caller, dryRun = false): Promise<ChangeResult<Ban | null>> {
-    return this.exclusive(() => this.banNow(target, ttlMs, reason, caller, dryRun));
+    return this.changes.exclusive(() => this.banNow(target, ttlMs, reason, caller, dryRun));
   }
 
   private async banNow(target: string, ttlMs: number, reason: string, caller: Caller, dryRun: boolean): Promise<ChangeResult<Ban | null>> {
     const net = network(target);
-    if (!(ttlMs >= 1000 && ttlMs <= 366 * 86_400_000)) throw new ControlInputError('DOORMAN_ERR_BAN_TTL', 'a ban lasts from 1 s to 366 days');
-    this.guardBan(target, caller);
+    if (!(ttlMs >= BAN_MIN_MS && ttlMs <= BAN_MAX_MS)) throw new ControlInputError('DOORMAN_ERR_BAN_TTL', 'a ban lasts from 1 s to 366 days');
+    this.guardBan(net, caller);
     const hits = this.d.registry.list({ address: target });
     if (dryRun) return { dryRun: true, hits, result: null };
     const now = this.d.clock.now();
-    const until = now + ttlMs;
-    await this.d.state.update((s) => ({
-      ...s,
-      bans: [...s.bans.filter((b) => b.until > now && sameTarget(b.target, net) === false), { target: net.text, until, reason, created_at: now }],
-    }));
-    const ban = this.d.gate.bans.add(target, ttlMs, reason, now);
-    await this.d.audit.append({ action: 'ban.add', target: ban.target, by: caller.address, reason, details: { until: new Date(until).toISOString() } }, now);
+    const ban = await this.changes.ban(net, now + ttlMs, reason, caller.address, () => this.d.gate.bans.add(target, ttlMs, reason, now));
     return { dryRun: false, hits, result: ban };
   }
 
@@ -286,34 +278,24 @@ export class Control {
    * operator's. It is already in force; a failed write is logged, not thrown.
    */
   keepAutoBan(ban: Ban): Promise<void> {
-    return this.exclusive(async () => {
-      const now = this.d.clock.now();
-      await this.d.state.update((s) => ({
-        ...s,
-        bans: [...s.bans.filter((b) => b.until > now && b.target !== ban.target), { target: ban.target, until: ban.until, reason: ban.reason, created_at: ban.createdAt }],
-      }));
-      await this.d.audit.append({ action: 'ban.auto', target: ban.target, by: 'internal', reason: ban.reason, details: { until: new Date(ban.until).toISOString() } }, now);
-    }).catch((err: unknown) => this.d.log.error({ err, target: ban.target }, 'an automatic ban is in force but could not be written to the state file'));
+    return this.changes
+      .exclusive(() => this.changes.keep(ban))
+      .catch((err: unknown) => this.d.log.error({ err, target: ban.target }, 'an automatic ban is in force but could not be written to the state file'));
   }
 
   unban(target: string, caller: Caller): Promise<boolean> {
-    return this.exclusive(() => this.unbanNow(target, caller));
-  }
-
-  private async unbanNow(target: string, caller: Caller): Promise<boolean> {
-    const net = network(target);
-    const now = this.d.clock.now();
-    const key = this.bans().find((b) => sameTarget(b.target, net))?.target;
-    if (key === undefined) return false;
-    await this.d.state.update((s) => ({ ...s, bans: s.bans.filter((b) => b.until > now && !sameTarget(b.target, net)) }));
-    this.d.gate.bans.remove(key);
-    await this.d.audit.append({ action: 'ban.remove', target: key, by: caller.address, reason: null }, now);
-    return true;
+    return this.changes.exclusive(async () => {
+      const net = network(target);
+      const key = this.bans().find((b) => sameTarget(b.target, net))?.target;
+      if (key === undefined) return false;
+      await this.changes.unban(net, key, caller.address, () => this.d.gate.bans.remove(key));
+      return true;
+    });
   }
 
   /** Country rules in force per service and phase, and whether each was set at run time. */
   countries(): Record<string, Record<RulePhase, { kind: 'allow' | 'deny'; codes: string[]; mode: string; source: 'config' | 'runtime' } | null>> {
-    const overlay = this.d.state.current.countries;
+    const overlay = this.changes.current.countries;
     const out: Record<string, Record<RulePhase, { kind: 'allow' | 'deny'; codes: string[]; mode: string; source: 'config' | 'runtime' } | null>> = {};
     for (const [name, s] of this.d.gate.rules.services) {
       const one = (phase: RulePhase) => {
@@ -328,12 +310,12 @@ export class Control {
 
   /** Sets (or with null lifts) the country rule of a service's phase. */
   setCountries(service: string, phase: RulePhase, rule: CountryRuleInput | null, caller: Caller, dryRun = false): Promise<ChangeResult<null>> {
-    return this.exclusive(() => this.setCountriesNow(service, phase, rule, caller, dryRun));
+    return this.changes.exclusive(() => this.setCountriesNow(service, phase, rule, caller, dryRun));
   }
 
   private async setCountriesNow(service: string, phase: RulePhase, rule: CountryRuleInput | null, caller: Caller, dryRun: boolean): Promise<ChangeResult<null>> {
     this.knownService(service);
-    const next: RuntimeState = { ...this.d.state.current, countries: { ...this.d.state.current.countries, [service]: { ...this.d.state.current.countries[service], [phase]: rule === null ? null : { ...rule } } } };
+    const next = this.changes.withCountryRule(service, phase, rule);
     let rules: Rules;
     try {
       rules = rulesWith(this.d.config, next);
@@ -341,16 +323,11 @@ export class Control {
       throw new ControlInputError('DOORMAN_ERR_COUNTRY_RULE', (err as Error).message);
     }
     const compiled = rules.service(service).countries[phase];
-    const blocks = (country: string | null) => compiled !== null && country !== null && compiled.kind === 'allow' !== compiled.codes.has(country);
-    const own = this.d.gate.countryOf(caller.address);
-    if (!compiled?.dryRun && blocks(own)) {
-      throw new GuardrailError('DOORMAN_ERR_GUARDRAIL', `refused: this rule would block your own address ${caller.address} (country ${own}) from ${service}`);
-    }
-    const hits = phase === 'connect' ? this.d.registry.list({ service }).filter((c) => blocks(c.country)) : [];
+    const refusal = countryRuleRefusal(compiled, service, caller.address, this.d.gate.countryOf(caller.address));
+    if (refusal !== null) throw new GuardrailError('DOORMAN_ERR_GUARDRAIL', refusal);
+    const hits = phase === 'connect' ? this.d.registry.list({ service }).filter((c) => countryBlocked(compiled, c.country)) : [];
     if (dryRun) return { dryRun: true, hits, result: null };
-    await this.d.state.update(() => next);
-    this.d.gate.setRules(rules);
-    await this.d.audit.append({ action: rule === null ? 'country.lift' : 'country.set', target: `${service}.${phase}`, by: caller.address, reason: null, details: { rule } }, this.d.clock.now());
+    await this.changes.countries(next, service, phase, rule, caller.address, () => this.d.gate.setRules(rules));
     return { dryRun: false, hits, result: null };
   }
 
@@ -360,30 +337,17 @@ export class Control {
    * there is no rule).
    */
   blockCountry(service: string, phase: RulePhase, code: string, caller: Caller, dryRun = false): Promise<ChangeResult<null>> {
-    return this.exclusive(() => this.blockCountryNow(service, phase, code, caller, dryRun));
-  }
-
-  private async blockCountryNow(service: string, phase: RulePhase, code: string, caller: Caller, dryRun: boolean): Promise<ChangeResult<null>> {
-    const cur = this.ruleInput(service, phase);
-    const c = countryCode(code);
-    const next: CountryRuleInput =
-      cur === null ? { deny: [c] } : cur.allow !== undefined ? { ...cur, allow: cur.allow.filter((x) => x !== c) } : { ...cur, deny: [...new Set([...(cur.deny ?? []), c])] };
-    if (next.allow !== undefined && next.allow.length === 0) {
-      throw new ControlInputError('DOORMAN_ERR_COUNTRY_RULE', `${c} is the only country allowed for ${service} at ${phase}: blocking it would block every country`);
-    }
-    return this.setCountriesNow(service, phase, next, caller, dryRun);
+    return this.changes.exclusive(() => {
+      const c = countryCode(code);
+      const next = withBlocked(this.ruleInput(service, phase), c);
+      if (next === 'every-country') throw new ControlInputError('DOORMAN_ERR_COUNTRY_RULE', `${c} is the only country allowed for ${service} at ${phase}: blocking it would block every country`);
+      return this.setCountriesNow(service, phase, next, caller, dryRun);
+    });
   }
 
   /** The reverse of blockCountry: removed from a deny list (the rule lifted when it empties), added to an allow list. */
   unblockCountry(service: string, phase: RulePhase, code: string, caller: Caller, dryRun = false): Promise<ChangeResult<null>> {
-    return this.exclusive(async () => {
-      const cur = this.ruleInput(service, phase);
-      const c = countryCode(code);
-      if (cur === null) return this.setCountriesNow(service, phase, null, caller, dryRun);
-      if (cur.allow !== undefined) return this.setCountriesNow(service, phase, { ...cur, allow: [...new Set([...cur.allow, c])] }, caller, dryRun);
-      const deny = (cur.deny ?? []).filter((x) => x !== c);
-      return this.setCountriesNow(service, phase, deny.length === 0 ? null : { ...cur, deny }, caller, dryRun);
-    });
+    return this.changes.exclusive(() => this.setCountriesNow(service, phase, withUnblocked(this.ruleInput(service, phase), countryCode(code)), caller, dryRun));
   }
 
   /** Throws DOORMAN_ERR_SERVICE, in the one wording every command shares, when `service` is not configured. */
@@ -392,17 +356,13 @@ export class Control {
   }
 
   private ruleInput(service: string, phase: RulePhase): CountryRuleInput | null {
-    const s = this.d.gate.rules.services.get(service);
-    if (s === undefined) throw new ControlInputError('DOORMAN_ERR_SERVICE', `no service "${service.slice(0, 64)}" in the configuration`);
-    const r = s.countries[phase];
-    if (r === null) return null;
-    const codes = [...r.codes].sort();
-    return r.kind === 'allow' ? { allow: codes, mode: r.dryRun ? 'dry-run' : 'enforce' } : { deny: codes, mode: r.dryRun ? 'dry-run' : 'enforce' };
+    this.knownService(service);
+    return ruleInput(this.d.gate.rules.service(service).countries[phase]);
   }
 
   /** The newest audit entries, newest first: the fleet's in fleet mode, else this host's. */
   audit(limit: number): Promise<unknown[]> {
-    return this.d.audit.recent(Math.min(1000, Math.max(1, limit)));
+    return this.changes.recent(Math.min(1000, Math.max(1, limit)));
   }
 
   counts(key: string): Promise<KeySnapshot> | KeySnapshot {
@@ -420,27 +380,18 @@ export class Control {
     return { connect: await this.d.gate.checkConnect(service, address, true), auth: await this.d.gate.checkAuth(service, address), countedAs: f.facts.client };
   }
 
-  /** A ban on `target` must not cover the caller, nor overlap an exception network. */
-  private guardBan(target: string, caller: Caller): void {
-    const net = network(target);
-    const me = parseIp(caller.address);
-    if (me !== null && networkContains(net, me)) {
-      throw new GuardrailError('DOORMAN_ERR_GUARDRAIL', `refused: ${net.text} covers your own address ${caller.address}`);
-    }
-    for (const ex of this.d.gate.rules.exceptions.networks) {
-      if (overlaps(net, ex)) throw new GuardrailError('DOORMAN_ERR_GUARDRAIL', `refused: ${net.text} overlaps the exception network ${ex.text}`);
-    }
+  /** The guardrail on every ban (./guardrails.ts). */
+  private guardBan(net: Network, caller: Caller): void {
+    const refusal = banRefusal(net, { text: caller.address, ip: parseIp(caller.address) }, this.d.gate.rules.exceptions.networks);
+    if (refusal !== null) throw new GuardrailError('DOORMAN_ERR_GUARDRAIL', refusal);
   }
 }
 
-/** The configuration's rules with the run-time country rules in place of the file's; compiles nothing again. */
-export function rulesWith(config: Config, state: RuntimeState): Rules {
-  return config.rules.withCountries(state.countries, `${config.source} (with run-time country rules)`);
-}
-
+/** An assigned ISO 3166-1 code in capitals, as everywhere else (../core/country-codes.ts). */
 function countryCode(code: string): string {
-  if (!/^[A-Za-z]{2}$/.test(code)) throw new ControlInputError('DOORMAN_ERR_COUNTRY', `"${code.slice(0, 16)}" is not a two-letter country code`);
-  return code.toUpperCase();
+  const c = normaliseCountry(code);
+  if (c === null) throw new ControlInputError('DOORMAN_ERR_COUNTRY', badCountryMessage(code.slice(0, 16)));
+  return c;
 }
 
 function network(target: string): Network {
@@ -460,33 +411,7 @@ function isNetwork(target: string): boolean {
   }
 }
 
-interface RemoteListArgs {
-  readonly filter: ConnectionFilter;
-  readonly limit: number;
-}
-
-interface RemoteKickArgs {
-  readonly target: string;
-  readonly service?: string;
-  readonly reason: string;
-}
-
 function checkedFilter(f: ConnectionFilter): ConnectionFilter {
   if (f.address !== undefined) network(f.address);
   return f;
-}
-
-function sameTarget(stored: string, net: Network): boolean {
-  try {
-    const n = parseNetwork(stored);
-    return n.bits === net.bits && n.words.every((w, i) => w === net.words[i]);
-  } catch {
-    return false;
-  }
-}
-
-/** Whether two networks share an address: one contains the other's base. */
-function overlaps(a: Network, b: Network): boolean {
-  const base = (n: Network) => ({ words: n.words, family: 6 as const });
-  return networkContains(a, base(b)) || networkContains(b, base(a));
 }

@@ -1,0 +1,41 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { FleetBus } from '../fleet/bus.js';
+import { serveFleet, type KickArgs } from './fleet-rpc.js';
+
+/** A bus that records handlers, so a test can call them as another node would. */
+function fakeBus(): { bus: FleetBus; call(op: string, args: unknown): unknown } {
+  const handlers = new Map<string, (args: unknown) => unknown>();
+  const bus = { handle: (op: string, h: (args: unknown) => unknown) => handlers.set(op, h) } as unknown as FleetBus;
+  return { bus, call: (op, args) => (handlers.get(op) as (a: unknown) => unknown)(args) };
+}
+
+test('fleet requests are checked against their schemas before anything runs', () => {
+  const seen: unknown[] = [];
+  const { bus, call } = fakeBus();
+  serveFleet(bus, {
+    connections: (filter, limit) => seen.push(['connections', filter, limit]),
+    connection: (id) => seen.push(['connection', id]),
+    kick: (a: KickArgs) => seen.push(['kick', a]),
+  });
+  call('connections', { filter: { address: '192.0.2.0/24' }, limit: 10 });
+  call('connection', { id: 'c1' });
+  call('kick', { target: '192.0.2.7', reason: 'flood' });
+  assert.deepEqual(seen, [
+    ['connections', { address: '192.0.2.0/24' }, 10],
+    ['connection', 'c1'],
+    ['kick', { target: '192.0.2.7', reason: 'flood' }],
+  ]);
+  for (const [op, args, why] of [
+    ['connections', { filter: {}, limit: 0 }, /limit/],
+    ['connections', { filter: { address: 7 }, limit: 1 }, /filter\.address/],
+    ['connections', null, /args/],
+    ['connection', {}, /id/],
+    ['kick', { target: '192.0.2.7' }, /reason/],
+    ['kick', { target: '192.0.2.7', reason: 'x', extra: true }, /bad request/],
+    ['kick', { target: 'x'.repeat(501), reason: 'x' }, /target/],
+  ] as const) {
+    assert.throws(() => call(op, args), (e: unknown) => e instanceof Error && e.message.startsWith(`fleet ${op}: bad request`) && why.test(e.message), `${op} ${JSON.stringify(args).slice(0, 60)}`);
+  }
+  assert.equal(seen.length, 3, 'nothing ran for a bad request');
+});
