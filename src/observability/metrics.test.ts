@@ -75,3 +75,16 @@ test('metrics: labels from the network are capped; detach stops counting', async
   t = await m.text();
   assert.equal(value(t, 'doorman_kicks_total'), 0);
 });
+
+test('metrics: the memory store (no status) is up, with no failovers; a fleet store reports its own', async () => {
+  const bus = new DoorEventBus();
+  let status: { backend: 'redis' | 'memory'; up: boolean; failovers: number; since: number } | null = null;
+  const m = new DoorMetrics(bus, { registry: { countsByService: () => ({}), admittedByService: () => new Map() }, entries: () => 0, bans: () => 0, store: () => status, services: [], proxied: [] });
+  let t = await m.text();
+  assert.equal(value(t, 'doorman_store_up'), 1, 'issue 17: it read 0 on a single host, so the obvious alert fired forever');
+  assert.equal(value(t, 'doorman_store_failovers'), 0);
+  status = { backend: 'memory', up: false, failovers: 2, since: 0 };
+  t = await m.text();
+  assert.equal(value(t, 'doorman_store_up'), 0);
+  assert.equal(value(t, 'doorman_store_failovers'), 2);
+});

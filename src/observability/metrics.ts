@@ -1,7 +1,9 @@
 /**
  * Prometheus metrics (docs/admin-api.md, "Metrics"), in a registry of
  * Doorman's own rather than prom-client's global one, so two daemons in one
- * process (the tests) never share a counter.
+ * process (the tests) never share a counter. One DoorMetrics per daemon,
+ * made by the composition root whether or not the admin API runs; the admin
+ * API and the metrics-only listener (src/http/metrics-server.ts) serve it.
  *
  *   doorman_connections{service}                      gauge, live proxied connections (read at scrape)
  *   doorman_connections_total{service}                counter, connections admitted by the proxy
@@ -12,6 +14,9 @@
  *   doorman_engine_entries                            gauge, keys in the counter table (read at scrape)
  *   doorman_bans                                      gauge, bans in force (read at scrape)
  *   doorman_kicks_total                               counter, connections closed by the administrator
+ *   doorman_store_up                                  gauge, 1 while the counter store answers (always,
+ *                                                     for the memory store)
+ *   doorman_store_failovers                           gauge, fleet mode: times Redis was found unreachable
  *   doorman_process_…, doorman_nodejs_…               prom-client's default metrics, but for
  *                                                     the ones costing a walk over every socket
  *
