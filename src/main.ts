@@ -18,7 +18,7 @@ import { PolicyServer } from './listeners/policy-server.js';
 import { DovecotPolicyServer } from './http/dovecot-policy.js';
 import { AdminServer } from './http/admin/server.js';
 import { MetricsServer } from './http/metrics-server.js';
-import { DoorMetrics } from './observability/metrics.js';
+import { DoorMetrics, type ListenerLoad } from './observability/metrics.js';
 import { PROTOCOLS } from './config/rules-schema.js';
 import { ADMIN_DEFAULT_LISTEN } from './config/schema.js';
 import type { ServiceInfo } from './http/admin/context.js';
@@ -41,7 +41,7 @@ import { StateStore } from './state/runtime-state.js';
 import { openStatePath } from './state/open-paths.js';
 import { NetworkSet } from './core/networks.js';
 import { GuardListener } from './listeners/guard-proxy.js';
-import { describeEndpoint, parseEndpoint } from './listeners/stream-listener.js';
+import { describeEndpoint, parseEndpoint, type Session, type StreamListener } from './listeners/stream-listener.js';
 import { hostname } from 'node:os';
 
 export interface Daemon {
@@ -170,6 +170,7 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
 
   // Metrics exist whenever the daemon runs (issue 17): made here, then served
   // by the admin API, the metrics-only listener, or both.
+  const loads: ListenerLoad[] = [];
   const metrics = new DoorMetrics(events, {
     registry,
     entries: () => engine.entries,
@@ -178,6 +179,7 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
     // Besides the configured services, a label may hold the protocols Dovecot and Postfix name.
     services: [...new Set([...rules.services.keys(), ...PROTOCOLS])],
     proxied: proxied.map(([name]) => name),
+    listeners: () => loads,
   });
   metrics.attach();
   let anvil: AnvilServer | null = null;
@@ -213,6 +215,7 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
         });
         proxies.push(g);
         await g.listen();
+        loads.push({ listener: `services.${service}.proxy`, address: g.address, max: p.max_connections, clients: () => g.sockets.size, full: () => g.full });
       }
     }
     if (config.anvil.enabled) {
@@ -229,6 +232,7 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
         clients: gate,
       });
       await anvil.listen();
+      loads.push(streamLoad('anvil', anvil.listener));
     }
     const p = config.postfix_policy;
     if (p.listen.length > 0) {
@@ -245,10 +249,14 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
         idleTimeoutMs: p.idle_timeout,
       }, events);
       await policy.listen();
+      for (const l of policy.listeners) loads.push(streamLoad('postfix_policy', l));
     }
     if (config.dovecot_policy.listen !== null) {
-      dovecot = new DovecotPolicyServer(gate, log, config.dovecot_policy, events);
-      dovecotPort = await dovecot.listen();
+      const d = new DovecotPolicyServer(gate, log, config.dovecot_policy, events);
+      dovecot = d;
+      dovecotPort = await d.listen();
+      const address = describeEndpoint({ host: parseEndpoint(config.dovecot_policy.listen).host, port: dovecotPort });
+      loads.push({ listener: 'dovecot_policy', address, max: config.dovecot_policy.max_clients, clients: () => d.clients(), full: () => d.full });
     }
     // Last: its status shows the other listeners' bound ports.
     if (config.admin.listen !== null) {
@@ -341,6 +349,11 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
     reloadFile,
   };
   return daemon;
+}
+
+/** A stream listener's load for the metrics: read at scrape, the same object every time (the counter takes differences). */
+function streamLoad(listener: string, l: StreamListener<Session>): ListenerLoad {
+  return { listener, address: l.address, max: l.maxClients, clients: () => l.size, full: () => l.full };
 }
 
 /** Every configured service for the admin API's status: its protocol and its proxy's bound addresses. */

@@ -101,6 +101,8 @@ export class DovecotPolicyServer {
   private readonly log: Logger;
   private readonly sessions = new Map<string, number>();
   private readonly events: DoorEventBus | null;
+  /** Connections refused since start because max_clients were connected. */
+  full = 0;
 
   /** `events`: refusals are emitted there (by "dovecot") for the metrics and the admin API's stream. */
   constructor(gate: Gatekeeper, log: Logger, cfg: DovecotPolicyConfig, events: DoorEventBus | null = null) {
@@ -120,6 +122,7 @@ export class DovecotPolicyServer {
       http: { requestTimeout: t, headersTimeout: t, connectionsCheckingInterval: Math.min(DEADLINE_CHECK_MS, t) },
     });
     this.app.server.maxConnections = cfg.max_clients;
+    this.app.server.on('drop', () => void this.full++);
     this.app.addHook('onRequest', async (req, reply) => {
       if (!this.authorized(req.headers['authorization'], req.headers['x-api-key'])) {
         // No keep-alive for a caller without credentials: it must not hold one of max_clients idle.
@@ -185,6 +188,11 @@ export class DovecotPolicyServer {
       this.events.emit('refusal', { service: ctx['service'] ?? '', address: ip === null ? remote : formatIp(ip), country: d.country, rule: d.refusal.rule, reason: d.refusal.reason, by: 'dovecot' });
     }
     return { status: -1, msg: d.refusal.reason };
+  }
+
+  /** Clients connected now (the metrics read it at scrape). */
+  clients(): Promise<number> {
+    return new Promise((resolve) => this.app.server.getConnections((err, n) => resolve(err ? 0 : n)));
   }
 
   async listen(): Promise<number> {

@@ -168,7 +168,8 @@ export class AnvilServer implements SessionHost {
   readonly engine: Engine;
   readonly log: Logger;
   readonly name = 'anvil';
-  private readonly listener: StreamListener<AnvilClient>;
+  /** The socket's listener: its clients and cap are read by the metrics. */
+  readonly listener: StreamListener<AnvilClient>;
 
   constructor(engine: Engine, log: Logger, opts: AnvilServerOptions) {
     this.engine = engine;

@@ -92,6 +92,8 @@ export class GuardListener implements RelayHost {
   private sweep: NodeJS.Timeout | null = null;
   private readonly refusals = new Map<string, Buffer | null>();
   private lastFullWarning = 0;
+  /** Connections refused since start because max_connections were connected. */
+  full = 0;
   /** The TCP port bound (port 0 picks one). */
   port = 0;
   /**
@@ -112,6 +114,11 @@ export class GuardListener implements RelayHost {
     this.where = opts.listen;
     this.log = log.child({ service: opts.service, listen: opts.listen });
     this.owner = gate.engine.createOwner(`proxy ${opts.service} ${opts.listen}`);
+  }
+
+  /** host:port with the port bound. */
+  get address(): string {
+    return describeEndpoint({ host: parseEndpoint(this.opts.listen).host, port: this.port });
   }
 
   /** Connections being relayed now. */
@@ -151,6 +158,7 @@ export class GuardListener implements RelayHost {
       return;
     }
     if (this.sockets.size > this.opts.maxConnections) {
+      this.full++;
       const now = Date.now();
       if (now - this.lastFullWarning >= FULL_WARNING_MS) {
         this.lastFullWarning = now;

@@ -60,9 +60,10 @@ class PolicySession extends AttrSession {
 export class PolicyServer implements SessionHost {
   readonly name = 'postfix_policy';
   readonly log: Logger;
+  /** One per listen address, in `listen` order: their clients and caps are read by the metrics. */
+  readonly listeners: readonly StreamListener<PolicySession>[];
   private readonly gate: Gatekeeper;
   private readonly opts: PolicyServerOptions;
-  private readonly listeners: StreamListener<PolicySession>[];
   private readonly events: DoorEventBus | null;
 
   /** `events`: refusals are emitted there (by "policy") for the metrics and the admin API's stream. */

@@ -88,3 +88,27 @@ test('metrics: the memory store (no status) is up, with no failovers; a fleet st
   assert.equal(value(t, 'doorman_store_up'), 0);
   assert.equal(value(t, 'doorman_store_failovers'), 2);
 });
+
+test('metrics: listeners at their cap: clients and cap read at scrape, refusals for being full counted by difference', async () => {
+  const bus = new DoorEventBus();
+  let clients = 3;
+  let full = 0;
+  const loads = [
+    { listener: 'anvil', address: '/run/anvil', max: 10, clients: () => clients, full: () => full },
+    { listener: 'dovecot_policy', address: '127.0.0.1:8026', max: 256, clients: async () => 7, full: () => 0 },
+  ];
+  const m = new DoorMetrics(bus, { registry: { countsByService: () => ({}), admittedByService: () => new Map() }, entries: () => 0, bans: () => 0, services: [], proxied: [], listeners: () => loads });
+  let t = await m.text();
+  assert.equal(value(t, 'doorman_listener_clients{listener="anvil",address="/run/anvil"}'), 3);
+  assert.equal(value(t, 'doorman_listener_clients{listener="dovecot_policy",address="127.0.0.1:8026"}'), 7, 'an asynchronous count is awaited');
+  assert.equal(value(t, 'doorman_listener_max_clients{listener="anvil",address="/run/anvil"}'), 10);
+  assert.equal(value(t, 'doorman_listener_full_total{listener="anvil",address="/run/anvil"}'), 0, 'present from the start');
+  clients = 10;
+  full = 4;
+  t = await m.text();
+  assert.equal(value(t, 'doorman_listener_clients{listener="anvil",address="/run/anvil"}'), 10);
+  assert.equal(value(t, 'doorman_listener_full_total{listener="anvil",address="/run/anvil"}'), 4);
+  full = 5;
+  t = await m.text();
+  assert.equal(value(t, 'doorman_listener_full_total{listener="anvil",address="/run/anvil"}'), 5, 'read again at each scrape, not added twice');
+});

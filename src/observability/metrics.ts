@@ -17,11 +17,18 @@
  *   doorman_store_up                                  gauge, 1 while the counter store answers (always,
  *                                                     for the memory store)
  *   doorman_store_failovers                           gauge, fleet mode: times Redis was found unreachable
+ *   doorman_listener_clients{listener,address}        gauge, clients connected to a capped listener now
+ *   doorman_listener_max_clients{listener,address}    gauge, its cap (max_clients, max_connections)
+ *   doorman_listener_full_total{listener,address}     counter, connections refused because it was full
+ *                                                     (listener: the configuration section holding the
+ *                                                     cap: anvil, postfix_policy, dovecot_policy,
+ *                                                     services.NAME.proxy; address: where it listens)
  *   doorman_process_…, doorman_nodejs_…               prom-client's default metrics, but for
  *                                                     the ones costing a walk over every socket
  *
- * Counters are fed from the DoorEventBus; gauges are read when scraped, so
- * nothing is done per connection for them. Every label's values are capped:
+ * Counters are fed from the DoorEventBus, or read from the listeners'
+ * own totals at scrape; gauges are read when scraped, so nothing is done per
+ * connection for them. Every label's values are capped:
  * a label fed from the network (a Dovecot `protocol`, a country) must not
  * grow the series without bound.
  */
@@ -46,6 +53,22 @@ export interface MetricsSources {
   readonly services: readonly string[];
   /** Services with a guard proxy: their connection series read 0 when idle rather than being absent. */
   readonly proxied: readonly string[];
+  /** The listeners with a cap on clients, read at scrape (they may be bound after this is made). */
+  readonly listeners?: () => readonly ListenerLoad[];
+}
+
+/** A listener with a cap on its clients, as the metrics read it at scrape. */
+export interface ListenerLoad {
+  /** The configuration section holding the cap: anvil, postfix_policy, dovecot_policy, services.NAME.proxy. */
+  readonly listener: string;
+  /** host:port (the port bound) or a socket path. */
+  readonly address: string;
+  /** max_clients or max_connections. */
+  readonly max: number;
+  /** Clients connected now. */
+  clients(): number | Promise<number>;
+  /** Connections refused since start because it was full. */
+  full(): number;
 }
 
 const OPEN_FDS = 'doorman_process_open_fds';
@@ -196,6 +219,7 @@ export class DoorMetrics {
       });
     }
     this.kicks = new Counter({ name: 'doorman_kicks_total', help: 'Connections closed by the administrator', registers });
+    if (src.listeners !== undefined) listenerMetrics(src.listeners, registers);
     // Series exist from the start, so a rate() over a fresh daemon is 0, not absent.
     for (const s of known) this.connectionsTotal.inc({ service: s }, 0);
     this.kicks.inc(0);
@@ -237,4 +261,47 @@ export class DoorMetrics {
   private service(name: string): string {
     return this.services.has(name) ? name : 'other';
   }
+}
+
+/** doorman_listener_*: every capped listener's clients, cap and refusals for being full, read at scrape. */
+function listenerMetrics(listeners: () => readonly ListenerLoad[], registers: Registry[]): void {
+  const labelNames = ['listener', 'address'] as const;
+  new Gauge({
+    name: 'doorman_listener_clients',
+    help: 'Clients connected to a listener now (listener: the configuration section holding its cap)',
+    labelNames,
+    registers,
+    async collect() {
+      this.reset();
+      const now = listeners();
+      const counts = await Promise.all(now.map((l) => l.clients()));
+      now.forEach((l, i) => this.set({ listener: l.listener, address: l.address }, counts[i] ?? 0));
+    },
+  });
+  new Gauge({
+    name: 'doorman_listener_max_clients',
+    help: "A listener's cap on clients: its max_clients, or a proxy's max_connections",
+    labelNames,
+    registers,
+    collect() {
+      this.reset();
+      for (const l of listeners()) this.set({ listener: l.listener, address: l.address }, l.max);
+    },
+  });
+  // Each listener keeps its own total (a plain increment where it refuses);
+  // the counter takes what was added since the last scrape.
+  const seen = new Map<ListenerLoad, number>();
+  new Counter({
+    name: 'doorman_listener_full_total',
+    help: 'Connections refused because the listener had its maximum of clients',
+    labelNames,
+    registers,
+    collect() {
+      for (const l of listeners()) {
+        const total = l.full();
+        this.inc({ listener: l.listener, address: l.address }, total - (seen.get(l) ?? 0));
+        seen.set(l, total);
+      }
+    },
+  });
 }
