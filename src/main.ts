@@ -212,6 +212,7 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
           connectTimeoutMs: p.connect_timeout,
           idleTimeoutMs: p.idle_timeout,
           headerTimeoutMs: p.header_timeout,
+          timer: metrics.decisionTimer('proxy'),
         });
         proxies.push(g);
         await g.listen();
@@ -230,6 +231,7 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
         idleTimeoutMs: a.idle_timeout,
         maxBadRequests: a.max_bad_requests,
         clients: gate,
+        timer: metrics.decisionTimer('anvil'),
       });
       await anvil.listen();
       loads.push(streamLoad('anvil', anvil.listener));
@@ -247,12 +249,13 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
         maxClients: p.max_clients,
         requestTimeoutMs: p.request_timeout,
         idleTimeoutMs: p.idle_timeout,
+        timer: metrics.decisionTimer('policy'),
       }, events);
       await policy.listen();
       for (const l of policy.listeners) loads.push(streamLoad('postfix_policy', l));
     }
     if (config.dovecot_policy.listen !== null) {
-      const d = new DovecotPolicyServer(gate, log, config.dovecot_policy, events);
+      const d = new DovecotPolicyServer(gate, log, config.dovecot_policy, events, metrics.decisionTimer('dovecot'));
       dovecot = d;
       dovecotPort = await d.listen();
       const address = describeEndpoint({ host: parseEndpoint(config.dovecot_policy.listen).host, port: dovecotPort });

@@ -112,3 +112,22 @@ test('metrics: listeners at their cap: clients and cap read at scrape, refusals 
   t = await m.text();
   assert.equal(value(t, 'doorman_listener_full_total{listener="anvil",address="/run/anvil"}'), 5, 'read again at each scrape, not added twice');
 });
+
+test('metrics: decision times are served, with the series of every front asked for and no other', async () => {
+  const bus = new DoorEventBus();
+  const m = new DoorMetrics(bus, { registry: { countsByService: () => ({}), admittedByService: () => new Map() }, entries: () => 0, bans: () => 0, services: [], proxied: [] });
+  assert.doesNotMatch(await m.text(), /doorman_decision_seconds/, 'no front-end, no series');
+  const anvil = m.decisionTimer('anvil');
+  assert.equal(m.decisionTimer('anvil'), anvil, 'one timer per front');
+  m.decisionTimer('proxy');
+  // A start mark an hour ago: past every bound whatever the machine's speed (the bucketing itself is in latency.test.ts).
+  anvil.stop(anvil.start() - 3_600_000);
+  const t = await m.text();
+  assert.match(t, /^# TYPE doorman_decision_seconds histogram$/m);
+  assert.equal(value(t, 'doorman_decision_seconds_count{front="anvil"}'), 1);
+  assert.equal(value(t, 'doorman_decision_seconds_bucket{le="0.1",front="anvil"}'), 0);
+  assert.equal(value(t, 'doorman_decision_seconds_bucket{le="+Inf",front="anvil"}'), 1);
+  assert.equal(value(t, 'doorman_decision_seconds_count{front="proxy"}'), 0, 'a quiet front reads 0, not absent');
+  assert.equal(value(t, 'doorman_decision_seconds_count{front="policy"}'), undefined, 'a front nobody asked for has no series');
+  assert.match(t, /^doorman_process_cpu_user_seconds_total /m, 'the process metrics still follow');
+});

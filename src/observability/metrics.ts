@@ -23,12 +23,15 @@
  *                                                     (listener: the configuration section holding the
  *                                                     cap: anvil, postfix_policy, dovecot_policy,
  *                                                     services.NAME.proxy; address: where it listens)
+ *   doorman_decision_seconds{front}                   histogram, a complete request to its answer, per
+ *                                                     front-end: anvil, policy, dovecot, proxy (./latency.ts)
  *   doorman_process_…, doorman_nodejs_…               prom-client's default metrics, but for
  *                                                     the ones costing a walk over every socket
  *
  * Counters are fed from the DoorEventBus, or read from the listeners'
  * own totals at scrape; gauges are read when scraped, so nothing is done per
- * connection for them. Every label's values are capped:
+ * connection for them. Decision times are recorded by the front-ends, through
+ * a DecisionTimer each (decisionTimer()). Every label's values are capped:
  * a label fed from the network (a Dovecot `protocol`, a country) must not
  * grow the series without bound.
  */
@@ -37,6 +40,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { StoreStatus } from '../store/types.js';
 import type { ConnectionRegistry } from '../core/connections.js';
 import type { DoorEventBus, DoorEvents } from '../core/events.js';
+import { DecisionLatency, type DecisionTimer, type Front } from './latency.js';
 
 /** As the contract says: a country map of 50 series per service is readable; past that, "other". */
 const MAX_COUNTRIES = 50;
@@ -127,6 +131,7 @@ export class DoorMetrics {
   private readonly decisions: Counter<'service' | 'action' | 'rule'>;
   private readonly byCountry: Counter<'service' | 'country'>;
   private readonly kicks: Counter;
+  private readonly latency = new DecisionLatency();
   private readonly listeners: { [K in 'refusal' | 'kick']: (...a: DoorEvents[K]) => void };
   private attached = false;
 
@@ -252,10 +257,15 @@ export class DoorMetrics {
     return this.register.contentType;
   }
 
+  /** The timer a front-end records its answers' times with (doorman_decision_seconds{front}). */
+  decisionTimer(front: Front): DecisionTimer {
+    return this.latency.timer(front);
+  }
+
   /** The exposition text: Doorman's metrics, then the process's. */
   async text(): Promise<string> {
     const [own, proc] = await Promise.all([this.register.metrics(), processMetrics().metrics()]);
-    return `${own}\n${proc}`;
+    return `${own}\n${this.latency.text()}\n${proc}`;
   }
 
   private service(name: string): string {

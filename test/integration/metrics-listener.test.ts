@@ -83,6 +83,7 @@ test('admin.listen null: /metrics alone where the admin API would be, said in th
   const text = await r.text();
   assert.equal(metricValue(text, 'doorman_connections_total{service="imap"}'), 1);
   assert.equal(metricValue(text, 'doorman_decisions_total{service="imap",action="refuse",rule="services.imap.limits.connections_per_address"}'), 1, 'refusals are counted without the admin API');
+  assert.equal(metricValue(text, 'doorman_decision_seconds_count{front="proxy"}'), 2);
   assert.equal(metricValue(text, 'doorman_store_up'), 1);
   assert.equal(metricValue(text, `doorman_listener_clients{listener="services.imap.proxy",address="127.0.0.1:${port}"}`), 1);
   assert.equal(metricValue(text, `doorman_listener_max_clients{listener="services.imap.proxy",address="127.0.0.1:${port}"}`), 10_000);
