@@ -17,6 +17,10 @@ import { AnvilServer } from './listeners/anvil-server.js';
 import { PolicyServer } from './listeners/policy-server.js';
 import { DovecotPolicyServer } from './http/dovecot-policy.js';
 import { AdminServer } from './http/admin/server.js';
+import { MetricsServer } from './http/metrics-server.js';
+import { DoorMetrics, type ListenerLoad } from './observability/metrics.js';
+import { PROTOCOLS } from './core/rules.js';
+import { ADMIN_DEFAULT_LISTEN } from './config/schema.js';
 import type { ServiceInfo } from './http/admin/context.js';
 import { openCountryLookup, type CountryLookup } from './geo/country.js';
 import { resolveGid, resolveUid } from './listeners/unix-ids.js';
@@ -37,7 +41,7 @@ import { StateStore } from './state/runtime-state.js';
 import { openStatePath } from './state/open-paths.js';
 import { NetworkSet } from './core/networks.js';
 import { GuardListener } from './listeners/guard-proxy.js';
-import { describeEndpoint, parseEndpoint } from './listeners/stream-listener.js';
+import { describeEndpoint, parseEndpoint, type Session, type StreamListener } from './listeners/stream-listener.js';
 import { hostname } from 'node:os';
 
 export interface Daemon {
@@ -69,6 +73,12 @@ export interface Daemon {
   readonly admin: AdminServer | null;
   /** The admin API's bound port (0 when off). */
   readonly adminPort: number;
+  /** The daemon's metrics, whether or not the admin API runs. */
+  readonly metrics: DoorMetrics;
+  /** The metrics-only listener: on metrics.listen, or on the admin API's default address when both are null; else null. */
+  readonly metricsServer: MetricsServer | null;
+  /** Its bound port (0 when off). */
+  readonly metricsPort: number;
   /** Closes live connections by id, address or network, optionally banning first (as the operator "internal"). */
   kick(target: string, opts?: { banMs?: number; reason?: string; service?: string }): Promise<{ kicked: readonly ConnectionView[]; ban: Ban | null }>;
   /** Stop accepting, close clients, remove sockets, log final statistics. */
@@ -79,6 +89,8 @@ export interface Daemon {
 export interface DaemonDeps {
   readonly clock?: Clock;
   readonly countries?: CountryOf;
+  /** Where /metrics listens when admin.listen and metrics.listen are both null (default the admin API's default address). */
+  readonly metricsFallback?: string;
 }
 
 export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps = {}): Promise<Daemon> {
@@ -156,12 +168,28 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
     throw err;
   }
 
+  // Metrics exist whenever the daemon runs (issue 17): made here, then served
+  // by the admin API, the metrics-only listener, or both.
+  const loads: ListenerLoad[] = [];
+  const metrics = new DoorMetrics(events, {
+    registry,
+    entries: () => engine.entries,
+    bans: () => control.bans().length,
+    store: () => engine.storeStatus(),
+    // Besides the configured services, a label may hold the protocols Dovecot and Postfix name.
+    services: [...new Set([...rules.services.keys(), ...PROTOCOLS])],
+    proxied: proxied.map(([name]) => name),
+    listeners: () => loads,
+  });
+  metrics.attach();
   let anvil: AnvilServer | null = null;
   let policy: PolicyServer | null = null;
   let dovecot: DovecotPolicyServer | null = null;
   let dovecotPort = 0;
   let admin: AdminServer | null = null;
   let adminPort = 0;
+  let metricsServer: MetricsServer | null = null;
+  let metricsPort = 0;
   const proxies: GuardListener[] = [];
   const host = hostname();
   /** Re-reads the file the daemon started from (./doorman.yaml if it started on the embedded defaults) and reloads it. */
@@ -184,9 +212,11 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
           connectTimeoutMs: p.connect_timeout,
           idleTimeoutMs: p.idle_timeout,
           headerTimeoutMs: p.header_timeout,
+          timer: metrics.decisionTimer('proxy'),
         });
         proxies.push(g);
         await g.listen();
+        loads.push({ listener: `services.${service}.proxy`, address: g.address, max: p.max_connections, clients: () => g.sockets.size, full: () => g.full });
       }
     }
     if (config.anvil.enabled) {
@@ -201,8 +231,10 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
         idleTimeoutMs: a.idle_timeout,
         maxBadRequests: a.max_bad_requests,
         clients: gate,
+        timer: metrics.decisionTimer('anvil'),
       });
       await anvil.listen();
+      loads.push(streamLoad('anvil', anvil.listener));
     }
     const p = config.postfix_policy;
     if (p.listen.length > 0) {
@@ -217,19 +249,39 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
         maxClients: p.max_clients,
         requestTimeoutMs: p.request_timeout,
         idleTimeoutMs: p.idle_timeout,
+        timer: metrics.decisionTimer('policy'),
       }, events);
       await policy.listen();
+      for (const l of policy.listeners) loads.push(streamLoad('postfix_policy', l));
     }
     if (config.dovecot_policy.listen !== null) {
-      dovecot = new DovecotPolicyServer(gate, log, config.dovecot_policy, events);
-      dovecotPort = await dovecot.listen();
+      const d = new DovecotPolicyServer(gate, log, config.dovecot_policy, events, metrics.decisionTimer('dovecot'));
+      dovecot = d;
+      dovecotPort = await d.listen();
+      const address = describeEndpoint({ host: parseEndpoint(config.dovecot_policy.listen).host, port: dovecotPort });
+      loads.push({ listener: 'dovecot_policy', address, max: config.dovecot_policy.max_clients, clients: () => d.clients(), full: () => d.full });
     }
     // Last: its status shows the other listeners' bound ports.
     if (config.admin.listen !== null) {
-      admin = await AdminServer.create({ config: config.admin, control, gate, registry, events, clock, log, services: serviceInfo(rules, proxies), startedAt, reload: (by) => reloadFile(by) });
+      admin = await AdminServer.create({ config: config.admin, control, gate, registry, events, clock, log, metrics, services: serviceInfo(rules, proxies), startedAt, reload: (by) => reloadFile(by) });
       adminPort = await admin.listen();
     }
+    const m = config.metrics.listen;
+    if (m !== null) {
+      metricsServer = new MetricsServer(metrics, log, { listen: m });
+      metricsPort = await metricsServer.listen();
+    } else if (config.admin.listen === null) {
+      // Without the admin API nothing would serve /metrics: a listener of its own, where the admin API would be.
+      const listen = deps.metricsFallback ?? ADMIN_DEFAULT_LISTEN;
+      log.info({ address: listen }, `admin.listen is null: /metrics served alone on ${listen}, the admin API's default address (metrics.listen moves it)`);
+      metricsServer = new MetricsServer(metrics, log, { listen, why: "admin.listen and metrics.listen are null, so /metrics listens at the admin API's default address; set metrics.listen" });
+      metricsPort = await metricsServer.listen();
+    }
   } catch (err) {
+    // An admin API that failed to bind has closed itself.
+    if (adminPort !== 0) await admin?.close();
+    await metricsServer?.close();
+    metrics.detach();
     for (const g of proxies) await g.close();
     await audit.close();
     await anvil?.close();
@@ -254,6 +306,9 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
     control,
     admin,
     adminPort,
+    metrics,
+    metricsServer,
+    metricsPort,
     async reload(next, by) {
       const restart = restartOnlyChanges(current, next);
       if (restart.length > 0) throw new ReloadError(next.source, restart);
@@ -280,6 +335,8 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
       stopping ??= (async () => {
         // First: no change may arrive while the rest shuts down.
         await admin?.close();
+        await metricsServer?.close();
+        metrics.detach();
         await Promise.all(proxies.map((g) => g.close()));
         await audit?.close();
         await bus?.stop();
@@ -295,6 +352,11 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
     reloadFile,
   };
   return daemon;
+}
+
+/** A stream listener's load for the metrics: read at scrape, the same object every time (the counter takes differences). */
+function streamLoad(listener: string, l: StreamListener<Session>): ListenerLoad {
+  return { listener, address: l.address, max: l.maxClients, clients: () => l.size, full: () => l.full };
 }
 
 /** Every configured service for the admin API's status: its protocol and its proxy's bound addresses. */

@@ -10,26 +10,7 @@
  * ROOT is a checkout whose `dist/` holds a build: this one, or an older one
  * to compare with (its module paths and constructors must match these).
  */
-import { pathToFileURL } from 'node:url';
-import { join } from 'node:path';
-
-type Mod = Record<string, any>;
-
-async function load(root: string, path: string): Promise<Mod> {
-  return (await import(pathToFileURL(join(root, 'dist', 'src', path)).href)) as Mod;
-}
-
-/** The first of `paths` that a build has: a module that moved (core/rate.js → store/rate.js) is found in older builds too. */
-async function loadMoved(root: string, ...paths: string[]): Promise<Mod> {
-  for (const path of paths) {
-    try {
-      return await load(root, path);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err;
-    }
-  }
-  throw new Error(`none of ${paths.join(', ')} in ${root}/dist/src`);
-}
+import { load, loadMoved } from './load.js';
 
 const [root = '.', roundsText = '30000'] = process.argv.slice(2);
 const rounds = Number(roundsText);

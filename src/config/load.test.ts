@@ -123,6 +123,21 @@ test('admin: loopback by default; beyond loopback only with a token', () => {
   assert.deepEqual(issues('admin: { token: "short" }').issues.map((i) => i.key), ['admin.token']);
 });
 
+test('metrics: off its own listener by default; any host:port without a token; not an address another listener has', () => {
+  assert.equal(parseConfigText('', 'x').metrics.listen, null);
+  assert.equal(parseConfigText('metrics: { listen: "0.0.0.0:9525" }', 'x').metrics.listen, '0.0.0.0:9525', 'Prometheus sends no token: no token is asked for');
+  assert.equal(parseConfigText('metrics: { listen: "[::1]:9525" }', 'x').metrics.listen, '[::1]:9525');
+  const bad = issues('metrics: { listen: 9525 }\n');
+  assert.deepEqual(bad.issues.map((i) => [i.key, i.expected]), [['metrics.listen', 'host:port such as 127.0.0.1:9525, or null']]);
+  assert.match(bad.message, /\/etc\/doorman\/doorman\.yaml/);
+  assert.deepEqual(issues('metrics: { port: 9525 }\n').issues.map((i) => [i.key, i.expected]), [['metrics.port', 'no such key; known keys here: listen']]);
+  const clash = issues('metrics: { listen: "127.0.0.1:8025" }\n');
+  assert.deepEqual(clash.issues.map((i) => [i.key, i.expected]), [['metrics.listen', 'an address of its own (admin.listen has it)']]);
+  const dovecot = issues('admin: { listen: null }\nmetrics: { listen: "127.0.0.1:8026" }\ndovecot_policy: { listen: "127.0.0.1:8026", api_key: "0123456789" }\n');
+  assert.deepEqual(dovecot.issues.map((i) => i.key), ['metrics.listen']);
+  assert.equal(parseConfigText('admin: { listen: "127.0.0.1:0" }\nmetrics: { listen: "127.0.0.1:0" }', 'x').metrics.listen, '127.0.0.1:0', 'port 0 is a port each');
+});
+
 test('YAML tags that make sets, dates or binary are refused, naming the key, not read as empty mappings', () => {
   assert.throws(() => parseConfigText('engine: !!set {a}', 'x.yaml'), /x\.yaml: engine: got "a YAML set", expected a plain mapping/);
   assert.throws(() => parseConfigText('log: {level: !!timestamp 2001-12-14}', 'x.yaml'), /x\.yaml: log\.level: got "a YAML timestamp"/);

@@ -117,7 +117,7 @@ function exoticValue(v: unknown, path: string[]): { key: string; kind: string } 
 /** Validates already-parsed data. */
 export function parseConfig(data: unknown, file: string): Config {
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-    throw new ConfigError([{ file, key: '', value: data, expected: 'a mapping of sections (run_as, log, engine, store, anvil, geo, postfix_policy, dovecot_policy, state, admin, services, exceptions, overrides)' }]);
+    throw new ConfigError([{ file, key: '', value: data, expected: 'a mapping of sections (run_as, log, engine, store, anvil, geo, postfix_policy, dovecot_policy, state, admin, metrics, services, exceptions, overrides)' }]);
   }
   // An alias inside its own anchor (`a: &x { b: *x }`) makes data that contains itself.
   const loop = selfContaining(data);
@@ -141,6 +141,13 @@ export function parseConfig(data: unknown, file: string): Config {
   }
   if (a.listen !== null && a.token === null && a.token_file === null && !isLoopbackListen(a.listen)) {
     throw new ConfigError([{ file, key: 'admin.listen', value: a.listen, expected: 'a loopback address (127.0.0.1, [::1], localhost) unless admin.token or admin.token_file is set: the admin API can kick and ban' }]);
+  }
+  const m = result.data.metrics.listen;
+  if (m !== null && !m.endsWith(':0')) {
+    for (const key of ['admin.listen', 'dovecot_policy.listen'] as const) {
+      const other = key === 'admin.listen' ? a.listen : result.data.dovecot_policy.listen;
+      if (other === m) throw new ConfigError([{ file, key: 'metrics.listen', value: m, expected: `an address of its own (${key} has it)` }]);
+    }
   }
   const st = result.data.store;
   if (st.type === 'redis') {

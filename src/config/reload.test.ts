@@ -28,6 +28,6 @@ test('listeners, the store, state files, proxies and protocols need a restart, a
   next.services.imap.proxy.listen = ['127.0.0.1:2143'];
   next.services.smtp.protocol = 'submission';
   next.services.pop3s = { proxy: { listen: ['127.0.0.1:995'], backend: '127.0.0.1:1995', proxy_protocol: 'none' } };
-  const b = conf({ ...next, anvil: { socket: '/run/other' }, store: { type: 'memory', lease: '60s' } });
-  assert.deepEqual(restartOnlyChanges(conf(base), b), ['store', 'anvil', 'services.imap.proxy', 'services.pop3s.proxy', 'services.smtp.protocol']);
+  const b = conf({ ...next, anvil: { socket: '/run/other' }, store: { type: 'memory', lease: '60s' }, metrics: { listen: '127.0.0.1:9525' } });
+  assert.deepEqual(restartOnlyChanges(conf(base), b), ['store', 'anvil', 'metrics', 'services.imap.proxy', 'services.pop3s.proxy', 'services.smtp.protocol']);
 });

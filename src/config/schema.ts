@@ -161,6 +161,9 @@ export const dovecotPolicySchema = z.strictObject(
   section('dovecot_policy'),
 );
 
+/** Where the admin API listens unless told otherwise; metrics listen here when nothing else serves them. */
+export const ADMIN_DEFAULT_LISTEN = '127.0.0.1:8025';
+
 export const adminSchema = z.strictObject(
   {
     /** host:port of the admin API and dashboard; null: off. Without a token only loopback is allowed. */
@@ -168,13 +171,30 @@ export const adminSchema = z.strictObject(
       .string({ error: 'host:port such as 127.0.0.1:8025, or null' })
       .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { error: 'host:port such as 127.0.0.1:8025' })
       .nullable()
-      .default('127.0.0.1:8025'),
+      .default(ADMIN_DEFAULT_LISTEN),
     /** The bearer token every route but /health requires. */
     token: z.string({ error: 'a secret string' }).min(16, { error: 'a secret of at least 16 characters' }).nullable().default(null),
     /** A file holding the token (first line), instead of token. */
     token_file: z.string({ error: 'a path to a file holding the token' }).min(1).nullable().default(null),
   },
   section('admin'),
+);
+
+export const metricsSchema = z.strictObject(
+  {
+    /**
+     * host:port of a listener serving only GET /metrics and GET /health, with
+     * no token (as Prometheus scrapes): bind it where only Prometheus reaches.
+     * null: /metrics is served by the admin API, or, when admin.listen is null
+     * too, by a metrics-only listener on the admin API's default address.
+     */
+    listen: z
+      .string({ error: 'host:port such as 127.0.0.1:9525, or null' })
+      .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { error: 'host:port such as 127.0.0.1:9525' })
+      .nullable()
+      .default(null),
+  },
+  section('metrics'),
 );
 
 export const stateSchema = z.strictObject(
@@ -210,9 +230,11 @@ export const configSchema = z.strictObject({
   dovecot_policy: dovecotPolicySchema.default(() => dovecotPolicySchema.parse({})),
   state: stateSchema.default(() => stateSchema.parse({})),
   admin: adminSchema.default(() => adminSchema.parse({})),
+  metrics: metricsSchema.default(() => metricsSchema.parse({})),
   ...rulesSchemaShape,
 });
 
 export type ConfigData = z.output<typeof configSchema>;
 export type DovecotPolicyConfig = z.output<typeof dovecotPolicySchema>;
 export type AdminConfig = z.output<typeof adminSchema>;
+export type MetricsConfig = z.output<typeof metricsSchema>;

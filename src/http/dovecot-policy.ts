@@ -31,6 +31,7 @@ import type { DoorEventBus } from '../core/events.js';
 import type { Gatekeeper } from '../core/gate.js';
 import { formatIp, parseIp } from '../core/ip.js';
 import type { DovecotPolicyConfig } from '../config/schema.js';
+import { NO_TIMER, type DecisionTimer } from '../observability/latency.js';
 
 /** Sessions remembered to tell the second allow from the first. */
 const MAX_SESSIONS = 100_000;
@@ -101,13 +102,20 @@ export class DovecotPolicyServer {
   private readonly log: Logger;
   private readonly sessions = new Map<string, number>();
   private readonly events: DoorEventBus | null;
+  private readonly timer: DecisionTimer;
+  /** Connections refused since start because max_clients were connected. */
+  full = 0;
 
-  /** `events`: refusals are emitted there (by "dovecot") for the metrics and the admin API's stream. */
-  constructor(gate: Gatekeeper, log: Logger, cfg: DovecotPolicyConfig, events: DoorEventBus | null = null) {
+  /**
+   * `events`: refusals are emitted there (by "dovecot") for the metrics and the admin API's stream.
+   * `timer`: times each request from its body to its answer (doorman_decision_seconds{front="dovecot"}).
+   */
+  constructor(gate: Gatekeeper, log: Logger, cfg: DovecotPolicyConfig, events: DoorEventBus | null = null, timer: DecisionTimer = NO_TIMER) {
     this.gate = gate;
     this.cfg = cfg;
     this.log = log;
     this.events = events;
+    this.timer = timer;
     // request_timeout bounds a request from its first byte (headers included), and silence on
     // an open connection; max_clients caps connections, the excess closed at accept.
     const t = cfg.request_timeout;
@@ -120,6 +128,7 @@ export class DovecotPolicyServer {
       http: { requestTimeout: t, headersTimeout: t, connectionsCheckingInterval: Math.min(DEADLINE_CHECK_MS, t) },
     });
     this.app.server.maxConnections = cfg.max_clients;
+    this.app.server.on('drop', () => void this.full++);
     this.app.addHook('onRequest', async (req, reply) => {
       if (!this.authorized(req.headers['authorization'], req.headers['x-api-key'])) {
         // No keep-alive for a caller without credentials: it must not hold one of max_clients idle.
@@ -129,7 +138,14 @@ export class DovecotPolicyServer {
     this.app.post<{ Querystring: { command: 'allow' | 'report' }; Body: PolicyBody }>(
       cfg.path,
       { schema: { querystring: { type: 'object', required: ['command'], properties: { command: { enum: ['allow', 'report'] } } }, body: bodySchema } },
-      async (req) => (req.query.command === 'allow' ? this.allow(req.body) : this.report(req.body)),
+      async (req) => {
+        const started = this.timer.start();
+        try {
+          return await (req.query.command === 'allow' ? this.allow(req.body) : this.report(req.body));
+        } finally {
+          this.timer.stop(started);
+        }
+      },
     );
   }
 
@@ -185,6 +201,11 @@ export class DovecotPolicyServer {
       this.events.emit('refusal', { service: ctx['service'] ?? '', address: ip === null ? remote : formatIp(ip), country: d.country, rule: d.refusal.rule, reason: d.refusal.reason, by: 'dovecot' });
     }
     return { status: -1, msg: d.refusal.reason };
+  }
+
+  /** Clients connected now (the metrics read it at scrape). */
+  clients(): Promise<number> {
+    return new Promise((resolve) => this.app.server.getConnections((err, n) => resolve(err ? 0 : n)));
   }
 
   async listen(): Promise<number> {

@@ -16,6 +16,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { then } from '../core/awaitable.js';
 import type { Engine } from '../core/engine.js';
+import { NO_TIMER, timed, type DecisionTimer } from '../observability/latency.js';
 import { StoreUnavailableError } from '../errors.js';
 import {
   ANVIL_FAIL_REPLY,
@@ -54,6 +55,8 @@ export interface AnvilServerOptions {
    * policy service can read it. Null: nobody listens (tests of the protocol).
    */
   readonly clients?: AnvilClients | null;
+  /** Times each request from its last byte to its reply (doorman_decision_seconds{front="anvil"}). */
+  readonly timer?: DecisionTimer;
 }
 
 /** The part of the gatekeeper the anvil service reports clients to. */
@@ -132,8 +135,10 @@ class AnvilClient extends AttrSession {
       if (++this.badRequests >= this.server.opts.maxBadRequests) this.drop('DOORMAN_ERR_ANVIL_BAD_REQUESTS', 'too many unrecognized requests');
       return;
     }
+    const timer = this.server.timer;
+    const started = timer.start();
     if (request === 'connect' || request === 'disconnect') this.countPrefix(request, ident);
-    this.send(HANDLERS[request](this.server.engine, this.owner, ident));
+    this.send(timed(timer, started, HANDLERS[request](this.server.engine, this.owner, ident)));
   }
 
   /** The network's count moves with the address's; the owner holds both, so both are released with it. */
@@ -169,12 +174,15 @@ export class AnvilServer implements SessionHost {
   readonly engine: Engine;
   readonly log: Logger;
   readonly name = 'anvil';
-  private readonly listener: StreamListener<AnvilClient>;
+  readonly timer: DecisionTimer;
+  /** The socket's listener: its clients and cap are read by the metrics. */
+  readonly listener: StreamListener<AnvilClient>;
 
   constructor(engine: Engine, log: Logger, opts: AnvilServerOptions) {
     this.engine = engine;
     this.log = log;
     this.opts = opts;
+    this.timer = opts.timer ?? NO_TIMER;
     this.listener = new StreamListener(
       {
         name: 'anvil',

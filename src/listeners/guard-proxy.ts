@@ -30,6 +30,7 @@ import { ListenError, ProtocolError } from '../errors.js';
 import { encodeProxyV1, encodeProxyV2, ProxyHeaderParser } from '../protocols/proxy-protocol.js';
 import { IMPLICIT_TLS, goodbyeLine, refusalKindOf, refusalLine, refusalText, type RefusalKind } from '../protocols/refusals.js';
 import type { Owner } from '../core/ports.js';
+import { NO_TIMER, type DecisionTimer } from '../observability/latency.js';
 import { destroySocket, LINGER_MS, Relay, type RelayHost } from './relay.js';
 import { describeEndpoint, parseEndpoint, type Endpoint } from './stream-listener.js';
 
@@ -49,6 +50,8 @@ export interface GuardOptions {
   readonly connectTimeoutMs: number;
   readonly idleTimeoutMs: number;
   readonly headerTimeoutMs: number;
+  /** Times each admission from the gatekeeper's question to its answer (doorman_decision_seconds{front="proxy"}). */
+  readonly timer?: DecisionTimer;
 }
 
 /** A connection between accept and the relay's start. */
@@ -61,6 +64,8 @@ interface Pending {
   localAddress: string | null;
   localPort: number;
   early: Buffer | null;
+  /** The decision timer's start mark. */
+  started: number;
 }
 
 /**
@@ -92,6 +97,9 @@ export class GuardListener implements RelayHost {
   private sweep: NodeJS.Timeout | null = null;
   private readonly refusals = new Map<string, Buffer | null>();
   private lastFullWarning = 0;
+  private readonly timer: DecisionTimer;
+  /** Connections refused since start because max_connections were connected. */
+  full = 0;
   /** The TCP port bound (port 0 picks one). */
   port = 0;
   /**
@@ -112,6 +120,12 @@ export class GuardListener implements RelayHost {
     this.where = opts.listen;
     this.log = log.child({ service: opts.service, listen: opts.listen });
     this.owner = gate.engine.createOwner(`proxy ${opts.service} ${opts.listen}`);
+    this.timer = opts.timer ?? NO_TIMER;
+  }
+
+  /** host:port with the port bound. */
+  get address(): string {
+    return describeEndpoint({ host: parseEndpoint(this.opts.listen).host, port: this.port });
   }
 
   /** Connections being relayed now. */
@@ -151,6 +165,7 @@ export class GuardListener implements RelayHost {
       return;
     }
     if (this.sockets.size > this.opts.maxConnections) {
+      this.full++;
       const now = Date.now();
       if (now - this.lastFullWarning >= FULL_WARNING_MS) {
         this.lastFullWarning = now;
@@ -159,7 +174,7 @@ export class GuardListener implements RelayHost {
       this.refuse(socket, 'unavailable', true, null);
       return;
     }
-    const p: Pending = { socket, address: remote, port: socket.remotePort ?? 0, localAddress: null, localPort: 0, early: null };
+    const p: Pending = { socket, address: remote, port: socket.remotePort ?? 0, localAddress: null, localPort: 0, early: null, started: 0 };
     if (this.opts.trusted.size > 0) {
       const ip = parseIp(remote);
       if (ip !== null && this.opts.trusted.match(ip) !== null) {
@@ -210,9 +225,11 @@ export class GuardListener implements RelayHost {
 
   private judge(p: Pending): void {
     let a: ReturnType<Gatekeeper['admit']>;
+    p.started = this.timer.start();
     try {
       a = this.gate.admit(this.opts.service, p.address, this.owner);
     } catch (err) {
+      this.timer.stop(p.started);
       this.log.error({ err, client: p.address }, 'proxy: decision failed; client told to try later');
       this.refuse(p.socket, 'unavailable', true, null);
       return;
@@ -221,6 +238,7 @@ export class GuardListener implements RelayHost {
       a.then(
         (r) => this.decided(p, r),
         (err: unknown) => {
+          this.timer.stop(p.started);
           this.log.error({ err, client: p.address }, 'proxy: decision failed; client told to try later');
           this.refuse(p.socket, 'unavailable', true, null);
         },
@@ -229,6 +247,7 @@ export class GuardListener implements RelayHost {
   }
 
   private decided(p: Pending, a: Admission): void {
+    this.timer.stop(p.started);
     const d = a.decision;
     const s = p.socket;
     if (s.destroyed) {

@@ -22,6 +22,7 @@ import type { Decision } from '../core/decision.js';
 import type { DoorEventBus } from '../core/events.js';
 import type { Gatekeeper } from '../core/gate.js';
 import { formatIp, parseIp } from '../core/ip.js';
+import { NO_TIMER, timed, type DecisionTimer } from '../observability/latency.js';
 import { POLICY_LIMITS, decodePolicyRequest, encodePolicyAction, type PolicyRequest } from '../protocols/policy.js';
 import { postfixAction, type SmtpPhase } from '../protocols/smtp-replies.js';
 import type { Awaitable } from '../core/awaitable.js';
@@ -40,6 +41,8 @@ export interface PolicyServerOptions {
   readonly maxClients: number;
   readonly requestTimeoutMs: number;
   readonly idleTimeoutMs: number;
+  /** Times each request from its last byte to its answer (doorman_decision_seconds{front="policy"}). */
+  readonly timer?: DecisionTimer;
 }
 
 let sessionSeq = 0;
@@ -53,16 +56,20 @@ class PolicySession extends AttrSession {
   }
 
   protected onBlock(attrs: string[]): void {
-    this.send(this.server.answer(decodePolicyRequest(attrs), this.id));
+    const timer = this.server.timer;
+    const started = timer.start();
+    this.send(timed(timer, started, this.server.answer(decodePolicyRequest(attrs), this.id)));
   }
 }
 
 export class PolicyServer implements SessionHost {
   readonly name = 'postfix_policy';
   readonly log: Logger;
+  readonly timer: DecisionTimer;
+  /** One per listen address, in `listen` order: their clients and caps are read by the metrics. */
+  readonly listeners: readonly StreamListener<PolicySession>[];
   private readonly gate: Gatekeeper;
   private readonly opts: PolicyServerOptions;
-  private readonly listeners: StreamListener<PolicySession>[];
   private readonly events: DoorEventBus | null;
 
   /** `events`: refusals are emitted there (by "policy") for the metrics and the admin API's stream. */
@@ -71,6 +78,7 @@ export class PolicyServer implements SessionHost {
     this.log = log;
     this.opts = opts;
     this.events = events;
+    this.timer = opts.timer ?? NO_TIMER;
     this.listeners = opts.listen.map(
       (text) =>
         new StreamListener<PolicySession>(

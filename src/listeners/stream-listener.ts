@@ -1,7 +1,7 @@
 /**
  * A net.Server on a UNIX socket path or a TCP host:port, with what every
  * Doorman listener needs: a cap on concurrent clients (logged at most once a
- * minute when hit), one idle sweep for all sessions, safe claiming and
+ * minute when hit, and counted for the metrics), one idle sweep for all sessions, safe claiming and
  * removal of socket files, and a close that stops accepting and closes every
  * session.
  */
@@ -54,6 +54,8 @@ export class StreamListener<S extends Session> {
   private lastDropWarning = 0;
   /** The TCP port actually bound (port 0 picks one). */
   port = 0;
+  /** Connections refused since start because max_clients were connected. */
+  full = 0;
 
   constructor(opts: StreamListenerOptions, log: Logger, accept: (socket: Socket) => S) {
     this.opts = opts;
@@ -63,6 +65,16 @@ export class StreamListener<S extends Session> {
 
   get size(): number {
     return this.sessions.size;
+  }
+
+  get maxClients(): number {
+    return this.opts.maxClients;
+  }
+
+  /** The socket path, or host:port with the port bound. */
+  get address(): string {
+    const e = this.opts.endpoint;
+    return describeEndpoint(e.path !== undefined ? e : { host: e.host, port: this.port });
   }
 
   async listen(): Promise<void> {
@@ -75,6 +87,7 @@ export class StreamListener<S extends Session> {
     const server = createServer((socket) => this.sessions.add(this.accept(socket)));
     server.maxConnections = this.opts.maxClients;
     server.on('drop', () => {
+      this.full++;
       const now = Date.now();
       if (now - this.lastDropWarning > 60_000) {
         this.lastDropWarning = now;

@@ -75,3 +75,59 @@ test('metrics: labels from the network are capped; detach stops counting', async
   t = await m.text();
   assert.equal(value(t, 'doorman_kicks_total'), 0);
 });
+
+test('metrics: the memory store (no status) is up, with no failovers; a fleet store reports its own', async () => {
+  const bus = new DoorEventBus();
+  let status: { backend: 'redis' | 'memory'; up: boolean; failovers: number; since: number } | null = null;
+  const m = new DoorMetrics(bus, { registry: { countsByService: () => ({}), admittedByService: () => new Map() }, entries: () => 0, bans: () => 0, store: () => status, services: [], proxied: [] });
+  let t = await m.text();
+  assert.equal(value(t, 'doorman_store_up'), 1, 'issue 17: it read 0 on a single host, so the obvious alert fired forever');
+  assert.equal(value(t, 'doorman_store_failovers'), 0);
+  status = { backend: 'memory', up: false, failovers: 2, since: 0 };
+  t = await m.text();
+  assert.equal(value(t, 'doorman_store_up'), 0);
+  assert.equal(value(t, 'doorman_store_failovers'), 2);
+});
+
+test('metrics: listeners at their cap: clients and cap read at scrape, refusals for being full counted by difference', async () => {
+  const bus = new DoorEventBus();
+  let clients = 3;
+  let full = 0;
+  const loads = [
+    { listener: 'anvil', address: '/run/anvil', max: 10, clients: () => clients, full: () => full },
+    { listener: 'dovecot_policy', address: '127.0.0.1:8026', max: 256, clients: async () => 7, full: () => 0 },
+  ];
+  const m = new DoorMetrics(bus, { registry: { countsByService: () => ({}), admittedByService: () => new Map() }, entries: () => 0, bans: () => 0, services: [], proxied: [], listeners: () => loads });
+  let t = await m.text();
+  assert.equal(value(t, 'doorman_listener_clients{listener="anvil",address="/run/anvil"}'), 3);
+  assert.equal(value(t, 'doorman_listener_clients{listener="dovecot_policy",address="127.0.0.1:8026"}'), 7, 'an asynchronous count is awaited');
+  assert.equal(value(t, 'doorman_listener_max_clients{listener="anvil",address="/run/anvil"}'), 10);
+  assert.equal(value(t, 'doorman_listener_full_total{listener="anvil",address="/run/anvil"}'), 0, 'present from the start');
+  clients = 10;
+  full = 4;
+  t = await m.text();
+  assert.equal(value(t, 'doorman_listener_clients{listener="anvil",address="/run/anvil"}'), 10);
+  assert.equal(value(t, 'doorman_listener_full_total{listener="anvil",address="/run/anvil"}'), 4);
+  full = 5;
+  t = await m.text();
+  assert.equal(value(t, 'doorman_listener_full_total{listener="anvil",address="/run/anvil"}'), 5, 'read again at each scrape, not added twice');
+});
+
+test('metrics: decision times are served, with the series of every front asked for and no other', async () => {
+  const bus = new DoorEventBus();
+  const m = new DoorMetrics(bus, { registry: { countsByService: () => ({}), admittedByService: () => new Map() }, entries: () => 0, bans: () => 0, services: [], proxied: [] });
+  assert.doesNotMatch(await m.text(), /doorman_decision_seconds/, 'no front-end, no series');
+  const anvil = m.decisionTimer('anvil');
+  assert.equal(m.decisionTimer('anvil'), anvil, 'one timer per front');
+  m.decisionTimer('proxy');
+  // A start mark an hour ago: past every bound whatever the machine's speed (the bucketing itself is in latency.test.ts).
+  anvil.stop(anvil.start() - 3_600_000);
+  const t = await m.text();
+  assert.match(t, /^# TYPE doorman_decision_seconds histogram$/m);
+  assert.equal(value(t, 'doorman_decision_seconds_count{front="anvil"}'), 1);
+  assert.equal(value(t, 'doorman_decision_seconds_bucket{le="0.1",front="anvil"}'), 0);
+  assert.equal(value(t, 'doorman_decision_seconds_bucket{le="+Inf",front="anvil"}'), 1);
+  assert.equal(value(t, 'doorman_decision_seconds_count{front="proxy"}'), 0, 'a quiet front reads 0, not absent');
+  assert.equal(value(t, 'doorman_decision_seconds_count{front="policy"}'), undefined, 'a front nobody asked for has no series');
+  assert.match(t, /^doorman_process_cpu_user_seconds_total /m, 'the process metrics still follow');
+});

@@ -1,7 +1,9 @@
 /**
  * Prometheus metrics (docs/admin-api.md, "Metrics"), in a registry of
  * Doorman's own rather than prom-client's global one, so two daemons in one
- * process (the tests) never share a counter.
+ * process (the tests) never share a counter. One DoorMetrics per daemon,
+ * made by the composition root whether or not the admin API runs; the admin
+ * API and the metrics-only listener (src/http/metrics-server.ts) serve it.
  *
  *   doorman_connections{service}                      gauge, live proxied connections (read at scrape)
  *   doorman_connections_total{service}                counter, connections admitted by the proxy
@@ -12,11 +14,24 @@
  *   doorman_engine_entries                            gauge, keys in the counter table (read at scrape)
  *   doorman_bans                                      gauge, bans in force (read at scrape)
  *   doorman_kicks_total                               counter, connections closed by the administrator
+ *   doorman_store_up                                  gauge, 1 while the counter store answers (always,
+ *                                                     for the memory store)
+ *   doorman_store_failovers                           gauge, fleet mode: times Redis was found unreachable
+ *   doorman_listener_clients{listener,address}        gauge, clients connected to a capped listener now
+ *   doorman_listener_max_clients{listener,address}    gauge, its cap (max_clients, max_connections)
+ *   doorman_listener_full_total{listener,address}     counter, connections refused because it was full
+ *                                                     (listener: the configuration section holding the
+ *                                                     cap: anvil, postfix_policy, dovecot_policy,
+ *                                                     services.NAME.proxy; address: where it listens)
+ *   doorman_decision_seconds{front}                   histogram, a complete request to its answer, per
+ *                                                     front-end: anvil, policy, dovecot, proxy (./latency.ts)
  *   doorman_process_…, doorman_nodejs_…               prom-client's default metrics, but for
  *                                                     the ones costing a walk over every socket
  *
- * Counters are fed from the DoorEventBus; gauges are read when scraped, so
- * nothing is done per connection for them. Every label's values are capped:
+ * Counters are fed from the DoorEventBus, or read from the listeners'
+ * own totals at scrape; gauges are read when scraped, so nothing is done per
+ * connection for them. Decision times are recorded by the front-ends, through
+ * a DecisionTimer each (decisionTimer()). Every label's values are capped:
  * a label fed from the network (a Dovecot `protocol`, a country) must not
  * grow the series without bound.
  */
@@ -25,6 +40,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { StoreStatus } from '../core/ports.js';
 import type { ConnectionRegistry } from '../core/connections.js';
 import type { DoorEventBus, DoorEvents } from '../core/events.js';
+import { DecisionLatency, type DecisionTimer, type Front } from './latency.js';
 
 /** As the contract says: a country map of 50 series per service is readable; past that, "other". */
 const MAX_COUNTRIES = 50;
@@ -41,6 +57,22 @@ export interface MetricsSources {
   readonly services: readonly string[];
   /** Services with a guard proxy: their connection series read 0 when idle rather than being absent. */
   readonly proxied: readonly string[];
+  /** The listeners with a cap on clients, read at scrape (they may be bound after this is made). */
+  readonly listeners?: () => readonly ListenerLoad[];
+}
+
+/** A listener with a cap on its clients, as the metrics read it at scrape. */
+export interface ListenerLoad {
+  /** The configuration section holding the cap: anvil, postfix_policy, dovecot_policy, services.NAME.proxy. */
+  readonly listener: string;
+  /** host:port (the port bound) or a socket path. */
+  readonly address: string;
+  /** max_clients or max_connections. */
+  readonly max: number;
+  /** Clients connected now. */
+  clients(): number | Promise<number>;
+  /** Connections refused since start because it was full. */
+  full(): number;
 }
 
 const OPEN_FDS = 'doorman_process_open_fds';
@@ -99,6 +131,7 @@ export class DoorMetrics {
   private readonly decisions: Counter<'service' | 'action' | 'rule'>;
   private readonly byCountry: Counter<'service' | 'country'>;
   private readonly kicks: Counter;
+  private readonly latency = new DecisionLatency();
   private readonly listeners: { [K in 'refusal' | 'kick']: (...a: DoorEvents[K]) => void };
   private attached = false;
 
@@ -191,6 +224,7 @@ export class DoorMetrics {
       });
     }
     this.kicks = new Counter({ name: 'doorman_kicks_total', help: 'Connections closed by the administrator', registers });
+    if (src.listeners !== undefined) listenerMetrics(src.listeners, registers);
     // Series exist from the start, so a rate() over a fresh daemon is 0, not absent.
     for (const s of known) this.connectionsTotal.inc({ service: s }, 0);
     this.kicks.inc(0);
@@ -223,13 +257,61 @@ export class DoorMetrics {
     return this.register.contentType;
   }
 
+  /** The timer a front-end records its answers' times with (doorman_decision_seconds{front}). */
+  decisionTimer(front: Front): DecisionTimer {
+    return this.latency.timer(front);
+  }
+
   /** The exposition text: Doorman's metrics, then the process's. */
   async text(): Promise<string> {
     const [own, proc] = await Promise.all([this.register.metrics(), processMetrics().metrics()]);
-    return `${own}\n${proc}`;
+    return `${own}\n${this.latency.text()}\n${proc}`;
   }
 
   private service(name: string): string {
     return this.services.has(name) ? name : 'other';
   }
+}
+
+/** doorman_listener_*: every capped listener's clients, cap and refusals for being full, read at scrape. */
+function listenerMetrics(listeners: () => readonly ListenerLoad[], registers: Registry[]): void {
+  const labelNames = ['listener', 'address'] as const;
+  new Gauge({
+    name: 'doorman_listener_clients',
+    help: 'Clients connected to a listener now (listener: the configuration section holding its cap)',
+    labelNames,
+    registers,
+    async collect() {
+      this.reset();
+      const now = listeners();
+      const counts = await Promise.all(now.map((l) => l.clients()));
+      now.forEach((l, i) => this.set({ listener: l.listener, address: l.address }, counts[i] ?? 0));
+    },
+  });
+  new Gauge({
+    name: 'doorman_listener_max_clients',
+    help: "A listener's cap on clients: its max_clients, or a proxy's max_connections",
+    labelNames,
+    registers,
+    collect() {
+      this.reset();
+      for (const l of listeners()) this.set({ listener: l.listener, address: l.address }, l.max);
+    },
+  });
+  // Each listener keeps its own total (a plain increment where it refuses);
+  // the counter takes what was added since the last scrape.
+  const seen = new Map<ListenerLoad, number>();
+  new Counter({
+    name: 'doorman_listener_full_total',
+    help: 'Connections refused because the listener had its maximum of clients',
+    labelNames,
+    registers,
+    collect() {
+      for (const l of listeners()) {
+        const total = l.full();
+        this.inc({ listener: l.listener, address: l.address }, total - (seen.get(l) ?? 0));
+        seen.set(l, total);
+      }
+    },
+  });
 }

@@ -33,6 +33,7 @@ const BASES: ReadonlyArray<Record<string, unknown>> = [
     postfix_policy: { listen: ['127.0.0.1:10040'], service: 'smtp', default_action: 'DUNNO', decision_timeout: '500ms' },
     dovecot_policy: { listen: '127.0.0.1:8026', api_key: 'k'.repeat(24), basic: { user: 'dovecot', password: 'p'.repeat(12) } },
     admin: { listen: '0.0.0.0:8025', token: 't'.repeat(20) },
+    metrics: { listen: '0.0.0.0:9525' },
     state: { file: '/var/lib/doorman/state.json', audit_log: '/var/log/doorman/audit.log' },
   },
 ];

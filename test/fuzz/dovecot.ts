@@ -144,6 +144,7 @@ export const dovecotCodec: FuzzCodec = {
       {
         anvil: { enabled: false },
         admin: { listen: null },
+        metrics: { listen: '127.0.0.1:0' },
         state: stateIn(dir),
         // Random addresses fill the engine's table: a small one keeps the heap flat over a million requests.
         engine: { max_entries: 20_000 },

@@ -80,7 +80,7 @@ test('the disk full when the state file is written: the change is refused, the o
     execFileSync('umount', ['-l', mnt]);
     rmSync(mnt, { recursive: true, force: true });
   });
-  const cfg = parseConfig({ anvil: { enabled: false }, admin: { listen: null }, state: stateIn(mnt), services: { imap: {} } }, 'test');
+  const cfg = parseConfig({ anvil: { enabled: false }, admin: { listen: null }, metrics: { listen: '127.0.0.1:0' }, state: stateIn(mnt), services: { imap: {} } }, 'test');
   const { log } = memoryLogger();
   const d = await startDaemon(cfg, log);
   t.after(() => d.stop());

@@ -90,7 +90,7 @@ if (!root) {
     ];
     for (const [i, [runAs, message]] of cases.entries()) {
       const file = join(base, `doorman-${i}.yaml`);
-      await writeFile(file, stringify({ admin: { listen: null }, run_as: runAs, state: { file: join(base, `s${i}.json`), audit_log: join(base, `a${i}.log`) } }));
+      await writeFile(file, stringify({ admin: { listen: null }, metrics: { listen: '127.0.0.1:0' }, run_as: runAs, state: { file: join(base, `s${i}.json`), audit_log: join(base, `a${i}.log`) } }));
       const check = await doorman(['config', 'check', '--config', file]);
       assert.equal(check.code, 2, show(check));
       assert.match(check.stderr, message, show(check));

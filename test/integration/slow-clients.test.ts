@@ -28,6 +28,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseConfig } from '../../src/config/load.js';
 import { startDaemon, type Daemon } from '../../src/main.js';
 import { AnvilTestClient } from '../helpers/anvil-client.js';
+import { metricValue } from '../helpers/admin-daemon.js';
 import { startFakeBackend } from '../helpers/fake-backend.js';
 import { allClosed, destroyAll, dribble, openSilent, span, stillOpen, timed, type Loiterer, type Target } from '../helpers/flood.js';
 import { waitUntil } from '../helpers/guard.js';
@@ -235,6 +236,13 @@ test('caps: max_clients 50 (anvil, policy) and max_connections 50 (guard) refuse
   ]);
   for (const c of proxyRefused) assert.equal(c.received, '* BYE [UNAVAILABLE] Service temporarily unavailable, try again later\r\n');
   await waitUntil('the proxy\'s counts given back', async () => d.registry.size === 0 && (await d.engine.lookup('imap:127.0.0.1')).count === 0);
+  // Each listener counted its refusals for being full (ten over the cap and the newcomer), and shows its cap.
+  const text = await d.metrics.text();
+  for (const [listener, address] of [['anvil', path], ['postfix_policy', `127.0.0.1:${policyPort}`], ['services.imap.proxy', `127.0.0.1:${proxyPort}`]]) {
+    const labels = `{listener="${listener}",address="${address}"}`;
+    assert.equal(metricValue(text, `doorman_listener_full_total${labels}`), 11, `${listener}: refusals for being full`);
+    assert.equal(metricValue(text, `doorman_listener_max_clients${labels}`), 50, `${listener}: its cap`);
+  }
 });
 
 /** One Dovecot allow request over a fresh connection (no keep-alive pool to hide a refusal). */
@@ -271,6 +279,10 @@ test('Dovecot endpoint: 500 silent and 100 slow-header clients; Dovecot is answe
 
   const { d: capped } = await daemon(t, { dovecot_policy: { listen: '127.0.0.1:0', api_key: KEY, request_timeout: '1s', max_clients: 50 } });
   await capScenario(t, { port: capped.dovecotPort }, 1000, async () => void (await prompt(t, 'Dovecot after the cap', () => dovecotAllow(capped.dovecotPort), 0)));
+  const text = await capped.metrics.text();
+  const labels = `{listener="dovecot_policy",address="127.0.0.1:${capped.dovecotPort}"}`;
+  assert.equal(metricValue(text, `doorman_listener_full_total${labels}`), 11, 'refusals for being full: ten over the cap and the newcomer');
+  assert.equal(metricValue(text, `doorman_listener_max_clients${labels}`), 50);
 });
 
 /**

@@ -2,9 +2,10 @@
  * The admin API and dashboard server (docs/admin-api.md is the contract):
  * fastify on admin.listen, JSON schemas on every route, one error shape,
  * token or cookie auth (./auth.ts), the event stream (./events-stream.ts),
- * the dashboard's static files (./dashboard.ts) and /metrics. It owns the
- * observers that exist only for it — metrics, the refusal tracker, the
- * history sampler — and detaches them from the event bus when it closes.
+ * the dashboard's static files (./dashboard.ts) and /metrics (the daemon's
+ * DoorMetrics, which exist without it too). It owns the observers that exist
+ * only for it — the refusal tracker, the history sampler — and detaches them
+ * from the event bus when it closes.
  *
  * The routes only call the operator's controls (src/control/control.ts) and
  * read the registry, the engine and the bans: nothing here decides.
@@ -13,7 +14,6 @@ import fastifyCookie from '@fastify/cookie';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { AdminConfig } from '../../config/schema.js';
-import { PROTOCOLS } from '../../core/rules.js';
 import type { Clock } from '../../core/clock.js';
 import type { ConnectionRegistry } from '../../core/connections.js';
 import type { DoorEventBus, RefusalEvent } from '../../core/events.js';
@@ -22,7 +22,7 @@ import type { Control } from '../../control/control.js';
 import { ListenError } from '../../errors.js';
 import { packageVersion } from '../../version.js';
 import { HistorySampler } from '../../observability/history.js';
-import { DoorMetrics } from '../../observability/metrics.js';
+import type { DoorMetrics } from '../../observability/metrics.js';
 import { RefusalTracker } from '../../observability/refusal-tracker.js';
 import { callerAddress, installAuth, loadToken } from './auth.js';
 import type { AdminContext, ServiceInfo } from './context.js';
@@ -47,6 +47,8 @@ export interface AdminServerDeps {
   readonly events: DoorEventBus;
   readonly clock: Clock;
   readonly log: Logger;
+  /** The daemon's metrics, served on /metrics (behind the token, like every route but /health). */
+  readonly metrics: DoorMetrics;
   /** Every configured service, with its proxy's bound addresses. */
   readonly services: readonly ServiceInfo[];
   /** Epoch ms (engine clock) when the daemon started. */
@@ -89,17 +91,8 @@ export class AdminServer {
   static async create(deps: AdminServerDeps): Promise<AdminServer> {
     const token = loadToken(deps.config);
     const log = deps.log.child({ http: 'admin' });
-    const names = deps.services.map((s) => s.name);
     const proxied = deps.services.filter((s) => s.listen.length > 0).map((s) => s.name);
-    const metrics = new DoorMetrics(deps.events, {
-      registry: deps.registry,
-      entries: () => deps.gate.engine.entries,
-      bans: () => deps.control.bans().length,
-      store: () => deps.gate.engine.storeStatus(),
-      // Besides the configured services, a label may hold the protocols Dovecot and Postfix name.
-      services: [...new Set([...names, ...PROTOCOLS])],
-      proxied,
-    });
+    const metrics = deps.metrics;
     const refusals = new RefusalTracker(deps.clock);
     const history = new HistorySampler(deps.clock, () => deps.registry.countsByService(), proxied);
     const stream = new EventStream(deps.events, log);
@@ -167,7 +160,6 @@ export class AdminServer {
     }
     const addr = this.app.server.address();
     this.port = addr !== null && typeof addr === 'object' ? addr.port : 0;
-    this.metrics.attach();
     this.deps.events.on('refusal', this.onRefusal);
     this.history.start();
     const shown = host.includes(':') ? `[${host}]` : host;
@@ -177,7 +169,6 @@ export class AdminServer {
 
   async close(): Promise<void> {
     this.history.stop();
-    this.metrics.detach();
     this.deps.events.off('refusal', this.onRefusal);
     await this.app.close();
   }
