@@ -12,6 +12,7 @@ import type { z } from 'zod';
 import { ConfigError, type ConfigIssue } from '../errors.js';
 import { Rules } from '../core/rules.js';
 import { configSchema, type ConfigData } from './schema.js';
+import { parseHostPort } from './endpoint.js';
 
 export type Config = DeepReadonly<ConfigData> & {
   readonly source: string;
@@ -192,7 +193,7 @@ function selfContaining(data: object): string | null {
 }
 
 function isLoopbackListen(listen: string): boolean {
-  const host = listen.slice(0, listen.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1');
+  const { host } = parseHostPort(listen);
   return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 

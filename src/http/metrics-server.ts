@@ -11,6 +11,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { ListenError } from '../errors.js';
+import { parseHostPort } from '../config/endpoint.js';
 
 /** A scrape's request arrives within this, or the socket is closed (a slow client holds nothing long). */
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -76,12 +77,11 @@ export class MetricsServer {
   /** Binds; a port in use is a ListenError naming the address (and why it is there). Resolves with the port. */
   async listen(): Promise<number> {
     const { listen, why } = this.opts;
-    const colon = listen.lastIndexOf(':');
-    const host = listen.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+    const { host, port } = parseHostPort(listen);
     try {
       await new Promise<void>((resolve, reject) => {
         this.server.once('error', reject);
-        this.server.listen({ host, port: Number(listen.slice(colon + 1)) }, () => {
+        this.server.listen({ host, port }, () => {
           this.server.off('error', reject);
           resolve();
         });

@@ -9,24 +9,9 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { ListenError } from '../errors.js';
 import { prepareSocketPath, removeSocket, setSocketAccess } from './unix-socket.js';
+import { describeEndpoint, type Endpoint } from '../config/endpoint.js';
 
-export interface Endpoint {
-  readonly path?: string;
-  readonly host?: string;
-  readonly port?: number;
-}
-
-/** "/run/x" → a UNIX path; "127.0.0.1:10040", "[::1]:10040" → TCP. */
-export function parseEndpoint(text: string): Endpoint {
-  if (text.startsWith('/') || text.startsWith('./')) return { path: text };
-  const colon = text.lastIndexOf(':');
-  const host = text.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
-  return { host, port: Number(text.slice(colon + 1)) };
-}
-
-export function describeEndpoint(e: Endpoint): string {
-  return e.path ?? (e.host?.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`);
-}
+export { describeEndpoint, parseEndpoint, type Endpoint } from '../config/endpoint.js';
 
 export interface StreamListenerOptions {
   readonly name: string;

@@ -9,15 +9,13 @@ import { readFileSync } from 'node:fs';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config/load.js';
 import { ConfigError } from '../errors.js';
+import { parseHostPort } from '../config/endpoint.js';
 
 export type RedisClient = Redis | Cluster;
 
 type RedisConfig = Config['store']['redis'];
 
-function hostPort(s: string): { host: string; port: number } {
-  const i = s.lastIndexOf(':');
-  return { host: s.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(s.slice(i + 1)) };
-}
+const hostPort = parseHostPort;
 
 function password(r: RedisConfig, file: string): string | undefined {
   if (r.password_file === null) return undefined;

@@ -33,6 +33,7 @@ import { EventStream } from './events-stream.js';
 import { connectionRoutes } from './routes-connections.js';
 import { readRoutes } from './routes-read.js';
 import { ruleRoutes } from './routes-rules.js';
+import { parseHostPort } from '../../config/endpoint.js';
 
 /** The largest body is a country list: 300 codes are under 2 KiB. */
 const BODY_LIMIT = 64 * 1024;
@@ -150,10 +151,9 @@ export class AdminServer {
   /** Binds admin.listen; a port in use is a ListenError naming it. Resolves with the port. */
   async listen(): Promise<number> {
     const listen = this.deps.config.listen as string;
-    const colon = listen.lastIndexOf(':');
-    const host = listen.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+    const { host, port } = parseHostPort(listen);
     try {
-      await this.app.listen({ host, port: Number(listen.slice(colon + 1)) });
+      await this.app.listen({ host, port });
     } catch (err) {
       await this.app.close();
       throw new ListenError('DOORMAN_ERR_LISTEN', `admin API on ${listen}: ${(err as Error).message}`, { cause: err });
