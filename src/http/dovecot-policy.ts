@@ -32,6 +32,8 @@ import type { Gatekeeper } from '../core/gate.js';
 import { formatIp, parseIp } from '../core/ip.js';
 import type { DovecotPolicyConfig } from '../config/schema.js';
 import { NO_TIMER, type DecisionTimer } from '../observability/latency.js';
+import { decisionRecorder, type DecisionRecorder } from '../observability/decisions.js';
+import { parseHostPort } from '../config/endpoint.js';
 
 /** Sessions remembered to tell the second allow from the first. */
 const MAX_SESSIONS = 100_000;
@@ -101,7 +103,7 @@ export class DovecotPolicyServer {
   private readonly cfg: DovecotPolicyConfig;
   private readonly log: Logger;
   private readonly sessions = new Map<string, number>();
-  private readonly events: DoorEventBus | null;
+  private readonly record: DecisionRecorder;
   private readonly timer: DecisionTimer;
   /** Connections refused since start because max_clients were connected. */
   full = 0;
@@ -114,7 +116,7 @@ export class DovecotPolicyServer {
     this.gate = gate;
     this.cfg = cfg;
     this.log = log;
-    this.events = events;
+    this.record = decisionRecorder(log, events, { by: 'dovecot', refused: 'refused', dryRun: 'dry-run: would refuse' });
     this.timer = timer;
     // request_timeout bounds a request from its first byte (headers included), and silence on
     // an open connection; max_clients caps connections, the excess closed at accept.
@@ -191,16 +193,11 @@ export class DovecotPolicyServer {
   }
 
   private answer(d: Decision, ctx: Record<string, string>): { status: number; msg?: string } {
-    for (const r of d.dryRun) this.log.info({ ...ctx, rule: r.rule, reason: r.reason, country: d.country }, 'dry-run: would refuse');
-    if (d.refusal === null) return { status: 0 };
-    this.log.info({ ...ctx, rule: d.refusal.rule, reason: d.refusal.reason, country: d.country }, 'refused');
-    // Checked first: with nobody listening, a refusal costs no event object.
-    if (this.events !== null && this.events.listenerCount('refusal') > 0) {
-      const remote = ctx['remote'] ?? '';
-      const ip = parseIp(remote);
-      this.events.emit('refusal', { service: ctx['service'] ?? '', address: ip === null ? remote : formatIp(ip), country: d.country, rule: d.refusal.rule, reason: d.refusal.reason, by: 'dovecot' });
-    }
-    return { status: -1, msg: d.refusal.reason };
+    if (d.refusal === null && d.dryRun.length === 0) return { status: 0 };
+    const remote = ctx['remote'] ?? '';
+    const ip = parseIp(remote);
+    this.record(d, ctx['service'] ?? '', ip === null ? remote : formatIp(ip), ctx);
+    return d.refusal === null ? { status: 0 } : { status: -1, msg: d.refusal.reason };
   }
 
   /** Clients connected now (the metrics read it at scrape). */
@@ -210,9 +207,8 @@ export class DovecotPolicyServer {
 
   async listen(): Promise<number> {
     const listen = this.cfg.listen as string;
-    const colon = listen.lastIndexOf(':');
-    const host = listen.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
-    await this.app.listen({ host, port: Number(listen.slice(colon + 1)) });
+    const { host, port: wanted } = parseHostPort(listen);
+    await this.app.listen({ host, port: wanted });
     const addr = this.app.server.address();
     const port = addr !== null && typeof addr === 'object' ? addr.port : 0;
     this.log.info({ address: host, port, path: this.cfg.path }, 'dovecot_policy service listening');

@@ -19,7 +19,6 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Protocol } from '../core/rules.js';
-import type { RefusalTexts } from '../config/proxy-schema.js';
 import type { ConnectionRegistry } from '../core/connections.js';
 import type { DoorEventBus } from '../core/events.js';
 import type { Admission, Gatekeeper } from '../core/gate.js';
@@ -28,9 +27,10 @@ import type { NetworkSet } from '../core/networks.js';
 import { then } from '../core/awaitable.js';
 import { ListenError, ProtocolError } from '../errors.js';
 import { encodeProxyV1, encodeProxyV2, ProxyHeaderParser } from '../protocols/proxy-protocol.js';
-import { IMPLICIT_TLS, goodbyeLine, refusalKindOf, refusalLine, refusalText, type RefusalKind } from '../protocols/refusals.js';
+import { IMPLICIT_TLS, goodbyeLine, refusalKindOf, refusalLine, refusalText, type RefusalKind, type RefusalTexts } from '../protocols/refusals.js';
 import type { Owner } from '../core/ports.js';
 import { NO_TIMER, type DecisionTimer } from '../observability/latency.js';
+import { decisionRecorder, type DecisionRecorder } from '../observability/decisions.js';
 import { destroySocket, LINGER_MS, Relay, type RelayHost } from './relay.js';
 import { describeEndpoint, parseEndpoint, type Endpoint } from './stream-listener.js';
 
@@ -85,6 +85,7 @@ export class GuardListener implements RelayHost {
   private readonly gate: Gatekeeper;
   private readonly registry: ConnectionRegistry;
   private readonly events: DoorEventBus;
+  private readonly record: DecisionRecorder;
   private readonly log: Logger;
   private readonly owner: Owner;
   private readonly implicitTls: boolean;
@@ -113,13 +114,14 @@ export class GuardListener implements RelayHost {
     this.gate = gate;
     this.registry = registry;
     this.events = events;
+    this.record = decisionRecorder(log, events, { by: 'proxy', refused: 'proxy: refused', dryRun: 'proxy: would refuse (dry-run)' });
     this.opts = opts;
     this.backend = parseEndpoint(opts.backend);
     this.connectTimeoutMs = opts.connectTimeoutMs;
     this.implicitTls = IMPLICIT_TLS.has(opts.protocol);
     this.where = opts.listen;
     this.log = log.child({ service: opts.service, listen: opts.listen });
-    this.owner = gate.engine.createOwner(`proxy ${opts.service} ${opts.listen}`);
+    this.owner = gate.createOwner(`proxy ${opts.service} ${opts.listen}`);
     this.timer = opts.timer ?? NO_TIMER;
   }
 
@@ -255,16 +257,12 @@ export class GuardListener implements RelayHost {
       void this.gate.leave(a.keys, this.owner);
       return;
     }
+    this.record(d, this.opts.service, a.address, { client: a.address });
     if (d.action === 'refuse' && d.refusal !== null) {
       const r = d.refusal;
-      this.log.info({ client: a.address, country: d.country, rule: r.rule, reason: r.reason }, 'proxy: refused');
-      if (this.events.listenerCount('refusal') > 0) {
-        this.events.emit('refusal', { service: this.opts.service, address: a.address, country: d.country, rule: r.rule, reason: r.reason, by: 'proxy' });
-      }
       this.refuse(s, refusalKindOf(r.rule), r.temporary, r.limit ?? null);
       return;
     }
-    for (const dr of d.dryRun) this.log.info({ client: a.address, country: d.country, rule: dr.rule, reason: dr.reason }, 'proxy: would refuse (dry-run)');
     const relay = new Relay(this, s, this.implicitTls);
     const id = this.registry.newId();
     const startedAt = Date.now();
@@ -393,7 +391,7 @@ export class GuardListener implements RelayHost {
     }, LINGER_MS);
     await closed;
     clearTimeout(deadline);
-    await this.gate.engine.closeOwner(this.owner);
+    await this.gate.closeOwner(this.owner);
   }
 }
 

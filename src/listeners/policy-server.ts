@@ -28,6 +28,7 @@ import { postfixAction, type SmtpPhase } from '../protocols/smtp-replies.js';
 import type { Awaitable } from '../core/awaitable.js';
 import { AttrSession, type SessionHost } from './attr-session.js';
 import { StreamListener, parseEndpoint } from './stream-listener.js';
+import { decisionRecorder, type DecisionRecorder } from '../observability/decisions.js';
 
 export interface PolicyServerOptions {
   readonly listen: readonly string[];
@@ -70,14 +71,14 @@ export class PolicyServer implements SessionHost {
   readonly listeners: readonly StreamListener<PolicySession>[];
   private readonly gate: Gatekeeper;
   private readonly opts: PolicyServerOptions;
-  private readonly events: DoorEventBus | null;
+  private readonly record: DecisionRecorder;
 
   /** `events`: refusals are emitted there (by "policy") for the metrics and the admin API's stream. */
   constructor(gate: Gatekeeper, log: Logger, opts: PolicyServerOptions, events: DoorEventBus | null = null) {
     this.gate = gate;
     this.log = log;
     this.opts = opts;
-    this.events = events;
+    this.record = decisionRecorder(log, events, { by: 'policy', refused: 'refused', dryRun: 'dry-run: would refuse' });
     this.timer = opts.timer ?? NO_TIMER;
     this.listeners = opts.listen.map(
       (text) =>
@@ -148,15 +149,9 @@ export class PolicyServer implements SessionHost {
   }
 
   private reply(d: Decision, phase: SmtpPhase, ctx: Record<string, string>): string {
-    for (const r of d.dryRun) this.log.info({ ...ctx, rule: r.rule, reason: r.reason, country: d.country }, 'dry-run: would refuse');
-    if (d.refusal !== null) {
-      this.log.info({ ...ctx, rule: d.refusal.rule, reason: d.refusal.reason, country: d.country }, 'refused');
-      // Checked first: with nobody listening, a refusal costs no event object.
-      if (this.events !== null && this.events.listenerCount('refusal') > 0) {
-        const ip = parseIp(ctx.address ?? '');
-        const address = ip === null ? (ctx.address ?? '') : formatIp(ip);
-        this.events.emit('refusal', { service: ctx.service ?? '', address, country: d.country, rule: d.refusal.rule, reason: d.refusal.reason, by: 'policy' });
-      }
+    if (d.refusal !== null || d.dryRun.length > 0) {
+      const ip = parseIp(ctx.address ?? '');
+      this.record(d, ctx.service ?? '', ip === null ? (ctx.address ?? '') : formatIp(ip), ctx);
     }
     return encodePolicyAction(postfixAction(d, phase));
   }
