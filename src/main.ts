@@ -6,8 +6,6 @@ import type { Logger } from 'pino';
 import { EMBEDDED_DEFAULTS, loadConfig, type Config } from './config/load.js';
 import type { Clock } from './core/clock.js';
 import { systemClock } from './core/clock.js';
-import { BanList } from './core/bans.js';
-import { Engine } from './core/engine.js';
 import { Gatekeeper, NO_COUNTRIES, type CountryOf } from './core/gate.js';
 import { rateAlgorithm } from './store/rate.js';
 import type { Rules } from './core/rules.js';
@@ -54,7 +52,7 @@ export interface Daemon {
   reload(next: Config, by: string): Promise<string[]>;
   /** reload() of the file the daemon started from, read again (SIGHUP, `doorman reload`). */
   reloadFile(by: string): Promise<string[]>;
-  readonly engine: Engine;
+  /** The core's one door: decisions, counts, owners, stats. */
   readonly gate: Gatekeeper;
   readonly anvil: AnvilServer | null;
   readonly policy: PolicyServer | null;
@@ -101,7 +99,6 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
   // The configuration in force: a reload replaces it (see reload() below).
   let current = config;
   const { store, fleet } = await openStore(config, rate, clock, log, (service) => current.services[service]?.on_store_failure ?? 'open');
-  const engine = new Engine(store, clock, log, { rateUnitMs: rate.unitMs, statusUpdateMs: e.status_update_time });
   const rules = config.rules;
   // The database is opened (and validated, ~65 ms) only when some rule uses countries.
   let geo: CountryLookup | null = null;
@@ -118,8 +115,7 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
   }
   const ranges = new PostfixRanges({ ipv4: config.anvil.client_ipv4_prefix_length, ipv6: config.anvil.client_ipv6_prefix_length });
   ranges.onChange = (c) => logRangeChange(log, c);
-  const gate = new Gatekeeper(engine, rules, new BanList(), deps.countries ?? geo ?? NO_COUNTRIES, clock, rate.unitMs, ranges);
-  engine.start();
+  const gate = Gatekeeper.open({ store, rules, countries: deps.countries ?? geo ?? NO_COUNTRIES, clock, log, rateUnitMs: rate.unitMs, statusUpdateMs: e.status_update_time, ranges });
   const events = new DoorEventBus();
   const registry = new ConnectionRegistry(fleet === null ? '' : `${fleet.node}-`);
   let audit: AuditSink | null = null;
@@ -164,7 +160,7 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
     await bus?.stop();
     fleetState?.close();
     geo?.close();
-    await engine.stop();
+    await gate.stop();
     throw err;
   }
 
@@ -173,9 +169,9 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
   const loads: ListenerLoad[] = [];
   const metrics = new DoorMetrics(events, {
     registry,
-    entries: () => engine.entries,
+    entries: () => gate.stats().entries,
     bans: () => control.bans().length,
-    store: () => engine.storeStatus(),
+    store: () => gate.stats().store,
     // Besides the configured services, a label may hold the protocols Dovecot and Postfix name.
     services: [...new Set([...rules.services.keys(), ...PROTOCOLS])],
     proxied: proxied.map(([name]) => name),
@@ -221,7 +217,7 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
     }
     if (config.anvil.enabled) {
       const a = config.anvil;
-      anvil = new AnvilServer(engine, log, {
+      anvil = new AnvilServer(gate, log, {
         socket: a.socket,
         mode: parseInt(a.socket_mode, 8),
         uid: a.owner === null ? null : resolveUid(a.owner),
@@ -230,7 +226,6 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
         requestTimeoutMs: a.request_timeout,
         idleTimeoutMs: a.idle_timeout,
         maxBadRequests: a.max_bad_requests,
-        clients: gate,
         timer: metrics.decisionTimer('anvil'),
       });
       await anvil.listen();
@@ -288,13 +283,12 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
     await policy?.close();
     await dovecot?.close();
     geo?.close();
-    await engine.stop();
+    await gate.stop();
     throw err;
   }
 
   let stopping: Promise<void> | null = null;
   const daemon: Daemon = {
-    engine,
     gate,
     anvil,
     policy,
@@ -345,7 +339,7 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
         await policy?.close();
         geo?.close();
         await anvil?.close();
-        await engine.stop();
+        await gate.stop();
       })();
       return stopping;
     },

@@ -24,12 +24,9 @@
  */
 import { pino } from 'pino';
 import { parseConfig, type Config } from '../../src/config/load.js';
-import { BanList } from '../../src/core/bans.js';
 import { systemClock } from '../../src/core/clock.js';
-import { Engine } from '../../src/core/engine.js';
 import { Gatekeeper, NO_COUNTRIES } from '../../src/core/gate.js';
 import { slidingWindow } from '../../src/store/rate.js';
-import { Rules } from '../../src/core/rules.js';
 import type { FailoverStore } from '../../src/store/failover.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import { openStore } from '../../src/store/open.js';
@@ -130,11 +127,9 @@ async function run(task: NodeTask): Promise<void> {
   const send = (m: FromNode) => process.send?.(m);
   const config = benchConfig(task.redisUrl, task.node);
   const { store, failover } = await buildStore(task, config);
-  const engine = new Engine(store, systemClock, pino({ level: 'silent' }), { rateUnitMs: RATE_UNIT_MS, statusUpdateMs: 3_600_000 });
-  const gate = new Gatekeeper(engine, Rules.compile(config, config.source), new BanList(), NO_COUNTRIES, systemClock, RATE_UNIT_MS);
-  engine.start();
+  const gate = Gatekeeper.open({ store, rules: config.rules, countries: NO_COUNTRIES, clock: systemClock, log: pino({ level: 'silent' }), rateUnitMs: RATE_UNIT_MS, statusUpdateMs: 3_600_000 });
   // One owner for the node, as a guard-proxy listener has.
-  const owner = engine.createOwner(`bench ${task.node}`);
+  const owner = gate.createOwner(`bench ${task.node}`);
   const pool = addressPool(task.addresses, task.seed);
   const draw = rng(task.seed * 7919 + task.index + 1);
   const go = await new Promise<ToNode>((resolve) => {
@@ -174,7 +169,7 @@ async function run(task: NodeTask): Promise<void> {
     failovers: (failover?.status().failovers ?? 0) - failovers0,
   };
   send({ type: 'result', result });
-  await engine.stop();
+  await gate.stop();
 }
 
 if (process.send !== undefined && process.argv[2] !== undefined) {

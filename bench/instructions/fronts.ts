@@ -40,7 +40,9 @@ const rules = Rules.compile({ services: { smtp: service }, exceptions: [], overr
 const gate = new Gatekeeper(engine, rules, new BanList(), { country: () => 'DE' }, clock, 60_000);
 
 const common = { mode: 0o666, uid: null, gid: null, maxClients: 10, requestTimeoutMs: 10_000, idleTimeoutMs: 3_600_000 };
-const anvil = new AnvilServer(engine, quiet, { ...common, socket: '/nonexistent/anvil', maxBadRequests: 10, clients: gate, timer: latency?.timer('anvil') });
+// Since issue 18 the anvil service goes through the gatekeeper; before, it took the engine and reported clients to the gate.
+const anvilFront = typeof gate.anvilConnect === 'function' ? gate : engine;
+const anvil = new AnvilServer(anvilFront, quiet, { ...common, socket: '/nonexistent/anvil', maxBadRequests: 10, clients: gate, timer: latency?.timer('anvil') });
 const policy = new PolicyServer(gate, quiet, { ...common, listen: ['/nonexistent/policy'], service: 'smtp', defaultAction: 'DUNNO', decisionTimeoutMs: 500, timer: latency?.timer('policy') });
 
 /** A socket stand-in: keeps the 'data' handler, takes every write, counts what it was told. */

@@ -7,10 +7,8 @@
  */
 import { pino } from 'pino';
 import type { Config } from '../config/load.js';
-import { BanList } from '../core/bans.js';
 import { systemClock } from '../core/clock.js';
 import type { Decision } from '../core/decision.js';
-import { Engine } from '../core/engine.js';
 import { Gatekeeper } from '../core/gate.js';
 import { rateAlgorithm } from '../store/rate.js';
 import { openCountryLookup } from '../geo/country.js';
@@ -30,11 +28,16 @@ export async function runCheck(config: Config, address: string, service: string)
   const rules = config.rules;
   const geo = await openCountryLookup(config.geo.database ?? undefined, { watch: false });
   const rate = rateAlgorithm(config.engine.rate_algorithm, config.engine.rate_time_unit);
-  const engine = new Engine(new MemoryStore({ rate, maxEntries: 1000 }), systemClock, pino({ level: 'silent' }), {
+  // The same core the daemon builds, over an empty table of its own.
+  const gate = Gatekeeper.open({
+    store: new MemoryStore({ rate, maxEntries: 1000 }),
+    rules,
+    countries: geo,
+    clock: systemClock,
+    log: pino({ level: 'silent' }),
     rateUnitMs: rate.unitMs,
     statusUpdateMs: config.engine.status_update_time,
   });
-  const gate = new Gatekeeper(engine, rules, new BanList(), geo, systemClock, rate.unitMs);
   try {
     const phase = (d: Decision) => ({
       action: d.action,
@@ -50,6 +53,7 @@ export async function runCheck(config: Config, address: string, service: string)
       phases: { connect: phase(await gate.checkConnect(service, address)), auth: phase(await gate.checkAuth(service, address)) },
     };
   } finally {
+    await gate.stop();
     geo.close();
   }
 }

@@ -366,11 +366,11 @@ export class Control {
   }
 
   counts(key: string): Promise<KeySnapshot> | KeySnapshot {
-    return this.d.gate.engine.lookup(key);
+    return this.d.gate.lookup(key);
   }
 
   peaks(): Partial<Record<PeakName, Peak>> {
-    return this.d.gate.engine.peaks.snapshot();
+    return this.d.gate.peaks();
   }
 
   /** What the next connection and AUTH from `address` would get now, with live counts and bans. */

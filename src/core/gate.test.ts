@@ -7,6 +7,7 @@ import { BanList } from './bans.js';
 import { FakeClock } from './clock.js';
 import { Engine } from './engine.js';
 import { Gatekeeper } from './gate.js';
+import type { Owner } from './ports.js';
 import { slidingWindow } from '../store/rate.js';
 import { Rules } from './rules.js';
 
@@ -82,7 +83,7 @@ test('countries per login are remembered for the window only', () => {
 
 test('admit: counts the connection, refuses the one over the limit and gives its count back', () => {
   const { g } = gate({ imap: { limits: { connections_per_address: 2, connections_per_prefix: 3 }, prefix: { ipv4: 24, ipv6: 64 } } });
-  const owner = g.engine.createOwner('proxy');
+  const owner = g.createOwner('proxy');
   const a1 = sync(g.admit('imap', '8.8.8.8', owner));
   const a2 = sync(g.admit('imap', '::ffff:8.8.8.8', owner));
   assert.deepEqual([a1.decision.action, a2.decision.action, a2.address], ['allow', 'allow', '8.8.8.8'], 'a mapped address counts as its IPv4');
@@ -91,31 +92,31 @@ test('admit: counts the connection, refuses the one over the limit and gives its
   assert.equal(a3.decision.refusal?.rule, 'services.imap.limits.connections_per_address');
   assert.equal(a3.decision.refusal?.limit, 2);
   assert.deepEqual(a3.keys, []);
-  const snap = sync(g.engine.lookup('imap:8.8.8.8'));
+  const snap = sync(g.lookup('imap:8.8.8.8'));
   assert.equal(snap.count, 2, 'the refused connection holds nothing');
   assert.equal(snap.rates.conn, 3, 'but it stays in the connection rate');
   assert.equal(sync(g.admit('imap', '8.8.8.9', owner)).decision.action, 'allow');
   assert.equal(sync(g.admit('imap', '8.8.8.10', owner)).decision.refusal?.rule, 'services.imap.limits.connections_per_prefix');
   sync(g.leave(a1.keys, owner));
-  assert.equal(sync(g.engine.lookup('imap:8.8.8.8')).count, 1);
-  assert.equal(sync(g.engine.lookup('imap:8.8.8.0/24')).count, 2);
+  assert.equal(sync(g.lookup('imap:8.8.8.8')).count, 1);
+  assert.equal(sync(g.lookup('imap:8.8.8.0/24')).count, 2);
 });
 
 test('admit: a ban or a country refusal counts nothing', () => {
   const { clock, g } = gate({ smtp: { limits: { connections_per_address: 5 }, countries: { connect: { deny: ['RU'] } } } });
-  const owner = g.engine.createOwner('proxy');
+  const owner = g.createOwner('proxy');
   g.bans.add('8.8.8.8', 60_000, 'test', clock.now());
   const banned = sync(g.admit('smtp', '8.8.8.8', owner));
   assert.equal(banned.decision.refusal?.rule, 'bans');
   assert.equal(sync(g.admit('smtp', '77.88.8.8', owner)).decision.refusal?.rule, 'services.smtp.countries.connect');
-  assert.equal(g.engine.entries, 0);
+  assert.equal(g.stats().entries, 0);
   const odd = sync(g.admit('smtp', 'not-an-ip', owner));
   assert.deepEqual([odd.decision.action, odd.keys], ['allow', []]);
 });
 
 test('checkConnect(next): judges the next connection, itself counted', () => {
   const { g } = gate({ imap: { limits: { connections_per_address: 2 } } });
-  const owner = g.engine.createOwner('proxy');
+  const owner = g.createOwner('proxy');
   sync(g.admit('imap', '8.8.8.8', owner));
   sync(g.admit('imap', '8.8.8.8', owner));
   assert.equal(sync(g.checkConnect('imap', '8.8.8.8')).action, 'allow', 'the counts as they are: at the limit');
@@ -123,15 +124,13 @@ test('checkConnect(next): judges the next connection, itself counted', () => {
 });
 
 /** What the anvil service does for one connect from smtpd: count the ident, report its client. */
-function anvilConnect(g: Gatekeeper, owner: ReturnType<Gatekeeper['engine']['createOwner']>, service: string, client: string): void {
-  const net = g.anvilClient(service, client, true);
-  sync(g.engine.connect(`${service}:${client}`, owner));
-  if (net !== null) sync(g.engine.connect(net, owner));
+function anvilConnect(g: Gatekeeper, owner: Owner, service: string, client: string): void {
+  sync(g.anvilConnect(`${service}:${client}`, owner));
 }
 
 test('Postfix 3.8+ ranges: the policy check finds the counts smtpd wrote under ::/84 for ::1', () => {
   const { g } = gate({ smtp: { limits: { connections_per_address: 2, connection_rate: 10 } } });
-  const smtpd = g.engine.createOwner('anvil');
+  const smtpd = g.createOwner('anvil');
   for (let i = 0; i < 3; i++) anvilConnect(g, smtpd, 'smtp', '::/84');
   const d = sync(g.checkConnect('smtp', '::1'));
   assert.equal(d.refusal?.rule, 'services.smtp.limits.connections_per_address');
@@ -143,7 +142,7 @@ test('Postfix 3.8+ ranges: the policy check finds the counts smtpd wrote under :
 
 test('Postfix 3.7 (whole IPv6 addresses) is learned from its first connect, so the default /84 does not hide its counts', () => {
   const { g } = gate({ smtp: { limits: { connections_per_address: 2 } } });
-  const smtpd = g.engine.createOwner('anvil');
+  const smtpd = g.createOwner('anvil');
   for (let i = 0; i < 3; i++) anvilConnect(g, smtpd, 'smtp', '2001:db8::7');
   assert.equal(sync(g.checkConnect('smtp', '2001:db8::7')).refusal?.reason, '3 connections from 2001:db8::7, over the limit of 2');
   assert.equal(sync(g.checkConnect('smtp', '2001:db8::8')).action, 'allow');
@@ -154,18 +153,18 @@ test('ranges apply to what smtpd counts only: a proxied SMTP service and Dovecot
     smtp: { limits: { connections_per_address: 1 }, proxy: { listen: ['127.0.0.1:0'], backend: '127.0.0.1:1', proxy_protocol: 'v1' } },
     imap: { limits: { auth_rate: 1 } },
   });
-  const owner = g.engine.createOwner('proxy');
+  const owner = g.createOwner('proxy');
   assert.deepEqual(sync(g.admit('smtp', '::1', owner)).keys, ['smtp:::1']);
   assert.equal(sync(g.checkConnect('smtp', '::1', true)).refusal?.reason, '2 connections from ::1, over the limit of 1');
   sync(g.authAttempt('imap', '::1'));
-  assert.equal(sync(g.engine.lookup('imap:::1')).rates.auth, 1);
+  assert.equal(sync(g.lookup('imap:::1')).rates.auth, 1);
   assert.equal(sync(g.checkAuth('imap', '::1')).action, 'allow');
   assert.equal(sync(g.authAttempt('imap', '::1')).refusal?.reason, 'AUTH rate of ::1 is 2/60s, over the limit of 1');
 });
 
 test('per-prefix counting with ranges: a /64 prefix holds /84 ranges; a prefix longer than the range is the range itself', () => {
   const wide = gate({ smtp: { limits: { connections_per_prefix: 2 }, prefix: { ipv4: 24, ipv6: 64 } } }).g;
-  const smtpd = wide.engine.createOwner('anvil');
+  const smtpd = wide.createOwner('anvil');
   assert.equal(wide.anvilClient('smtp', '2001:db8::/84', true), 'smtp:2001:db8::/64');
   anvilConnect(wide, smtpd, 'smtp', '2001:db8::/84');
   anvilConnect(wide, smtpd, 'smtp', '2001:db8:0:0:1000::/84');
@@ -174,11 +173,11 @@ test('per-prefix counting with ranges: a /64 prefix holds /84 ranges; a prefix l
   assert.equal(d.refusal?.reason, '3 connections from network 2001:db8::/64, over the limit of 2');
 
   const narrow = gate({ smtp: { limits: { connections_per_prefix: 2 }, prefix: { ipv4: 24, ipv6: 96 } } }).g;
-  const smtpd2 = narrow.engine.createOwner('anvil');
+  const smtpd2 = narrow.createOwner('anvil');
   assert.equal(narrow.anvilClient('smtp', '2001:db8::/84', true), null, 'nothing to count beside the ident: it is the network');
   for (let i = 0; i < 3; i++) anvilConnect(narrow, smtpd2, 'smtp', '2001:db8::/84');
   assert.equal(sync(narrow.checkConnect('smtp', '2001:db8::9')).refusal?.reason, '3 connections from network 2001:db8::/84, over the limit of 2');
-  assert.equal(narrow.engine.entries, 1, 'one key: the range');
+  assert.equal(narrow.stats().entries, 1, 'one key: the range');
 });
 
 test('anvilClient: an ident that names no address teaches nothing and counts no network', () => {

@@ -7,15 +7,18 @@
  */
 import { settle, then } from './awaitable.js';
 import { StoreUnavailableError } from '../errors.js';
-import type { Ban, BanList } from './bans.js';
+import type { Logger } from 'pino';
+import { parseAnvilIdent } from './anvil-ident.js';
+import { BanList, type Ban } from './bans.js';
 import type { Clock } from './clock.js';
 import { evaluateAuth, evaluateConnect, evaluateEvent, type ClientFacts, type Decision } from './decision.js';
-import type { Engine } from './engine.js';
+import { Engine } from './engine.js';
 import { formatIp, fullBits, parseClientRange, parseIp, prefixOf, rangeText, type ParsedIp } from './ip.js';
 import { PostfixRanges } from './postfix-ranges.js';
-import { BOOKKEEPING_PREFIX, EMPTY_SNAPSHOT, type KeySnapshot } from './metrics.js';
+import { BOOKKEEPING_PREFIX, EMPTY_SNAPSHOT, type KeySnapshot, type RateMetric } from './metrics.js';
+import type { Peak, PeakName } from './peaks.js';
 import type { EffectiveLimits, Rules, ServiceRules } from './rules.js';
-import type { AcquireResult, Owner } from './ports.js';
+import type { AcquireResult, CounterStore, HitResult, Owner, StoreStatus } from './ports.js';
 import type { Awaitable } from './awaitable.js';
 
 /** Country of an address: an ISO code, or null for none (special-purpose, unknown). */
@@ -74,8 +77,55 @@ function unjudged(address: string): Decision {
   return { action: 'allow', refusal: null, dryRun: [], exempt: `"${address.slice(0, 64)}" is not an IP address`, country: null };
 }
 
+/** What the gatekeeper is made from: the store it counts in, and the rest of what a decision reads. */
+export interface GateOptions {
+  readonly store: CounterStore;
+  readonly rules: Rules;
+  readonly bans?: BanList;
+  readonly countries?: CountryOf;
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** engine.rate_time_unit */
+  readonly rateUnitMs: number;
+  /** engine.status_update_time: how often peaks are logged. */
+  readonly statusUpdateMs: number;
+  readonly ranges?: PostfixRanges;
+}
+
+/** What the monitor reads of the counter table. */
+export interface GateStats {
+  readonly entries: number;
+  /** "memory" or "redis". */
+  readonly storeKind: string;
+  /** A fleet store's health; null for the memory store. */
+  readonly store: StoreStatus | null;
+}
+
+/**
+ * The one door into the core. Every front-end (the anvil service, the
+ * policy service, the Dovecot endpoint, the guard proxy), the operator's
+ * controls and the monitor call the Gatekeeper; none of them touches the
+ * Engine, which is its own.
+ */
+/**
+ * Whether a connect's ident can teach anything about how smtpd names
+ * clients, decided without parsing it: a range ("smtp:::/84"), anything with
+ * two colons (an IPv6 address whole, as 3.7 sends it, or a host:port service
+ * name), or any ident at all when the configured IPv4 length assumes ranges.
+ * A plain "smtp:203.0.113.9", the common case, is not parsed.
+ */
+function mayTeach(ident: string, ranges: PostfixRanges): boolean {
+  return ident.indexOf('/') !== -1 || ident.indexOf(':') !== ident.lastIndexOf(':') || ranges.assumesIPv4Ranges;
+}
+
+/** `r` once `first` has settled too; both run at once, and a failure of either is the result's. */
+function both<T>(first: Awaitable<unknown>, r: Awaitable<T>): Awaitable<T> {
+  if (!(first instanceof Promise) && !(r instanceof Promise)) return r;
+  return Promise.all([first, r]).then(([, v]) => v);
+}
+
 export class Gatekeeper {
-  readonly engine: Engine;
+  private readonly engine: Engine;
   /** Replaced whole by setRules(); every decision reads it once, so a swap is atomic per decision. */
   rules: Rules;
   readonly bans: BanList;
@@ -95,6 +145,19 @@ export class Gatekeeper {
     this.clock = clock;
     this.rateUnitSec = Math.round(rateUnitMs / 1000);
     this.prefixCounting = rules.countsPrefixes;
+  }
+
+  /** A gatekeeper over `store`, with an engine of its own (started: call stop() to end its timers). */
+  static open(o: GateOptions): Gatekeeper {
+    const engine = new Engine(o.store, o.clock, o.log, { rateUnitMs: o.rateUnitMs, statusUpdateMs: o.statusUpdateMs });
+    const gate = new Gatekeeper(engine, o.rules, o.bans ?? new BanList(), o.countries ?? NO_COUNTRIES, o.clock, o.rateUnitMs, o.ranges);
+    engine.start();
+    return gate;
+  }
+
+  /** Ends the engine's timers and logs the last statistics. The store is closed by whoever opened it. */
+  stop(): Promise<void> {
+    return this.engine.stop();
   }
 
   /** Whether any rule counts per prefix: when none does, anvilClient() returns at once. */
@@ -183,6 +246,71 @@ export class Gatekeeper {
     if (s === undefined) return null;
     const net = this.networkOf(s, this.rules.limitsFor(s, r.ip), r.ip, r.bits);
     return net === null || net === 'same' ? null : `${service}:${net}`;
+  }
+
+  // Postfix's anvil (../listeners/anvil-server.ts): smtpd's own counts, under its idents.
+
+  /**
+   * A session opens. Counted under smtpd's ident; when a rule counts per
+   * prefix, under the client's network too (the policy service reads it),
+   * and the first sessions of a service teach how smtpd names its clients.
+   */
+  anvilConnect(ident: string, owner: Owner): Awaitable<AcquireResult> {
+    const net = this.anvilNetwork(ident, true, owner);
+    const r = this.engine.connect(ident, owner);
+    return net === null ? r : both(net, r);
+  }
+
+  /** A session closes; its network's count goes with it. */
+  anvilDisconnect(ident: string, owner: Owner): Awaitable<number> {
+    const net = this.anvilNetwork(ident, false, owner);
+    const r = this.engine.disconnect(ident, owner);
+    return net === null ? r : both(net, r);
+  }
+
+  /** A MAIL, RCPT, new TLS session, AUTH or (Postfix 3.12) TLS trace event of a session `owner` holds. */
+  anvilEvent(ident: string, metric: 'mail' | 'rcpt' | 'newtls' | 'auth' | 'tlstr', owner: Owner): Awaitable<HitResult> {
+    return this.engine.event(ident, metric, owner);
+  }
+
+  /** The counts under a key (an anvil ident, or `service:address`). */
+  lookup(key: string): Awaitable<KeySnapshot> {
+    return this.engine.lookup(key);
+  }
+
+  /** The network key counted beside an anvil ident, counted; null when there is none. */
+  private anvilNetwork(ident: string, connect: boolean, owner: Owner): Awaitable<unknown> | null {
+    if (!this.prefixCounting && !(connect && mayTeach(ident, this.ranges))) return null;
+    const { service, address } = parseAnvilIdent(ident);
+    const key = this.anvilClient(service, address, connect);
+    if (key === null) return null;
+    return connect ? this.engine.connect(key, owner) : this.engine.disconnect(key, owner);
+  }
+
+  // Owners: whoever holds connections (an anvil client socket, a proxy listener).
+
+  createOwner(label: string): Owner {
+    return this.engine.createOwner(label);
+  }
+
+  /** Releases everything `owner` holds: its socket or listener is gone. */
+  closeOwner(owner: Owner): Awaitable<number> {
+    return this.engine.closeOwner(owner);
+  }
+
+  // The monitor's view.
+
+  stats(): GateStats {
+    return { entries: this.engine.entries, storeKind: this.engine.storeKind, store: this.engine.storeStatus() };
+  }
+
+  /** The busiest clients under `prefix`, by count or a rate (bookkeeping keys are never listed). */
+  top(prefix: string, by: 'count' | RateMetric, limit: number, maxScan?: number): ReturnType<Engine['top']> {
+    return this.engine.top(prefix, by, limit, maxScan);
+  }
+
+  peaks(): Partial<Record<PeakName, Peak>> {
+    return this.engine.peaks.snapshot();
   }
 
   /**

@@ -15,7 +15,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { then } from '../core/awaitable.js';
-import type { Engine } from '../core/engine.js';
+import type { Gatekeeper } from '../core/gate.js';
 import { NO_TIMER, timed, type DecisionTimer } from '../observability/latency.js';
 import { StoreUnavailableError } from '../errors.js';
 import {
@@ -47,60 +47,40 @@ export interface AnvilServerOptions {
   readonly idleTimeoutMs: number;
   /** Unknown request names tolerated per connection. */
   readonly maxBadRequests: number;
-  /**
-   * Told of each connect and disconnect's client (see Gatekeeper.anvilClient):
-   * it learns how smtpd names clients (an address or, from Postfix 3.8, a
-   * range), and answers the key counting the client's network when its
-   * service limits connections per prefix, counted beside the ident so the
-   * policy service can read it. Null: nobody listens (tests of the protocol).
-   */
-  readonly clients?: AnvilClients | null;
   /** Times each request from its last byte to its reply (doorman_decision_seconds{front="anvil"}). */
   readonly timer?: DecisionTimer;
 }
 
-/** The part of the gatekeeper the anvil service reports clients to. */
-export interface AnvilClients {
-  /** Some rule counts per prefix: every connect and disconnect must be looked at. */
-  readonly prefixCounting: boolean;
-  readonly ranges: { readonly assumesIPv4Ranges: boolean };
-  anvilClient(service: string, client: string, connect: boolean): string | null;
-}
-
 /**
- * Whether a connect's ident can teach anything about how smtpd names
- * clients, decided without parsing it: a range ("smtp:::/84"), anything with
- * two colons (an IPv6 address whole, as 3.7 sends it, or a host:port service
- * name), or any ident at all when the configured IPv4 length assumes ranges.
- * A plain "smtp:203.0.113.9", the common case, is not parsed.
+ * The part of the gatekeeper the anvil service uses: smtpd's counts under
+ * its idents (the gatekeeper also counts the client's network beside them,
+ * and learns how smtpd names clients), and the owners that hold them.
  */
-function mayTeach(ident: string, clients: AnvilClients): boolean {
-  return ident.indexOf('/') !== -1 || ident.indexOf(':') !== ident.lastIndexOf(':') || clients.ranges.assumesIPv4Ranges;
-}
+export type AnvilGate = Pick<Gatekeeper, 'anvilConnect' | 'anvilDisconnect' | 'anvilEvent' | 'lookup' | 'createOwner' | 'closeOwner'>;
 
-type Handler = (engine: Engine, owner: Owner, ident: string) => Awaitable<string>;
+type Handler = (gate: AnvilGate, owner: Owner, ident: string) => Awaitable<string>;
 
 function eventHandler(request: AnvilRequestName & ('message' | 'recipient' | 'newtls' | 'auth' | 'tlstr'), metric: 'mail' | 'rcpt' | 'newtls' | 'auth' | 'tlstr'): Handler {
-  return (engine, owner, ident) =>
-    then(engine.event(ident, metric, owner), (r) => encodeAnvilReply(request, { status: ANVIL_STAT_OK, rate: r.rate }));
+  return (gate, owner, ident) =>
+    then(gate.anvilEvent(ident, metric, owner), (r) => encodeAnvilReply(request, { status: ANVIL_STAT_OK, rate: r.rate }));
 }
 
 /** The request table: one handler per request name the protocol defines. */
 const HANDLERS: { readonly [R in AnvilRequestName]: Handler } = {
-  connect: (engine, owner, ident) =>
-    then(engine.connect(ident, owner), (r) => encodeAnvilReply('connect', { status: ANVIL_STAT_OK, count: r.count, rate: r.rate })),
-  disconnect: (engine, owner, ident) =>
-    then(engine.disconnect(ident, owner), () => encodeAnvilReply('disconnect', { status: ANVIL_STAT_OK })),
+  connect: (gate, owner, ident) =>
+    then(gate.anvilConnect(ident, owner), (r) => encodeAnvilReply('connect', { status: ANVIL_STAT_OK, count: r.count, rate: r.rate })),
+  disconnect: (gate, owner, ident) =>
+    then(gate.anvilDisconnect(ident, owner), () => encodeAnvilReply('disconnect', { status: ANVIL_STAT_OK })),
   message: eventHandler('message', 'mail'),
   recipient: eventHandler('recipient', 'rcpt'),
   newtls: eventHandler('newtls', 'newtls'),
   auth: eventHandler('auth', 'auth'),
   // Postfix 3.12: one global rate of TLS trace files (ident any:any), held like any event.
   tlstr: eventHandler('tlstr', 'tlstr'),
-  newtls_status: (engine, _owner, ident) =>
-    then(engine.lookup(ident), (s) => encodeAnvilReply('newtls_status', { status: ANVIL_STAT_OK, rate: s.rates.newtls })),
-  lookup: (engine, _owner, ident) =>
-    then(engine.lookup(ident), (s) =>
+  newtls_status: (gate, _owner, ident) =>
+    then(gate.lookup(ident), (s) => encodeAnvilReply('newtls_status', { status: ANVIL_STAT_OK, rate: s.rates.newtls })),
+  lookup: (gate, _owner, ident) =>
+    then(gate.lookup(ident), (s) =>
       encodeAnvilReply('lookup', {
         status: ANVIL_STAT_OK,
         count: s.count,
@@ -137,22 +117,7 @@ class AnvilClient extends AttrSession {
     }
     const timer = this.server.timer;
     const started = timer.start();
-    if (request === 'connect' || request === 'disconnect') this.countPrefix(request, ident);
-    this.send(timed(timer, started, HANDLERS[request](this.server.engine, this.owner, ident)));
-  }
-
-  /** The network's count moves with the address's; the owner holds both, so both are released with it. */
-  private countPrefix(request: 'connect' | 'disconnect', ident: string): void {
-    const clients = this.server.opts.clients;
-    if (clients == null) return;
-    const connect = request === 'connect';
-    if (!clients.prefixCounting && !(connect && mayTeach(ident, clients))) return;
-    const { service, address } = parseAnvilIdent(ident);
-    const key = clients.anvilClient(service, address, connect);
-    if (key === null) return;
-    const engine = this.server.engine;
-    const r = request === 'connect' ? engine.connect(key, this.owner) : engine.disconnect(key, this.owner);
-    if (r instanceof Promise) r.catch((err: unknown) => this.failReply(err) ?? this.drop('DOORMAN_ERR_STORE', err));
+    this.send(timed(timer, started, HANDLERS[request](this.server.gate, this.owner, ident)));
   }
 
   /**
@@ -171,15 +136,15 @@ class AnvilClient extends AttrSession {
 
 export class AnvilServer implements SessionHost {
   readonly opts: AnvilServerOptions;
-  readonly engine: Engine;
+  readonly gate: AnvilGate;
   readonly log: Logger;
   readonly name = 'anvil';
   readonly timer: DecisionTimer;
   /** The socket's listener: its clients and cap are read by the metrics. */
   readonly listener: StreamListener<AnvilClient>;
 
-  constructor(engine: Engine, log: Logger, opts: AnvilServerOptions) {
-    this.engine = engine;
+  constructor(gate: AnvilGate, log: Logger, opts: AnvilServerOptions) {
+    this.gate = gate;
     this.log = log;
     this.opts = opts;
     this.timer = opts.timer ?? NO_TIMER;
@@ -194,7 +159,7 @@ export class AnvilServer implements SessionHost {
         gid: opts.gid,
       },
       log,
-      (socket) => new AnvilClient(this, socket, engine.createOwner('anvil')),
+      (socket) => new AnvilClient(this, socket, gate.createOwner('anvil')),
     );
   }
 
@@ -214,7 +179,7 @@ export class AnvilServer implements SessionHost {
   forget(session: AttrSession): void {
     const client = session as AnvilClient;
     this.listener.remove(client);
-    const released = then(this.engine.closeOwner(client.owner), (n) => {
+    const released = then(this.gate.closeOwner(client.owner), (n) => {
       if (n > 0) this.log.debug({ client: client.id, released: n }, 'anvil: client closed, connections released');
     });
     if (released instanceof Promise) {

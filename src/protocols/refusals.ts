@@ -17,9 +17,13 @@
  * use fewer instead of retrying in a loop.
  */
 import type { Protocol } from '../core/rules.js';
-import type { RefusalTexts } from '../config/proxy-schema.js';
 
-export type RefusalKind = keyof RefusalTexts;
+/** Why a client is refused, in the words a refusal text is chosen by. */
+export const REFUSAL_KINDS = ['too_many', 'too_many_network', 'rate', 'banned', 'country', 'unavailable'] as const;
+export type RefusalKind = (typeof REFUSAL_KINDS)[number];
+
+/** The operator's own words per kind (`{limit}` filled in); null: the built-in ones. Filled from services.NAME.proxy.texts. */
+export type RefusalTexts = { readonly [K in RefusalKind]: string | null };
 
 export const IMPLICIT_TLS: ReadonlySet<Protocol> = new Set<Protocol>(['smtps', 'pop3s', 'imaps']);
 

@@ -30,7 +30,7 @@ export async function startGuard(t: TestContext, services: Record<string, unknow
 
 /** The live count Doorman holds for `key` (`service:address`). */
 export async function countOf(daemon: Daemon, key: string): Promise<number> {
-  return (await daemon.engine.lookup(key)).count;
+  return (await daemon.gate.lookup(key)).count;
 }
 
 /** Polls `probe` every 20 ms until it returns true; rejects with `what` after timeoutMs. */

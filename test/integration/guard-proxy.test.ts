@@ -158,7 +158,7 @@ test('bans and country rules refuse in their own words; permanent refusals use p
   await banned.closed();
   assert.equal(banned.received, '* BYE [UNAVAILABLE] Your address is temporarily blocked, try again later\r\n');
   assert.equal(b.sessions.length, 0);
-  assert.equal(d.engine.entries, 0, 'refused before counting');
+  assert.equal(d.gate.stats().entries, 0, 'refused before counting');
 });
 
 test('a backend that is down gets the client a temporary failure at once, and no count', async (t) => {

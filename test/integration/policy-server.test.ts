@@ -144,9 +144,7 @@ test('per-prefix concurrency: the anvil service counts the network, the policy s
 });
 
 test('a decision slower than decision_timeout gets the configured default action', async (t) => {
-  const { Engine } = await import('../../src/core/engine.js');
   const { Gatekeeper } = await import('../../src/core/gate.js');
-  const { BanList } = await import('../../src/core/bans.js');
   const { Rules } = await import('../../src/core/rules.js');
   const { MemoryStore } = await import('../../src/store/memory.js');
   const { slidingWindow } = await import('../../src/store/rate.js');
@@ -166,9 +164,10 @@ test('a decision slower than decision_timeout gets the configured default action
       ),
   });
   const { log, lines } = memoryLogger();
-  const engine = new Engine(slow, systemClock, log, { rateUnitMs: 60_000, statusUpdateMs: 600_000 });
   const rules = Rules.compile({ services: { smtp: serviceSchema.parse({ limits: { connection_rate: 10 } }) }, exceptions: [], overrides: [] }, 't');
-  const server = new PolicyServer(new Gatekeeper(engine, rules, new BanList(), { country: () => null }, systemClock, 60_000), log, {
+  const gate = Gatekeeper.open({ store: slow, rules, clock: systemClock, log, rateUnitMs: 60_000, statusUpdateMs: 600_000 });
+  t.after(() => gate.stop());
+  const server = new PolicyServer(gate, log, {
     listen: ['127.0.0.1:0'],
     service: 'smtp',
     defaultAction: 'DEFER_IF_PERMIT',

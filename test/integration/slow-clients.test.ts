@@ -147,9 +147,9 @@ test('anvil: 2,000 silent and 300 slowloris clients; smtpd is answered, not kept
   assert.equal((await holder.request('connect', 'smtp:192.0.2.99')).count, 1);
   await attrFlood(t, { path }, 'request=lookup\nident=smtp:192.0.2.1\n\n', async () => void (await prompt(t, 'anvil round trip', () => anvilRoundTrip(path), 1)), lines);
   assert.equal(holder.isClosed, false, 'a silent client holding a connection is kept past idle_timeout');
-  assert.equal((await d.engine.lookup('smtp:192.0.2.99')).count, 1);
+  assert.equal((await d.gate.lookup('smtp:192.0.2.99')).count, 1);
   await holder.close();
-  await waitUntil('the holder\'s count released', async () => (await d.engine.lookup('smtp:192.0.2.99')).count === 0);
+  await waitUntil('the holder\'s count released', async () => (await d.gate.lookup('smtp:192.0.2.99')).count === 0);
 });
 
 test('guard proxy: 2,000 silent and 300 slowloris clients; a good IMAP session runs, not kept behind them; idle_timeout cuts the silent, the slowloris are relayed', async (t) => {
@@ -191,7 +191,7 @@ test('guard proxy: 2,000 silent and 300 slowloris clients; a good IMAP session r
   await waitUntil('the silent clients\' sessions closed', () => d.registry.size === SLOW);
   await good();
   destroyAll(slow);
-  await waitUntil('every count given back', async () => d.registry.size === 0 && (await d.engine.lookup('imap:127.0.0.1')).count === 0, 5000);
+  await waitUntil('every count given back', async () => d.registry.size === 0 && (await d.gate.lookup('imap:127.0.0.1')).count === 0, 5000);
 });
 
 /** Sixty quiet clients against a cap of 50: ten are refused at once, fifty are kept until idle_timeout. */
@@ -235,7 +235,7 @@ test('caps: max_clients 50 (anvil, policy) and max_connections 50 (guard) refuse
     }),
   ]);
   for (const c of proxyRefused) assert.equal(c.received, '* BYE [UNAVAILABLE] Service temporarily unavailable, try again later\r\n');
-  await waitUntil('the proxy\'s counts given back', async () => d.registry.size === 0 && (await d.engine.lookup('imap:127.0.0.1')).count === 0);
+  await waitUntil('the proxy\'s counts given back', async () => d.registry.size === 0 && (await d.gate.lookup('imap:127.0.0.1')).count === 0);
   // Each listener counted its refusals for being full (ten over the cap and the newcomer), and shows its cap.
   const text = await d.metrics.text();
   for (const [listener, address] of [['anvil', path], ['postfix_policy', `127.0.0.1:${policyPort}`], ['services.imap.proxy', `127.0.0.1:${proxyPort}`]]) {

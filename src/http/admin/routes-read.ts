@@ -50,8 +50,8 @@ export function readRoutes(app: FastifyInstance, ctx: AdminContext): void {
       connections: registry.size,
       services,
       countries: countryCounts(registry.countsByCountry()),
-      engine: { entries: ctx.gate.engine.entries },
-      store: storeJson(ctx.gate.engine.storeKind, ctx.gate.engine.storeStatus(), ctx.control.node),
+      engine: { entries: ctx.gate.stats().entries },
+      store: storeJson(ctx.gate.stats().storeKind, ctx.gate.stats().store, ctx.control.node),
       bans: control.bans().length,
     };
   });
@@ -112,7 +112,7 @@ export function readRoutes(app: FastifyInstance, ctx: AdminContext): void {
     },
     async (req) => {
       const { service, by, limit } = req.query;
-      const r = await ctx.gate.engine.top(service === undefined ? '' : `${service}:`, by, limit, CLIENTS_SCAN_MAX);
+      const r = await ctx.gate.top(service === undefined ? '' : `${service}:`, by, limit, CLIENTS_SCAN_MAX);
       return {
         scanned: r.scanned,
         complete: r.complete,
