@@ -287,8 +287,9 @@ const ACTION_BY_ID = new Map<number, { readonly name: SpopAction['action']; read
 
 /**
  * Variable names as SPOE.txt allows them. HAProxy then prefixes
- * "<scope>.<var-prefix>." and keeps at most 63 bytes of the whole (2.6 cuts
- * the name, 3.x drops the action), so keep names short.
+ * "<scope>.<var-prefix>." and keeps at most 63 bytes of the whole: 2.6 up to
+ * 3.4 cut the name there (so a long one sets a different variable, or none);
+ * 3.5-dev ignores the action. Keep prefix and names short.
  */
 const VAR_NAME_RE = /^[A-Za-z0-9._]+$/;
 
