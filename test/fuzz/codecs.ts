@@ -6,5 +6,6 @@ import { dovecotCodec } from './dovecot.js';
 import type { FuzzCodec } from './harness.js';
 import { policyCodec } from './policy.js';
 import { proxyCodec } from './proxy.js';
+import { spopCodec } from './spop.js';
 
-export const CODECS: readonly FuzzCodec[] = [attrPlainCodec, anvilCodec, policyCodec, proxyCodec, dovecotCodec, configCodec];
+export const CODECS: readonly FuzzCodec[] = [attrPlainCodec, anvilCodec, policyCodec, proxyCodec, spopCodec, dovecotCodec, configCodec];
