@@ -4,8 +4,9 @@ import { attrPlainCodec } from './attr.js';
 import { configCodec } from './config.js';
 import { dovecotCodec } from './dovecot.js';
 import type { FuzzCodec } from './harness.js';
+import { nginxAuthCodec } from './nginx-auth.js';
 import { policyCodec } from './policy.js';
 import { proxyCodec } from './proxy.js';
 import { spopCodec } from './spop.js';
 
-export const CODECS: readonly FuzzCodec[] = [attrPlainCodec, anvilCodec, policyCodec, proxyCodec, spopCodec, dovecotCodec, configCodec];
+export const CODECS: readonly FuzzCodec[] = [attrPlainCodec, anvilCodec, policyCodec, proxyCodec, spopCodec, nginxAuthCodec, dovecotCodec, configCodec];
