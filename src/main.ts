@@ -24,11 +24,6 @@ import { openCountryLookup, type CountryLookup } from './geo/country.js';
 import { resolveGid, resolveUid } from './listeners/unix-ids.js';
 import { nodeName, openStore } from './store/open.js';
 import { ReloadError, reloadableChanges, restartOnlyChanges } from './config/reload.js';
-import { FleetAudit } from './fleet/audit.js';
-import { FleetBus } from './fleet/bus.js';
-import { FleetState } from './fleet/state.js';
-import type { RuntimeStateStore } from './state/runtime-state.js';
-import type { AuditSink } from './state/audit-log.js';
 import { ConnectionRegistry } from './core/connections.js';
 import type { ConnectionView } from './core/connections.js';
 import type { Ban } from './core/bans.js';
@@ -41,6 +36,9 @@ import { NetworkSet } from './core/networks.js';
 import { GuardListener } from './listeners/guard-proxy.js';
 import { describeEndpoint, parseEndpoint, type Session, type StreamListener } from './listeners/stream-listener.js';
 import { hostname } from 'node:os';
+import { CloseStack } from './close-stack.js';
+import { openFleet } from './fleet/open.js';
+import type { OpenedStore } from './store/open.js';
 
 export interface Daemon {
   /**
@@ -92,77 +90,26 @@ export interface DaemonDeps {
 }
 
 export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps = {}): Promise<Daemon> {
-  const clock = deps.clock ?? systemClock;
-  const startedAt = clock.now();
-  const e = config.engine;
-  const rate = rateAlgorithm(e.rate_algorithm, e.rate_time_unit);
-  // The configuration in force: a reload replaces it (see reload() below).
-  let current = config;
-  const { store, fleet } = await openStore(config, rate, clock, log, (service) => current.services[service]?.on_store_failure ?? 'open');
-  const rules = config.rules;
-  // The database is opened (and validated, ~65 ms) only when some rule uses countries.
-  let geo: CountryLookup | null = null;
-  const proxied = Object.entries(config.services).filter(([, s]) => s.proxy !== null);
-  // The proxy shows each connection's country, so it needs the database too.
-  if (deps.countries === undefined && (usesCountries(rules) || proxied.length > 0)) {
-    geo = await openCountryLookup(config.geo.database ?? undefined, {
-      onEvent: (e) =>
-        e.type === 'reloaded'
-          ? log.info({ path: e.path, type: e.databaseType, built: e.buildEpoch.toISOString() }, 'country database reloaded')
-          : log.error({ path: e.path, err: e.error.message }, 'country database not reloaded; the previous one stays in service'),
-    });
-    log.info({ source: geo.source }, 'country database open');
-  }
-  const ranges = new PostfixRanges({ ipv4: config.anvil.client_ipv4_prefix_length, ipv6: config.anvil.client_ipv6_prefix_length });
-  ranges.onChange = (c) => logRangeChange(log, c);
-  const gate = Gatekeeper.open({ store, rules, countries: deps.countries ?? geo ?? NO_COUNTRIES, clock, log, rateUnitMs: rate.unitMs, statusUpdateMs: e.status_update_time, ranges });
-  const events = new DoorEventBus();
-  const registry = new ConnectionRegistry(fleet === null ? '' : `${fleet.node}-`);
-  let audit: AuditSink | null = null;
-  let control: Control;
-  let bus: FleetBus | null = null;
-  let fleetState: FleetState | null = null;
-  const node = nodeName(config);
+  const closing = new CloseStack(log);
   try {
-    const file = await openStatePath(config.source, 'state.file', config.state.file, (p) => StateStore.open(p));
-    audit = await openStatePath(config.source, 'state.audit_log', config.state.audit_log, (p) => AuditLog.open(p));
-    let state: RuntimeStateStore = file;
-    if (fleet !== null) {
-      const prefix = config.store.redis.prefix;
-      fleetState = await FleetState.open({ client: fleet.client, prefix, node, cache: file, log });
-      state = fleetState;
-      audit = new FleetAudit(audit, fleet.client, prefix, node, log);
-      const subscriber = fleet.client.duplicate();
-      subscriber.on('error', () => {});
-      const { connectWithin } = await import('./store/redis-client.js');
-      await connectWithin(subscriber, 3000);
-      bus = new FleetBus({ client: fleet.client, subscriber, prefix, node, leaseMs: config.store.lease, log });
-    }
-    control = Control.restore({ config, gate, registry, state, audit, clock, log, events, node, fleet: bus });
-    const kept = control;
-    gate.onAutoBan = (ban) => void kept.keepAutoBan(ban);
-    if (bus !== null && fleetState !== null) {
-      const fs = fleetState;
-      fs.onRemoteChange = (s) => {
-        kept.applyState(s);
-        log.info({ bans: s.bans.length, country_rules: Object.keys(s.countries).length }, 'fleet state: change from another node in force');
-      };
-      bus.listen(fs.channel, (m) => fs.heard(m));
-      await bus.start([fs.channel]);
-      // Subscribed after a reconnection: changes may have been missed meanwhile.
-      fleet?.client.on('ready', () => void fs.reload().catch(() => undefined));
-    }
-    if (state.current.bans.length > 0 || Object.keys(state.current.countries).length > 0) {
-      log.info({ file: state.path, bans: gate.bans.list(clock.now()).length, country_rules: Object.keys(state.current.countries).length }, 'run-time state restored');
-    }
+    return await build(config, log, deps, closing);
   } catch (err) {
-    await audit?.close();
-    await bus?.stop();
-    fleetState?.close();
-    geo?.close();
-    await gate.stop();
+    await closing.closeAll();
     throw err;
   }
+}
+
+/** The wiring, in the order things open; each is closed through `closing`, in reverse, by stop() or a failed start. */
+async function build(config: Config, log: Logger, deps: DaemonDeps, closing: CloseStack): Promise<Daemon> {
+  const clock = deps.clock ?? systemClock;
+  const startedAt = clock.now();
+  // The configuration in force: a reload replaces it (see reload() below).
+  let current = config;
+  const core = await openCore(config, log, deps, clock, closing, (service) => current.services[service]?.on_store_failure ?? 'open');
+  const { gate, fleet } = core;
+  const events = new DoorEventBus();
+  const registry = new ConnectionRegistry(fleet === null ? '' : `${fleet.node}-`);
+  const { control, audit } = await openControl(config, log, clock, closing, gate, registry, events, fleet);
 
   // Metrics exist whenever the daemon runs (issue 17): made here, then served
   // by the admin API, the metrics-only listener, or both.
@@ -173,129 +120,32 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
     bans: () => control.bans().length,
     store: () => gate.stats().store,
     // Besides the configured services, a label may hold the protocols Dovecot and Postfix name.
-    services: [...new Set([...rules.services.keys(), ...PROTOCOLS])],
-    proxied: proxied.map(([name]) => name),
+    services: [...new Set([...config.rules.services.keys(), ...PROTOCOLS])],
+    proxied: proxiedServices(config).map(([name]) => name),
     listeners: () => loads,
   });
   metrics.attach();
-  let anvil: AnvilServer | null = null;
-  let policy: PolicyServer | null = null;
-  let dovecot: DovecotPolicyServer | null = null;
-  let dovecotPort = 0;
-  let admin: AdminServer | null = null;
-  let adminPort = 0;
-  let metricsServer: MetricsServer | null = null;
-  let metricsPort = 0;
-  const proxies: GuardListener[] = [];
-  const host = hostname();
+  closing.push('metrics', () => metrics.detach());
+  const fronts = await openFrontEnds(config, log, closing, gate, registry, events, metrics, loads);
+
   /** Re-reads the file the daemon started from (./doorman.yaml if it started on the embedded defaults) and reloads it. */
   const reloadFile = async (by: string): Promise<string[]> => daemon.reload(loadConfig(config.source === EMBEDDED_DEFAULTS ? undefined : config.source), by);
-  try {
-    for (const [service, s] of proxied) {
-      const p = s.proxy;
-      if (p === null) continue;
-      for (const listen of p.listen) {
-        const g = new GuardListener(gate, registry, events, log, {
-          service,
-          protocol: rules.service(service).protocol,
-          listen,
-          backend: p.backend,
-          proxyProtocol: p.proxy_protocol,
-          trusted: NetworkSet.parse(p.accept_proxy_from),
-          hostname: p.hostname ?? host,
-          texts: p.texts,
-          maxConnections: p.max_connections,
-          connectTimeoutMs: p.connect_timeout,
-          idleTimeoutMs: p.idle_timeout,
-          headerTimeoutMs: p.header_timeout,
-          timer: metrics.decisionTimer('proxy'),
-        });
-        proxies.push(g);
-        await g.listen();
-        loads.push({ listener: `services.${service}.proxy`, address: g.address, max: p.max_connections, clients: () => g.sockets.size, full: () => g.full });
-      }
-    }
-    if (config.anvil.enabled) {
-      const a = config.anvil;
-      anvil = new AnvilServer(gate, log, {
-        socket: a.socket,
-        mode: parseInt(a.socket_mode, 8),
-        uid: a.owner === null ? null : resolveUid(a.owner),
-        gid: a.group === null ? null : resolveGid(a.group),
-        maxClients: a.max_clients,
-        requestTimeoutMs: a.request_timeout,
-        idleTimeoutMs: a.idle_timeout,
-        maxBadRequests: a.max_bad_requests,
-        timer: metrics.decisionTimer('anvil'),
-      });
-      await anvil.listen();
-      loads.push(streamLoad('anvil', anvil.listener));
-    }
-    const p = config.postfix_policy;
-    if (p.listen.length > 0) {
-      policy = new PolicyServer(gate, log, {
-        listen: p.listen,
-        service: p.service,
-        defaultAction: p.default_action,
-        decisionTimeoutMs: p.decision_timeout,
-        mode: parseInt(p.socket_mode, 8),
-        uid: p.owner === null ? null : resolveUid(p.owner),
-        gid: p.group === null ? null : resolveGid(p.group),
-        maxClients: p.max_clients,
-        requestTimeoutMs: p.request_timeout,
-        idleTimeoutMs: p.idle_timeout,
-        timer: metrics.decisionTimer('policy'),
-      }, events);
-      await policy.listen();
-      for (const l of policy.listeners) loads.push(streamLoad('postfix_policy', l));
-    }
-    if (config.dovecot_policy.listen !== null) {
-      const d = new DovecotPolicyServer(gate, log, config.dovecot_policy, events, metrics.decisionTimer('dovecot'));
-      dovecot = d;
-      dovecotPort = await d.listen();
-      const address = describeEndpoint({ host: parseEndpoint(config.dovecot_policy.listen).host, port: dovecotPort });
-      loads.push({ listener: 'dovecot_policy', address, max: config.dovecot_policy.max_clients, clients: () => d.clients(), full: () => d.full });
-    }
-    // Last: its status shows the other listeners' bound ports.
-    if (config.admin.listen !== null) {
-      admin = await AdminServer.create({ config: config.admin, control, gate, registry, events, clock, log, metrics, services: serviceInfo(rules, proxies), startedAt, reload: (by) => reloadFile(by) });
-      adminPort = await admin.listen();
-    }
-    const m = config.metrics.listen;
-    if (m !== null) {
-      metricsServer = new MetricsServer(metrics, log, { listen: m });
-      metricsPort = await metricsServer.listen();
-    } else if (config.admin.listen === null) {
-      // Without the admin API nothing would serve /metrics: a listener of its own, where the admin API would be.
-      const listen = deps.metricsFallback ?? ADMIN_DEFAULT_LISTEN;
-      log.info({ address: listen }, `admin.listen is null: /metrics served alone on ${listen}, the admin API's default address (metrics.listen moves it)`);
-      metricsServer = new MetricsServer(metrics, log, { listen, why: "admin.listen and metrics.listen are null, so /metrics listens at the admin API's default address; set metrics.listen" });
-      metricsPort = await metricsServer.listen();
-    }
-  } catch (err) {
-    // An admin API that failed to bind has closed itself.
-    if (adminPort !== 0) await admin?.close();
-    await metricsServer?.close();
-    metrics.detach();
-    for (const g of proxies) await g.close();
-    await audit.close();
-    await anvil?.close();
-    await policy?.close();
-    await dovecot?.close();
-    geo?.close();
-    await gate.stop();
-    throw err;
+  // Last: the admin API's status shows the other listeners' bound ports; it closes first, so no change arrives while the rest shuts down.
+  let admin: AdminServer | null = null;
+  let adminPort = 0;
+  if (config.admin.listen !== null) {
+    admin = await AdminServer.create({ config: config.admin, control, gate, registry, events, clock, log, metrics, services: serviceInfo(config.rules, fronts.proxies), startedAt, reload: (by) => reloadFile(by) });
+    // One that failed to bind has closed itself.
+    adminPort = await admin.listen();
+    const opened = admin;
+    closing.push('admin API', () => opened.close());
   }
+  const { metricsServer, metricsPort } = await openMetricsListener(config, log, deps, closing, metrics);
 
-  let stopping: Promise<void> | null = null;
   const daemon: Daemon = {
     gate,
-    anvil,
-    policy,
-    dovecot,
-    dovecotPort,
+    ...fronts,
     registry,
-    proxies,
     events,
     control,
     admin,
@@ -307,16 +157,17 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
       const restart = restartOnlyChanges(current, next);
       if (restart.length > 0) throw new ReloadError(next.source, restart);
       const changed = reloadableChanges(current, next);
-      const newRules = next.rules;
-      if (geo === null && deps.countries === undefined && usesCountries(newRules)) {
-        geo = await openCountryLookup(config.geo.database ?? undefined);
+      if (core.geo === null && deps.countries === undefined && usesCountries(next.rules)) {
+        const geo = await openCountryLookup(config.geo.database ?? undefined);
+        core.geo = geo;
+        closing.push('country database', () => geo.close());
         gate.setCountrySource(geo);
         log.info({ source: geo.source }, 'country database open (a reloaded rule uses countries)');
       }
       await control.reconfigure(next);
       current = next;
       log.level = next.log.level;
-      await audit?.append({ action: 'config.reload', target: next.source, by, reason: null, details: { changed } }, clock.now());
+      await audit.append({ action: 'config.reload', target: next.source, by, reason: null, details: { changed } }, clock.now());
       log.info({ config: next.source, changed, by }, 'configuration reloaded');
       return changed;
     },
@@ -325,27 +176,167 @@ export async function startDaemon(config: Config, log: Logger, deps: DaemonDeps 
       log.info({ target, kicked: r.hits.length, ban: r.result.ban?.target ?? null, reason: opts.reason ?? null }, 'kick');
       return { kicked: r.hits, ban: r.result.ban };
     },
-    stop() {
-      stopping ??= (async () => {
-        // First: no change may arrive while the rest shuts down.
-        await admin?.close();
-        await metricsServer?.close();
-        metrics.detach();
-        await Promise.all(proxies.map((g) => g.close()));
-        await audit?.close();
-        await bus?.stop();
-        fleetState?.close();
-        await dovecot?.close();
-        await policy?.close();
-        geo?.close();
-        await anvil?.close();
-        await gate.stop();
-      })();
-      return stopping;
-    },
+    stop: () => closing.closeAll(),
     reloadFile,
   };
   return daemon;
+}
+
+/** Services with a guard proxy in front. */
+function proxiedServices(config: Config): Array<[string, Config['services'][string]]> {
+  return Object.entries(config.services).filter(([, s]) => s.proxy !== null);
+}
+
+/**
+ * The store, the country database (only when a rule or a proxy needs it:
+ * opening validates it, ~65 ms) and the gatekeeper over them.
+ */
+async function openCore(config: Config, log: Logger, deps: DaemonDeps, clock: Clock, closing: CloseStack, policyOf: (service: string) => 'open' | 'closed') {
+  const e = config.engine;
+  const rate = rateAlgorithm(e.rate_algorithm, e.rate_time_unit);
+  const { store, fleet } = await openStore(config, rate, clock, log, policyOf);
+  // Until the gatekeeper owns it (its stop() closes it), the store is closed on its own.
+  let storeOwned = false;
+  closing.push('store', () => (storeOwned ? undefined : store.close()));
+  let geo: CountryLookup | null = null;
+  if (deps.countries === undefined && (usesCountries(config.rules) || proxiedServices(config).length > 0)) {
+    const opened = await openCountryLookup(config.geo.database ?? undefined, {
+      onEvent: (ev) =>
+        ev.type === 'reloaded'
+          ? log.info({ path: ev.path, type: ev.databaseType, built: ev.buildEpoch.toISOString() }, 'country database reloaded')
+          : log.error({ path: ev.path, err: ev.error.message }, 'country database not reloaded; the previous one stays in service'),
+    });
+    closing.push('country database', () => opened.close());
+    log.info({ source: opened.source }, 'country database open');
+    geo = opened;
+  }
+  const ranges = new PostfixRanges({ ipv4: config.anvil.client_ipv4_prefix_length, ipv6: config.anvil.client_ipv6_prefix_length });
+  ranges.onChange = (c) => logRangeChange(log, c);
+  const gate = Gatekeeper.open({ store, rules: config.rules, countries: deps.countries ?? geo ?? NO_COUNTRIES, clock, log, rateUnitMs: rate.unitMs, statusUpdateMs: e.status_update_time, ranges });
+  storeOwned = true;
+  closing.push('gatekeeper', () => gate.stop());
+  return { gate, fleet, geo };
+}
+
+/**
+ * The operator's controls over the state file and the audit log (in fleet
+ * mode, the fleet's state and audit, and the bus), with the state restored.
+ */
+async function openControl(config: Config, log: Logger, clock: Clock, closing: CloseStack, gate: Gatekeeper, registry: ConnectionRegistry, events: DoorEventBus, fleet: OpenedStore['fleet']) {
+  const file = await openStatePath(config.source, 'state.file', config.state.file, (p) => StateStore.open(p));
+  const local = await openStatePath(config.source, 'state.audit_log', config.state.audit_log, (p) => AuditLog.open(p));
+  closing.push('audit log', () => local.close());
+  const node = nodeName(config);
+  const shared = fleet === null ? null : await openFleet({ config, client: fleet.client, node, file, audit: local, log, closing });
+  const state = shared?.state ?? file;
+  const audit = shared?.audit ?? local;
+  const control = Control.restore({ config, gate, registry, state, audit, clock, log, events, node, fleet: shared?.bus ?? null });
+  gate.onAutoBan = (ban) => void control.keepAutoBan(ban);
+  await shared?.start((s) => control.applyState(s));
+  if (state.current.bans.length > 0 || Object.keys(state.current.countries).length > 0) {
+    log.info({ file: state.path, bans: gate.bans.list(clock.now()).length, country_rules: Object.keys(state.current.countries).length }, 'run-time state restored');
+  }
+  return { control, audit };
+}
+
+/** Every front-end the configuration asks for, bound; each one's load is added to `loads` for the metrics. */
+async function openFrontEnds(config: Config, log: Logger, closing: CloseStack, gate: Gatekeeper, registry: ConnectionRegistry, events: DoorEventBus, metrics: DoorMetrics, loads: ListenerLoad[]) {
+  const host = hostname();
+  const proxies: GuardListener[] = [];
+  for (const [service, s] of proxiedServices(config)) {
+    const p = s.proxy;
+    if (p === null) continue;
+    for (const listen of p.listen) {
+      const g = new GuardListener(gate, registry, events, log, {
+        service,
+        protocol: config.rules.service(service).protocol,
+        listen,
+        backend: p.backend,
+        proxyProtocol: p.proxy_protocol,
+        trusted: NetworkSet.parse(p.accept_proxy_from),
+        hostname: p.hostname ?? host,
+        texts: p.texts,
+        maxConnections: p.max_connections,
+        connectTimeoutMs: p.connect_timeout,
+        idleTimeoutMs: p.idle_timeout,
+        headerTimeoutMs: p.header_timeout,
+        timer: metrics.decisionTimer('proxy'),
+      });
+      proxies.push(g);
+      closing.push(`proxy ${service} ${listen}`, () => g.close());
+      await g.listen();
+      loads.push({ listener: `services.${service}.proxy`, address: g.address, max: p.max_connections, clients: () => g.sockets.size, full: () => g.full });
+    }
+  }
+  let anvil: AnvilServer | null = null;
+  if (config.anvil.enabled) {
+    const a = config.anvil;
+    const server = new AnvilServer(gate, log, {
+      socket: a.socket,
+      mode: parseInt(a.socket_mode, 8),
+      uid: a.owner === null ? null : resolveUid(a.owner),
+      gid: a.group === null ? null : resolveGid(a.group),
+      maxClients: a.max_clients,
+      requestTimeoutMs: a.request_timeout,
+      idleTimeoutMs: a.idle_timeout,
+      maxBadRequests: a.max_bad_requests,
+      timer: metrics.decisionTimer('anvil'),
+    });
+    anvil = server;
+    closing.push('anvil service', () => server.close());
+    await server.listen();
+    loads.push(streamLoad('anvil', server.listener));
+  }
+  let policy: PolicyServer | null = null;
+  const p = config.postfix_policy;
+  if (p.listen.length > 0) {
+    const server = new PolicyServer(gate, log, {
+      listen: p.listen,
+      service: p.service,
+      defaultAction: p.default_action,
+      decisionTimeoutMs: p.decision_timeout,
+      mode: parseInt(p.socket_mode, 8),
+      uid: p.owner === null ? null : resolveUid(p.owner),
+      gid: p.group === null ? null : resolveGid(p.group),
+      maxClients: p.max_clients,
+      requestTimeoutMs: p.request_timeout,
+      idleTimeoutMs: p.idle_timeout,
+      timer: metrics.decisionTimer('policy'),
+    }, events);
+    policy = server;
+    closing.push('policy service', () => server.close());
+    await server.listen();
+    for (const l of server.listeners) loads.push(streamLoad('postfix_policy', l));
+  }
+  let dovecot: DovecotPolicyServer | null = null;
+  let dovecotPort = 0;
+  const dc = config.dovecot_policy;
+  if (dc.listen !== null) {
+    const server = new DovecotPolicyServer(gate, log, dc, events, metrics.decisionTimer('dovecot'));
+    dovecot = server;
+    closing.push('dovecot policy', () => server.close());
+    dovecotPort = await server.listen();
+    const address = describeEndpoint({ host: parseEndpoint(dc.listen).host, port: dovecotPort });
+    loads.push({ listener: 'dovecot_policy', address, max: dc.max_clients, clients: () => server.clients(), full: () => server.full });
+  }
+  return { proxies, anvil, policy, dovecot, dovecotPort };
+}
+
+/**
+ * The metrics-only listener: on metrics.listen, or, when the admin API is off
+ * too, where the admin API would be, since nothing else would serve /metrics.
+ */
+async function openMetricsListener(config: Config, log: Logger, deps: DaemonDeps, closing: CloseStack, metrics: DoorMetrics): Promise<{ metricsServer: MetricsServer | null; metricsPort: number }> {
+  const m = config.metrics.listen;
+  let server: MetricsServer;
+  if (m !== null) server = new MetricsServer(metrics, log, { listen: m });
+  else if (config.admin.listen === null) {
+    const listen = deps.metricsFallback ?? ADMIN_DEFAULT_LISTEN;
+    log.info({ address: listen }, `admin.listen is null: /metrics served alone on ${listen}, the admin API's default address (metrics.listen moves it)`);
+    server = new MetricsServer(metrics, log, { listen, why: "admin.listen and metrics.listen are null, so /metrics listens at the admin API's default address; set metrics.listen" });
+  } else return { metricsServer: null, metricsPort: 0 };
+  closing.push('metrics listener', () => server.close());
+  return { metricsServer: server, metricsPort: await server.listen() };
 }
 
 /** A stream listener's load for the metrics: read at scrape, the same object every time (the counter takes differences). */
