@@ -155,7 +155,7 @@ export class Gatekeeper {
     return gate;
   }
 
-  /** Ends the engine's timers and logs the last statistics. The store is closed by whoever opened it. */
+  /** Ends the engine's timers, logs the last statistics and closes the store it counts in. */
   stop(): Promise<void> {
     return this.engine.stop();
   }
@@ -166,12 +166,12 @@ export class Gatekeeper {
   /** Told of every ban the gatekeeper makes itself (AUTH failures), so it can be kept with the operator's. */
   onAutoBan: ((ban: Ban) => void) | null = null;
 
-  /** Swaps in new rules (country rules changed at run time, a reload). */
   /** The country source, once a reload brings the first rule that needs one. */
   setCountrySource(geo: CountryOf): void {
     this.geo = geo;
   }
 
+  /** Swaps in new rules (country rules changed at run time, a reload). */
   setRules(rules: Rules): void {
     this.rules = rules;
     this.prefixCounting = rules.countsPrefixes;
