@@ -15,29 +15,15 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { load, loadMoved } from './load.js';
+import { benchGate, load } from './load.js';
 
 const [root = '.', roundsText = '30000'] = process.argv.slice(2);
 const rounds = Number(roundsText);
-const { MemoryStore } = await load(root, 'store/memory.js');
-const { Engine } = await load(root, 'core/engine.js');
-const { Gatekeeper } = await load(root, 'core/gate.js');
-const { BanList } = await load(root, 'core/bans.js');
-const { Rules } = await load(root, 'core/rules.js');
-const { slidingWindow } = await loadMoved(root, 'store/rate.js', 'core/rate.js');
-const { serviceSchema } = await load(root, 'config/rules-schema.js');
-const { FakeClock } = await load(root, 'core/clock.js');
+const { engine, gate } = await benchGate(root);
 const { AnvilServer } = await load(root, 'listeners/anvil-server.js');
 const { PolicyServer } = await load(root, 'listeners/policy-server.js');
 const latency = existsSync(join(root, 'dist', 'src', 'observability', 'latency.js')) ? new (await load(root, 'observability/latency.js')).DecisionLatency() : null;
-
 const quiet = { info() {}, warn() {}, error() {}, debug() {}, isLevelEnabled: () => false };
-const clock = new FakeClock();
-const rate = slidingWindow(60_000);
-const engine = new Engine(new MemoryStore({ rate, maxEntries: 1_000_000 }), clock, quiet, { rateUnitMs: 60_000, statusUpdateMs: 600_000 });
-const service = serviceSchema.parse({ limits: { connections_per_address: 1000, connection_rate: 100_000, recipient_rate: 100_000 }, countries: { connect: { deny: ['KP'] } } });
-const rules = Rules.compile({ services: { smtp: service }, exceptions: [], overrides: [] }, 'bench');
-const gate = new Gatekeeper(engine, rules, new BanList(), { country: () => 'DE' }, clock, 60_000);
 
 const common = { mode: 0o666, uid: null, gid: null, maxClients: 10, requestTimeoutMs: 10_000, idleTimeoutMs: 3_600_000 };
 // Since issue 18 the anvil service goes through the gatekeeper; before, it took the engine and reported clients to the gate.

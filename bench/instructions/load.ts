@@ -25,3 +25,28 @@ export async function loadMoved(root: string, ...paths: string[]): Promise<Mod> 
   }
   throw new Error(`none of ${paths.join(', ')} in ${root}/dist/src`);
 }
+
+/**
+ * The gatekeeper both workloads drive, built from `root`'s own classes: an
+ * engine over a memory store of a million entries, one smtp service with a
+ * deny-country rule and limits set high enough never to refuse, every
+ * address in Germany, a clock that does not move.
+ */
+export async function benchGate(root: string): Promise<{ engine: Mod; gate: Mod; clock: Mod }> {
+  const { MemoryStore } = await load(root, 'store/memory.js');
+  const { Engine } = await load(root, 'core/engine.js');
+  const { Gatekeeper } = await load(root, 'core/gate.js');
+  const { BanList } = await load(root, 'core/bans.js');
+  const { Rules } = await load(root, 'core/rules.js');
+  const { slidingWindow } = await loadMoved(root, 'store/rate.js', 'core/rate.js');
+  const { serviceSchema } = await load(root, 'config/rules-schema.js');
+  const { FakeClock } = await load(root, 'core/clock.js');
+  const quiet = { info() {}, warn() {}, error() {}, debug() {}, isLevelEnabled: () => false };
+  const clock = new FakeClock();
+  const rate = slidingWindow(60_000);
+  const engine = new Engine(new MemoryStore({ rate, maxEntries: 1_000_000 }), clock, quiet, { rateUnitMs: 60_000, statusUpdateMs: 600_000 });
+  const service = serviceSchema.parse({ limits: { connections_per_address: 1000, connection_rate: 100_000, recipient_rate: 100_000 }, countries: { connect: { deny: ['KP'] } } });
+  const rules = Rules.compile({ services: { smtp: service }, exceptions: [], overrides: [] }, 'bench');
+  const gate = new Gatekeeper(engine, rules, new BanList(), { country: () => 'DE' }, clock, 60_000);
+  return { engine, gate, clock };
+}

@@ -10,26 +10,11 @@
  * ROOT is a checkout whose `dist/` holds a build: this one, or an older one
  * to compare with (its module paths and constructors must match these).
  */
-import { load, loadMoved } from './load.js';
+import { benchGate } from './load.js';
 
 const [root = '.', roundsText = '30000'] = process.argv.slice(2);
 const rounds = Number(roundsText);
-const { MemoryStore } = await load(root, 'store/memory.js');
-const { Engine } = await load(root, 'core/engine.js');
-const { Gatekeeper } = await load(root, 'core/gate.js');
-const { BanList } = await load(root, 'core/bans.js');
-const { Rules } = await load(root, 'core/rules.js');
-const { slidingWindow } = await loadMoved(root, 'store/rate.js', 'core/rate.js');
-const { serviceSchema } = await load(root, 'config/rules-schema.js');
-const { FakeClock } = await load(root, 'core/clock.js');
-
-const quiet = { info() {}, warn() {}, error() {}, debug() {} };
-const clock = new FakeClock();
-const rate = slidingWindow(60_000);
-const engine = new Engine(new MemoryStore({ rate, maxEntries: 1_000_000 }), clock, quiet, { rateUnitMs: 60_000, statusUpdateMs: 600_000 });
-const service = serviceSchema.parse({ limits: { connections_per_address: 1000, connection_rate: 100_000, recipient_rate: 100_000 }, countries: { connect: { deny: ['KP'] } } });
-const rules = Rules.compile({ services: { smtp: service }, exceptions: [], overrides: [] }, 'bench');
-const gate = new Gatekeeper(engine, rules, new BanList(), { country: () => 'DE' }, clock, 60_000);
+const { engine, gate } = await benchGate(root);
 const owner = engine.createOwner('anvil');
 let refused = 0;
 for (let i = 0; i < rounds; i++) {

@@ -42,6 +42,17 @@ export async function waitUntil(what: string, probe: () => boolean | Promise<boo
   }
 }
 
+/** Polls `get` until `ok` holds and returns that value; fails with the last value seen after `timeoutMs` (bounds a failure, measures nothing). */
+export async function until<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 3000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await get();
+    if (ok(v)) return v;
+    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(v)} after ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
+
 export interface RunResult {
   /** The exit code; null when killed (the timeout). */
   readonly code: number | null;

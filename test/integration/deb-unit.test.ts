@@ -22,7 +22,6 @@ import { chown, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { parse } from 'yaml';
 import { resolveGid, resolveUid } from '../../src/listeners/unix-ids.js';
 import { AnvilTestClient } from '../helpers/anvil-client.js';
@@ -30,6 +29,7 @@ import { startDoorman } from '../helpers/daemon.js';
 import { postfixUnavailableReason, prepareQueueDir, startPostfix } from '../helpers/postfix.js';
 import { skipBanner } from '../helpers/skip.js';
 import { SmtpTestClient } from '../helpers/smtp.js';
+import { until } from '../helpers/guard.js';
 
 const UNIT = '/lib/systemd/system/doorman.service';
 const PACKAGED_CONFIG = '/etc/doorman/doorman.yaml';
@@ -72,16 +72,6 @@ function one(settings: Map<string, string[]>, key: string): string {
   return v[0] as string;
 }
 
-/** Polls `get` until `ok` holds; bounds a failure, measures nothing. */
-async function until<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await get();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) assert.fail(`${what}: still ${JSON.stringify(v)} after ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}
 
 const SKIP = unavailable();
 if (SKIP !== undefined) skipBanner(`${SKIP}; the packaged unit's Postfix test did not run`);

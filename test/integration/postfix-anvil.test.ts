@@ -46,6 +46,7 @@ import {
 } from '../helpers/postfix.js';
 import { perGeneration, skipBanner } from '../helpers/skip.js';
 import { SmtpTestClient, type SmtpReply } from '../helpers/smtp.js';
+import { until as untilBounded } from '../helpers/guard.js';
 
 const HOSTNAME = 'doorman-test.localdomain';
 /** Counts settle within milliseconds on loopback; this only bounds a failure. */
@@ -118,15 +119,9 @@ async function setup(t: TestContext, generation: PostfixGeneration, mainCf: Reco
   };
 }
 
-/** Polls `get` until `ok` holds; fails with the last value seen after `timeoutMs`. */
-async function until<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = SETTLE_MS): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await get();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) assert.fail(`${what}: still ${JSON.stringify(v)} after ${timeoutMs} ms`);
-    await sleep(20);
-  }
+/** Polls until `ok` holds, within SETTLE_MS unless told otherwise. */
+function until<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = SETTLE_MS): Promise<T> {
+  return untilBounded(what, get, ok, timeoutMs);
 }
 
 async function maillogContains(pf: PostfixInstance, text: string): Promise<void> {
