@@ -14,6 +14,7 @@ import { fullBits } from './core/ip.js';
 import { AnvilServer } from './listeners/anvil-server.js';
 import { PolicyServer } from './listeners/policy-server.js';
 import { DovecotPolicyServer } from './http/dovecot-policy.js';
+import { NginxAuthServer } from './http/nginx-auth.js';
 import { AdminServer } from './http/admin/server.js';
 import { MetricsServer } from './http/metrics-server.js';
 import { DoorMetrics, type ListenerLoad } from './observability/metrics.js';
@@ -57,6 +58,9 @@ export interface Daemon {
   readonly dovecot: DovecotPolicyServer | null;
   /** The Dovecot policy endpoint's bound port (0 when off). */
   readonly dovecotPort: number;
+  /** nginx mail's auth_http endpoint, and its bound port (0 when off). */
+  readonly nginx: NginxAuthServer | null;
+  readonly nginxPort: number;
   /** Live proxied connections. */
   readonly registry: ConnectionRegistry;
   /** The guard proxy's listeners, one per service and listen address, in config order. */
@@ -319,7 +323,18 @@ async function openFrontEnds(config: Config, log: Logger, closing: CloseStack, g
     const address = describeEndpoint({ host: parseEndpoint(dc.listen).host, port: dovecotPort });
     loads.push({ listener: 'dovecot_policy', address, max: dc.max_clients, clients: () => server.clients(), full: () => server.full });
   }
-  return { proxies, anvil, policy, dovecot, dovecotPort };
+  let nginx: NginxAuthServer | null = null;
+  let nginxPort = 0;
+  const nc = config.nginx_auth;
+  if (nc.listen !== null) {
+    const server = new NginxAuthServer(gate, log, nc, events, metrics.decisionTimer('nginx'));
+    nginx = server;
+    closing.push('nginx auth_http', () => server.close());
+    nginxPort = await server.listen();
+    const address = describeEndpoint({ host: parseEndpoint(nc.listen).host, port: nginxPort });
+    loads.push({ listener: 'nginx_auth', address, max: nc.max_clients, clients: () => server.clients(), full: () => server.full });
+  }
+  return { proxies, anvil, policy, dovecot, dovecotPort, nginx, nginxPort };
 }
 
 /**

@@ -157,6 +157,10 @@ export function parseConfig(data: unknown, file: string): Config {
       throw new ConfigError([{ file, key: 'store.redis', value: undefined, expected: 'exactly one of url, sentinels or cluster when store.type is redis' }]);
     }
   }
+  const n = result.data.nginx_auth;
+  if (n.listen !== null && n.api_key === null) {
+    throw new ConfigError([{ file, key: 'nginx_auth.api_key', value: null, expected: 'a secret that nginx sends with `auth_http_header X-Doorman-Key SECRET;`: the endpoint answers where logins go' }]);
+  }
   const d = result.data.dovecot_policy;
   if (d.listen !== null && d.api_key === null && d.basic === null) {
     throw new ConfigError([{ file, key: 'dovecot_policy.api_key', value: null, expected: 'an api_key or basic credentials: Dovecot sends them, and the endpoint refuses requests without them' }]);

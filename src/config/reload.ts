@@ -22,7 +22,7 @@ export class ReloadError extends DoormanError {
 }
 
 /** Top-level sections a reload may not change. */
-const RESTART_SECTIONS = ['run_as', 'engine', 'store', 'anvil', 'geo', 'postfix_policy', 'dovecot_policy', 'state', 'admin', 'metrics'] as const;
+const RESTART_SECTIONS = ['run_as', 'engine', 'store', 'anvil', 'geo', 'postfix_policy', 'dovecot_policy', 'nginx_auth', 'state', 'admin', 'metrics'] as const;
 /** Per-service keys a reload may not change. */
 const RESTART_SERVICE_KEYS = ['protocol', 'proxy'] as const;
 

@@ -161,6 +161,37 @@ export const dovecotPolicySchema = z.strictObject(
   section('dovecot_policy'),
 );
 
+const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+/** nginx needs the backend as an IP address and a port (a name makes it fail the login). */
+const IP_PORT = /^(\[[0-9A-Fa-f:.]+\]|\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}):\d{1,5}$/;
+
+export const nginxAuthSchema = z.strictObject(
+  {
+    /** host:port of nginx mail's auth_http endpoint; null: off. */
+    listen: z.string({ error: 'host:port such as 127.0.0.1:8027, or null' }).regex(HOST_PORT, { error: 'host:port such as 127.0.0.1:8027' }).nullable().default(null),
+    path: z.string({ error: 'a URL path such as /auth' }).regex(/^\/[^?#\s]*$/, { error: 'a URL path such as /auth' }).default('/auth'),
+    /** nginx sends it with `auth_http_header X-Doorman-Key SECRET;`. */
+    api_key: z.string({ error: 'a secret string' }).min(8, { error: 'a secret of at least 8 characters' }).nullable().default(null),
+    /** Where nginx proxies each protocol's admitted logins: an IP address and a port. */
+    backends: z
+      .strictObject(
+        {
+          imap: z.string().regex(IP_PORT, { error: 'an IP address and port such as 127.0.0.1:10143' }).nullable().default(null),
+          pop3: z.string().regex(IP_PORT, { error: 'an IP address and port such as 127.0.0.1:10110' }).nullable().default(null),
+          smtp: z.string().regex(IP_PORT, { error: 'an IP address and port such as 127.0.0.1:10587' }).nullable().default(null),
+        },
+        { error: 'a mapping of imap, pop3 and smtp to IP:port' },
+      )
+      .default({ imap: null, pop3: null, smtp: null }),
+    /** A temporary refusal holds the client this long before nginx sends it (Auth-Wait), and lets it try again; 0: closed at once. */
+    refusal_wait: duration('0s', 0),
+    /** Requests waiting for a decision at once. */
+    max_clients: int(256, 1, 100_000),
+    request_timeout: duration('5s', 10),
+  },
+  section('nginx_auth'),
+);
+
 /** Where the admin API listens unless told otherwise; metrics listen here when nothing else serves them. */
 export const ADMIN_DEFAULT_LISTEN = '127.0.0.1:8025';
 
@@ -231,6 +262,7 @@ export const configSchema = z.strictObject({
   state: stateSchema.default(() => stateSchema.parse({})),
   admin: adminSchema.default(() => adminSchema.parse({})),
   metrics: metricsSchema.default(() => metricsSchema.parse({})),
+  nginx_auth: nginxAuthSchema.default(() => nginxAuthSchema.parse({})),
   ...rulesSchemaShape,
 });
 
@@ -238,3 +270,4 @@ export type ConfigData = z.output<typeof configSchema>;
 export type DovecotPolicyConfig = z.output<typeof dovecotPolicySchema>;
 export type AdminConfig = z.output<typeof adminSchema>;
 export type MetricsConfig = z.output<typeof metricsSchema>;
+export type NginxAuthConfig = z.output<typeof nginxAuthSchema>;

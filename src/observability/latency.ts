@@ -18,7 +18,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Awaitable } from '../core/awaitable.js';
 
-export type Front = 'anvil' | 'policy' | 'dovecot' | 'proxy';
+export type Front = 'anvil' | 'policy' | 'dovecot' | 'proxy' | 'nginx';
 
 /**
  * Upper bounds in seconds, 25 µs to 100 ms. An in-memory decision takes
