@@ -16,7 +16,7 @@
  * @typedef {{ kind: 'allow' | 'deny', codes: string[], mode: 'enforce' | 'dry-run', source: 'config' | 'runtime' }} Rule
  * @typedef {'connect' | 'auth'} Phase
  * @typedef {{ dry_run: boolean, hits: Connection[] }} ChangeReply
- * @typedef {{ protocol: string, connections: number, listen: string[] }} ServiceStatus
+ * @typedef {{ protocol: string, connections: number, listen: string[], fronts: string[] }} ServiceStatus
  * @typedef {{ version: string, started_at: string, uptime_s: number, connections: number,
  *   services: Record<string, ServiceStatus>, countries: Record<string, number>, engine: { entries: number }, bans: number }} Status
  * @typedef {{ value: number, key: string, at: string }} Peak

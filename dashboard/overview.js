@@ -18,7 +18,7 @@ export class Overview {
   constructor(els) {
     this.els = els;
     this.chart = new HistoryChart(els.chart);
-    /** @type {Map<string, { protocol: string, count: number, el: HTMLElement | null, maxEl: HTMLElement | null, hourMax: number }>} */
+    /** @type {Map<string, { protocol: string, fronts: string[], count: number, el: HTMLElement | null, maxEl: HTMLElement | null, hourMax: number }>} */
     this.services = new Map();
     /** Tiles and chart follow the counts a few times a second, however many events arrive. */
     this.changed = throttle(() => this.paint(), TILES_EVERY_MS);
@@ -39,7 +39,8 @@ export class Overview {
       if (cur) {
         cur.count = st.connections;
         cur.protocol = st.protocol;
-      } else this.services.set(n, { protocol: st.protocol, count: st.connections, el: null, maxEl: null, hourMax: 0 });
+        cur.fronts = st.fronts ?? [];
+      } else this.services.set(n, { protocol: st.protocol, fronts: st.fronts ?? [], count: st.connections, el: null, maxEl: null, hourMax: 0 });
     }
     if (!same) this.buildTiles();
     this.changed();
@@ -47,7 +48,7 @@ export class Overview {
 
   buildTiles() {
     const tiles = this.names().map((n) => {
-      const s = /** @type {{ protocol: string, count: number, el: HTMLElement | null, maxEl: HTMLElement | null }} */ (this.services.get(n));
+      const s = /** @type {{ protocol: string, fronts: string[], count: number, el: HTMLElement | null, maxEl: HTMLElement | null }} */ (this.services.get(n));
       s.el = h('span', { class: 'tile-count' }, formatNumber(s.count));
       s.maxEl = h('span', { class: 'tile-max muted' });
       return h(
@@ -57,6 +58,7 @@ export class Overview {
         s.el,
         h('span', { class: 'tile-proto muted' }, s.protocol === n ? 'live now' : `live now (${s.protocol})`),
         s.maxEl,
+        h('span', { class: 'tile-fronts muted' }, s.fronts.length > 0 ? `asked by ${s.fronts.join(', ')}` : 'no front-end asks'),
       );
     });
     this.els.tiles.replaceChildren(...(tiles.length > 0 ? tiles : [emptyNote('No proxied services.')]));

@@ -18,7 +18,7 @@ import { NginxAuthServer } from './http/nginx-auth.js';
 import { AdminServer } from './http/admin/server.js';
 import { MetricsServer } from './http/metrics-server.js';
 import { DoorMetrics, type ListenerLoad } from './observability/metrics.js';
-import { PROTOCOLS } from './core/rules.js';
+import { PROTOCOLS, type Protocol } from './core/rules.js';
 import { ADMIN_DEFAULT_LISTEN } from './config/schema.js';
 import type { ServiceInfo } from './http/admin/context.js';
 import { openCountryLookup, type CountryLookup } from './geo/country.js';
@@ -138,7 +138,7 @@ async function build(config: Config, log: Logger, deps: DaemonDeps, closing: Clo
   let admin: AdminServer | null = null;
   let adminPort = 0;
   if (config.admin.listen !== null) {
-    admin = await AdminServer.create({ config: config.admin, control, gate, registry, events, clock, log, metrics, services: serviceInfo(config.rules, fronts.proxies), startedAt, reload: (by) => reloadFile(by) });
+    admin = await AdminServer.create({ config: config.admin, control, gate, registry, events, clock, log, metrics, services: serviceInfo(config, fronts.proxies), startedAt, reload: (by) => reloadFile(by) });
     // One that failed to bind has closed itself.
     adminPort = await admin.listen();
     const opened = admin;
@@ -359,13 +359,26 @@ function streamLoad(listener: string, l: StreamListener<Session>): ListenerLoad 
   return { listener, address: l.address, max: l.maxClients, clients: () => l.size, full: () => l.full };
 }
 
-/** Every configured service for the admin API's status: its protocol and its proxy's bound addresses. */
-function serviceInfo(rules: Rules, proxies: readonly GuardListener[]): ServiceInfo[] {
-  return [...rules.services.values()].map((s) => ({
+/** Every configured service for the admin API's status: its protocol, its proxy's bound addresses, the front-ends that ask about it. */
+function serviceInfo(config: Config, proxies: readonly GuardListener[]): ServiceInfo[] {
+  return [...config.rules.services.values()].map((s) => ({
     name: s.name,
     protocol: s.protocol,
     listen: proxies.filter((g) => g.opts.service === s.name).map((g) => describeEndpoint({ host: parseEndpoint(g.opts.listen).host, port: g.port })),
+    fronts: frontsOf(config, s.name, s.protocol),
   }));
+}
+
+/** Which of the configured front-ends ask about clients of a service. */
+function frontsOf(config: Config, name: string, protocol: Protocol): string[] {
+  const family = protocol.startsWith('pop3') ? 'pop3' : protocol.startsWith('imap') ? 'imap' : 'smtp';
+  const out: string[] = [];
+  if (config.services[name]?.proxy != null) out.push('guard proxy');
+  if (family === 'smtp' && config.anvil.enabled) out.push('anvil');
+  if (config.postfix_policy.listen.length > 0 && config.postfix_policy.service === name) out.push('postfix policy');
+  if (family !== 'smtp' && config.dovecot_policy.listen !== null) out.push('dovecot');
+  if (config.nginx_auth.listen !== null && name === family && config.nginx_auth.backends[family] !== null) out.push('nginx');
+  return out;
 }
 
 /**

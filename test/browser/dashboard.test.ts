@@ -138,6 +138,7 @@ test('the dashboard in Chromium: live list with countries, kick, country block, 
     assert.match(await row(page, '127.0.0.6').innerText(), /Germany \(DE\)/);
     assert.match(await row(page, '127.0.0.8').innerText(), /United States \(US\)/);
     assert.match(await page.locator('#service-tiles').innerText(), /imap\s+4/);
+    assert.match(await page.locator('#service-tiles').innerText(), /asked by guard proxy/, 'each service says which front-ends ask about it');
     // Country rules name the country, not only its code.
     const rules = await page.locator('#countries-body').innerText();
     assert.match(rules, /North Korea\s+KP/);

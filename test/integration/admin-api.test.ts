@@ -96,7 +96,7 @@ test('status and connections: filters, paging, one by id, 404, 400 on bad input'
   const status = await api.get('/api/status');
   assert.equal(status.status, 200);
   assert.equal(status.json.connections, 3);
-  assert.deepEqual(status.json.services.imap, { protocol: 'imap', connections: 3, listen: [`127.0.0.1:${port}`] });
+  assert.deepEqual(status.json.services.imap, { protocol: 'imap', connections: 3, listen: [`127.0.0.1:${port}`], fronts: ['guard proxy'] });
   assert.deepEqual(status.json.countries, { none: 2, RU: 1 });
   assert.equal(typeof status.json.version, 'string');
   assert.ok(Number.isFinite(Date.parse(status.json.started_at)));

@@ -17,6 +17,8 @@ export interface ServiceInfo {
   readonly protocol: string;
   /** The guard proxy's bound addresses (host:port, the real port); empty without a proxy. */
   readonly listen: readonly string[];
+  /** The front-ends that ask about this service's clients: guard proxy, anvil, postfix policy, dovecot, nginx. */
+  readonly fronts: readonly string[];
 }
 
 export interface AdminContext {

@@ -41,8 +41,8 @@ export function readRoutes(app: FastifyInstance, ctx: AdminContext): void {
   app.get('/api/status', none, async () => {
     const now = ctx.clock.now();
     const per = registry.countsByService();
-    const services: Record<string, { protocol: string; connections: number; listen: readonly string[] }> = {};
-    for (const s of ctx.services) services[s.name] = { protocol: s.protocol, connections: per[s.name] ?? 0, listen: s.listen };
+    const services: Record<string, { protocol: string; connections: number; listen: readonly string[]; fronts: readonly string[] }> = {};
+    for (const s of ctx.services) services[s.name] = { protocol: s.protocol, connections: per[s.name] ?? 0, listen: s.listen, fronts: s.fronts };
     return {
       version: ctx.version,
       started_at: new Date(ctx.startedAt).toISOString(),
