@@ -76,9 +76,13 @@ test('4xx: the server\'s own message; 409 says a guardrail changed nothing; 5xx 
   assert.equal(e409.message, 'refused: 127.0.0.0/8 covers your own address 127.0.0.1 (a guardrail; nothing was changed)');
   handler = apiError(404, 'DOORMAN_ERR_NOT_FOUND', 'no ban on 192.0.2.7');
   assert.equal((await failure(new AdminClient({ url: base, token: null }).delete('/api/bans', { target: '192.0.2.7' }))).message, 'no ban on 192.0.2.7');
-  handler = apiError(500, 'DOORMAN_ERR_STATE', 'state file: ENOSPC');
+  handler = apiError(500, 'DOORMAN_ERR_STATE_WRITE', 'state file: ENOSPC');
   const e500 = await failure(new AdminClient({ url: base, token: null }).post('/api/bans', {}));
   assert.equal(e500.message, 'the daemon could not do it: state file: ENOSPC (HTTP 500 on POST /api/bans)');
+  assert.equal(e500.code, 'DOORMAN_ERR_STATE_WRITE');
+  handler = apiError(500, 'DOORMAN_ERR_OF_ANOTHER_VERSION', 'state file: ENOSPC');
+  const other = await failure(new AdminClient({ url: base, token: null }).post('/api/bans', {}));
+  assert.deepEqual([other.code, other.message], ['DOORMAN_ERR_HTTP_500', e500.message], 'a code this catalogue does not know: the bare status, the same words');
   handler = send(502, '<html>bad gateway</html>', 'text/html');
   assert.equal((await failure(new AdminClient({ url: base, token: null }).get('/api/status'))).message, `${base} answered GET /api/status with HTTP 502 and no admin API error`);
 });

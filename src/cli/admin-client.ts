@@ -13,7 +13,7 @@
  * Redirects are not followed: the API never sends one, and following it
  * could carry the token elsewhere. Bodies are capped (MAX_RESPONSE_BYTES).
  */
-import { DoormanError } from '../errors.js';
+import { DoormanError, isErrorCode, type ErrorCode } from '../errors.js';
 import { oneLine } from './format.js';
 
 /** How every `doorman` command that talks to the daemon ends. */
@@ -40,7 +40,7 @@ export class AdminError extends DoormanError {
   readonly exitCode: number;
   /** The HTTP status, when the daemon answered. */
   readonly status: number | null;
-  constructor(code: string, message: string, exitCode: number, status: number | null = null, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, exitCode: number, status: number | null = null, options?: { cause?: unknown }) {
     super(code, message, options);
     this.exitCode = exitCode;
     this.status = status;
@@ -121,7 +121,8 @@ export class AdminClient {
 
   private refused(status: number, json: unknown, text: string, what: string): AdminError {
     const e = (json as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
-    const code = typeof e?.code === 'string' ? e.code : `DOORMAN_ERR_HTTP_${status}`;
+    // The daemon's code; one this catalogue does not know (another version's) reads as the bare status.
+    const code = typeof e?.code === 'string' && isErrorCode(e.code) ? e.code : (`DOORMAN_ERR_HTTP_${status}` as const);
     const said = oneLine(typeof e?.message === 'string' ? e.message : text.trim() !== '' && !text.trimStart().startsWith('<') ? text : `HTTP ${status}`);
     if (status === 401) {
       const msg =

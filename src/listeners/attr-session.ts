@@ -10,7 +10,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { DoormanError } from '../errors.js';
+import { DoormanError, type ErrorCode } from '../errors.js';
 import { AttrReader, type AttrLimits } from '../protocols/attr-plain.js';
 import type { Awaitable } from '../core/awaitable.js';
 
@@ -128,7 +128,7 @@ export abstract class AttrSession {
     if (!this.keepWhenIdle()) this.drop('DOORMAN_ERR_IDLE', 'idle');
   }
 
-  drop(code: string, reason: unknown): void {
+  drop(code: ErrorCode, reason: unknown): void {
     if (this.closed) return;
     const message = reason instanceof Error ? reason.message : String(reason);
     this.host.log.warn({ client: this.id, code, reason: message }, `${this.host.name}: client dropped`);

@@ -33,6 +33,7 @@
 import type { Refusal } from '../core/decision.js';
 import { formatIp, parseIp } from '../core/ip.js';
 import { NginxAuthError, type NginxMailProtocol } from './nginx-auth.js';
+import type { CodeOf } from '../errors.js';
 import { postfixAction } from './smtp-replies.js';
 
 /** What nginx reads an answer into (ngx_mail_auth_http_read_handler: a 1024-byte buffer, never grown). */
@@ -56,7 +57,7 @@ export type NginxAuthAnswer =
 
 const SMTP_CODE = /^([45])[0-9]{2} \1\.[0-9]{1,3}\.[0-9]{1,3}$/;
 
-function fail(code: string, header: string | null, message: string): never {
+function fail(code: CodeOf<'protocol'>, header: string | null, message: string): never {
   throw new NginxAuthError(code, header, message);
 }
 

@@ -52,7 +52,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { inspect } from 'node:util';
 import { formatIp, parseIp } from '../core/ip.js';
-import { ProtocolError } from '../errors.js';
+import { ProtocolError, type CodeOf } from '../errors.js';
 
 export const NGINX_AUTH_METHODS = ['plain', 'apop', 'cram-md5', 'external', 'none'] as const;
 export type NginxAuthMethod = (typeof NGINX_AUTH_METHODS)[number];
@@ -77,13 +77,13 @@ const MAX_ATTEMPT_DIGITS = 9;
 /** A request or answer Doorman refuses; `header` names the header at fault, when one is. */
 export class NginxAuthError extends ProtocolError {
   readonly header: string | null;
-  constructor(code: string, header: string | null, message: string) {
+  constructor(code: CodeOf<'protocol'>, header: string | null, message: string) {
     super(code, header === null ? message : `${header}: ${message}`);
     this.header = header;
   }
 }
 
-function fail(code: string, header: string | null, message: string): never {
+function fail(code: CodeOf<'protocol'>, header: string | null, message: string): never {
   throw new NginxAuthError(code, header, message);
 }
 

@@ -16,7 +16,7 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { formatIp, parseIp } from '../core/ip.js';
-import { ProtocolError } from '../errors.js';
+import { ProtocolError, type CodeOf } from '../errors.js';
 
 /** smtp-server's cap; a v2 header with the longest addresses (UNIX, 216 bytes) and a few TLVs fits. */
 export const PROXY_HEADER_MAX = 1024;
@@ -35,7 +35,7 @@ export interface ProxyHeader {
 
 export type ParseResult = { readonly done: false } | { readonly done: true; readonly header: ProxyHeader; readonly rest: Buffer };
 
-function fail(code: string, message: string): never {
+function fail(code: CodeOf<'protocol'>, message: string): never {
   throw new ProtocolError(code, message);
 }
 

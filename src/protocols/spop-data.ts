@@ -23,7 +23,7 @@
  * U+FFFD); BINARY stays bytes.
  */
 import { formatIp, parseIp, parseIPv4 } from '../core/ip.js';
-import { ProtocolError } from '../errors.js';
+import { ProtocolError, type CodeOf } from '../errors.js';
 
 /**
  * Bytes in a name (KV key, message name, argument name, variable name). These
@@ -80,13 +80,13 @@ export const SPOP_STATUS_TEXT: Readonly<Record<SpopStatus, string>> = {
 /** Bytes from HAProxy broke SPOP. `status` is what the agent answers in AGENT-DISCONNECT before closing. */
 export class SpopError extends ProtocolError {
   readonly status: SpopStatus;
-  constructor(status: SpopStatus, code: string, message: string) {
+  constructor(status: SpopStatus, code: CodeOf<'protocol'>, message: string) {
     super(code, message);
     this.status = status;
   }
 }
 
-function invalid(code: string, message: string): never {
+function invalid(code: CodeOf<'protocol'>, message: string): never {
   throw new SpopError(SPOP_STATUS.INVALID, code, message);
 }
 

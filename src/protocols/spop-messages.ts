@@ -25,14 +25,14 @@ import {
   type SpopValue,
   type SpopWriter,
 } from './spop.js';
-import { ProtocolError } from '../errors.js';
+import { ProtocolError, type CodeOf } from '../errors.js';
 
 type ItemType = 'string' | 'uint32' | 'bool';
 interface ItemSpec {
   readonly key: string;
   readonly type: ItemType;
   /** Set for a mandatory item: the status and error code when it is missing. */
-  readonly missing?: readonly [SpopStatus, string];
+  readonly missing?: readonly [SpopStatus, CodeOf<'protocol'>];
 }
 type ItemTable = Readonly<Record<string, ItemSpec>>;
 type JsOf<T extends ItemType> = T extends 'string' ? string : T extends 'uint32' ? number : boolean;

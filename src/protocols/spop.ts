@@ -43,12 +43,12 @@
  * HAProxy 3.1 and later (a multiplexer) announce only "pipelining", number
  * streams 1, 3, 5..., and refuse an ACK with stream-id 0.
  */
-import { ProtocolError } from '../errors.js';
+import { ProtocolError, type CodeOf } from '../errors.js';
 import { SPOP_STATUS, SpopCursor, SpopError, SpopWriter } from './spop-data.js';
 
 export * from './spop-data.js';
 
-function invalid(code: string, message: string): never {
+function invalid(code: CodeOf<'protocol'>, message: string): never {
   throw new SpopError(SPOP_STATUS.INVALID, code, message);
 }
 

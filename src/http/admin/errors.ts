@@ -15,14 +15,14 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { ControlInputError, GuardrailError } from '../../control/control.js';
-import { ConfigError, DoormanError, StoreUnavailableError } from '../../errors.js';
+import { ConfigError, DoormanError, StoreUnavailableError, type HttpCode } from '../../errors.js';
 import { ReloadError } from '../../config/reload.js';
 import { badCountryMessage, normaliseCountry } from '../../core/country-codes.js';
 
 /** An HTTP status with a stable code, thrown by a route. */
 export class HttpError extends DoormanError {
   readonly status: number;
-  constructor(status: number, code: string, message: string) {
+  constructor(status: number, code: HttpCode, message: string) {
     super(code, message);
     this.status = status;
   }
