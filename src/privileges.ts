@@ -12,11 +12,9 @@ import { chown } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { EMBEDDED_DEFAULTS, type Config } from './config/load.js';
-import { DoormanError } from './errors.js';
+import { PrivilegeError } from './errors.js';
 import { primaryGid, resolveGid, resolveUid } from './listeners/unix-ids.js';
 import { accessSync, constants } from 'node:fs';
-
-export class PrivilegeError extends DoormanError {}
 
 /** Gives a path to uid:gid; one that does not exist yet is left for the user to create. */
 async function hand(path: string, uid: number, gid: number): Promise<void> {

@@ -26,7 +26,7 @@ import type { KeySnapshot } from '../core/metrics.js';
 import { parseNetwork, type Network } from '../core/networks.js';
 import type { Peak, PeakName } from '../core/peaks.js';
 import type { CountryRuleInput, Rules, RulePhase } from '../core/rules.js';
-import { DoormanError } from '../errors.js';
+import { ControlInputError, GuardrailError } from '../errors.js';
 import type { FleetBus } from '../fleet/bus.js';
 import type { AuditSink } from '../state/audit-log.js';
 import type { RuntimeState, RuntimeStateStore } from '../state/runtime-state.js';
@@ -37,11 +37,6 @@ import { ruleInput, rulesWith, withBlocked, withUnblocked } from './overlay.js';
 
 export type { CountryRuleInput } from '../core/rules.js';
 export { rulesWith } from './overlay.js';
-
-/** A change refused to keep the operator from locking themselves (or an exception network) out. */
-export class GuardrailError extends DoormanError {}
-/** A request naming something that does not exist or is malformed. */
-export class ControlInputError extends DoormanError {}
 
 /** Who asks: their address is checked by the guardrails and written to the audit log. */
 export interface Caller {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { parseConfig } from '../../src/config/load.js';
-import { GuardrailError, ControlInputError } from '../../src/control/control.js';
+import { GuardrailError, ControlInputError } from '../../src/errors.js';
 import { startDaemon, type Daemon } from '../../src/main.js';
 import { startFakeBackend, type FakeBackend } from '../helpers/fake-backend.js';
 import { waitUntil } from '../helpers/guard.js';

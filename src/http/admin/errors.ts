@@ -14,8 +14,7 @@
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { ControlInputError, GuardrailError } from '../../control/control.js';
-import { ConfigError, DoormanError, StoreUnavailableError, type HttpCode } from '../../errors.js';
+import { ConfigError, ControlInputError, GuardrailError, DoormanError, StoreUnavailableError, type HttpCode } from '../../errors.js';
 import { ReloadError } from '../../config/reload.js';
 import { badCountryMessage, normaliseCountry } from '../../core/country-codes.js';
 

@@ -16,7 +16,7 @@
  */
 import type { StoreStatus } from '../../core/ports.js';
 import type { FastifyInstance } from 'fastify';
-import { ControlInputError } from '../../control/control.js';
+import { ControlInputError } from '../../errors.js';
 import { formatIp, parseClientRange, parseIp } from '../../core/ip.js';
 import { RATE_METRICS, type RateMetric } from '../../core/metrics.js';
 import { parseNetwork } from '../../core/networks.js';
