@@ -23,7 +23,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type {} from '@fastify/cookie';
 import type { AdminConfig } from '../../config/schema.js';
 import { DoormanError } from '../../errors.js';
-import { errorBody } from './errors.js';
+import { sendError } from './errors.js';
 
 export const COOKIE = 'doorman_token';
 /** As admin.token requires: shorter is guessable. */
@@ -69,11 +69,11 @@ export function installAuth(app: FastifyInstance, token: string | null): void {
     if (expected === null) {
       const host = req.headers.host;
       if (host === undefined || loopbackHost(host)) return;
-      return reply.code(401).send(errorBody('DOORMAN_ERR_UNAUTHORIZED', `Host ${host.slice(0, 100)} is not a loopback address: without admin.token the API answers only to loopback names`));
+      return sendError(reply, 'DOORMAN_ERR_UNAUTHORIZED', `Host ${host.slice(0, 100)} is not a loopback address: without admin.token the API answers only to loopback names`);
     }
     const login = req.routeOptions.url === '/' ? (req.query as Record<string, unknown>)['token'] : undefined;
     if (typeof login === 'string') {
-      if (!tokenMatches(login, expected)) return reply.code(401).send(errorBody('DOORMAN_ERR_UNAUTHORIZED', 'the token in the address is wrong'));
+      if (!tokenMatches(login, expected)) return sendError(reply, 'DOORMAN_ERR_UNAUTHORIZED', 'the token in the address is wrong');
       reply.setCookie(COOKIE, token as string, { httpOnly: true, sameSite: 'strict', path: '/' });
       return reply.header('cache-control', 'no-store').redirect('/', 302);
     }
@@ -84,10 +84,8 @@ export function installAuth(app: FastifyInstance, token: string | null): void {
       // A person opening the dashboard's address: say how to get in, not a JSON error.
       return reply.code(401).type('text/html; charset=utf-8').send(LOGIN_HINT);
     }
-    return reply
-      .code(401)
-      .header('www-authenticate', 'Bearer realm="doorman"')
-      .send(errorBody('DOORMAN_ERR_UNAUTHORIZED', auth === undefined && req.cookies[COOKIE] === undefined ? 'a token is required: send Authorization: Bearer TOKEN, or open /?token=TOKEN once in a browser' : 'the token is wrong'));
+    const why = auth === undefined && req.cookies[COOKIE] === undefined ? 'a token is required: send Authorization: Bearer TOKEN, or open /?token=TOKEN once in a browser' : 'the token is wrong';
+    return sendError(reply.header('www-authenticate', 'Bearer realm="doorman"'), 'DOORMAN_ERR_UNAUTHORIZED', why);
   });
 }
 

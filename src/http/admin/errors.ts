@@ -3,47 +3,54 @@
  *
  *   STATUS {"error":{"code":"DOORMAN_ERR_…","message":"what is wrong, in words"}}
  *
- *   400  bad input: a schema violation (named field, value, what was expected)
- *        or a ControlInputError from the controls
- *   401  no or a wrong token
- *   404  unknown id or route
- *   409  a guardrail refused the change (GuardrailError); a reload changing what needs a restart
- *   400  also: a reloaded configuration file that is invalid (each problem named)
- *   500  a change could not be written (state file, audit log), or a bug
- *   503  too many event-stream clients; fleet mode: Redis unreachable, so no change can be stored
+ * The status is the code's, from the catalogue (../../errors.ts: each
+ * entry's `http`), whoever threw it: a route (HttpError), the controls
+ * (ControlInputError 400, GuardrailError 409), a reload (ConfigError 400,
+ * ReloadError 409), the fleet's store (StoreUnavailableError 503). Besides:
+ * fastify's own 4xx keep their status as DOORMAN_ERR_BAD_REQUEST; a failed
+ * write (state file, audit log) is DOORMAN_ERR_STATE_WRITE; anything else is
+ * a bug, DOORMAN_ERR_INTERNAL, logged. docs/admin-api.md lists the codes.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { ConfigError, ControlInputError, GuardrailError, DoormanError, StoreUnavailableError, type HttpCode } from '../../errors.js';
-import { ReloadError } from '../../config/reload.js';
+import { ConfigError, DoormanError, ERRORS, HttpError, httpStatus, StoreUnavailableError, type ErrorCode, type HttpCode } from '../../errors.js';
 import { badCountryMessage, normaliseCountry } from '../../core/country-codes.js';
 
-/** An HTTP status with a stable code, thrown by a route. */
-export class HttpError extends DoormanError {
-  readonly status: number;
-  constructor(status: number, code: HttpCode, message: string) {
-    super(code, message);
-    this.status = status;
-  }
-}
-
 export interface ErrorBody {
-  error: { code: string; message: string };
+  error: { code: ErrorCode; message: string };
 }
 
-export function errorBody(code: string, message: string): ErrorBody {
-  return { error: { code, message } };
+/** An error as answered: the status, and the body's code and message. */
+interface Answer {
+  readonly status: number;
+  readonly code: ErrorCode;
+  readonly message: string;
+}
+
+/** `code` with the status the catalogue gives it. */
+function answer(code: HttpCode, message: string): Answer {
+  return { status: ERRORS[code].http, code, message };
+}
+
+function send(reply: FastifyReply, a: Answer): FastifyReply {
+  const body: ErrorBody = { error: { code: a.code, message: a.message } };
+  return reply.code(a.status).send(body);
+}
+
+/** Answers with the error shape and the status the catalogue gives `code`. */
+export function sendError(reply: FastifyReply, code: HttpCode, message: string): FastifyReply {
+  return send(reply, answer(code, message));
 }
 
 /** A country code from a request, in capitals; 400 naming it when it is not an assigned code (../../core/country-codes.ts). */
 export function countryOrThrow(input: string): string {
   const code = normaliseCountry(input);
-  if (code === null) throw new HttpError(400, 'DOORMAN_ERR_COUNTRY', badCountryMessage(input));
+  if (code === null) throw new HttpError('DOORMAN_ERR_COUNTRY', badCountryMessage(input));
   return code;
 }
 
 export function notFound(what: string): HttpError {
-  return new HttpError(404, 'DOORMAN_ERR_NOT_FOUND', what);
+  return new HttpError('DOORMAN_ERR_NOT_FOUND', what);
 }
 
 /** What ajv reports with `verbose: true`: the schema that failed and the value. */
@@ -93,29 +100,32 @@ export function formatSchemaErrors(errors: readonly VerboseError[], dataVar: str
 export function installErrorHandlers(app: FastifyInstance, log: Logger): void {
   app.setSchemaErrorFormatter((errors, dataVar) => formatSchemaErrors(errors as VerboseError[], dataVar));
   app.setNotFoundHandler(async (req: FastifyRequest, reply: FastifyReply) => {
-    return reply.code(404).send(errorBody('DOORMAN_ERR_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]?.slice(0, 200)}`));
+    return sendError(reply, 'DOORMAN_ERR_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]?.slice(0, 200)}`);
   });
   app.setErrorHandler(async (err: FastifyError | Error, req: FastifyRequest, reply: FastifyReply) => {
-    const { status, code, message } = classify(err);
-    if (status >= 500) log.error({ err, method: req.method, url: req.url.split('?')[0] }, 'admin API: request failed');
-    return reply.code(status).send(errorBody(code, message));
+    const a = classify(err);
+    if (a.status >= 500) log.error({ err, method: req.method, url: req.url.split('?')[0] }, 'admin API: request failed');
+    return send(reply, a);
   });
 }
 
-function classify(err: FastifyError | Error): { status: number; code: string; message: string } {
-  if ('validation' in err && err.validation !== undefined) return { status: 400, code: 'DOORMAN_ERR_BAD_REQUEST', message: err.message };
-  if (err instanceof HttpError) return { status: err.status, code: err.code, message: err.message };
-  if (err instanceof GuardrailError) return { status: 409, code: err.code, message: err.message };
-  if (err instanceof ControlInputError) return { status: 400, code: err.code, message: err.message };
-  if (err instanceof ReloadError) return { status: 409, code: err.code, message: err.message };
-  if (err instanceof ConfigError) return { status: 400, code: err.code, message: `not reloaded, the running configuration stays:\n${err.message}` };
-  if (err instanceof StoreUnavailableError) return { status: 503, code: err.code, message: `the fleet's store is unreachable; nothing was changed (${err.message})` };
+function classify(err: FastifyError | Error): Answer {
+  if ('validation' in err && err.validation !== undefined) return answer('DOORMAN_ERR_BAD_REQUEST', err.message);
+  if (err instanceof DoormanError) {
+    const status = httpStatus(err.code);
+    if (status !== null) return { status, code: err.code, message: inWords(err) };
+  }
   const status = 'statusCode' in err && typeof err.statusCode === 'number' ? err.statusCode : 500;
   // fastify's own 4xx: a body that is not JSON, too large, the wrong content type.
   if (status >= 400 && status < 500) return { status, code: 'DOORMAN_ERR_BAD_REQUEST', message: err.message };
   // The only I/O behind a route is writing the state file and the audit log.
-  if (typeof (err as NodeJS.ErrnoException).syscall === 'string') {
-    return { status: 500, code: 'DOORMAN_ERR_STATE_WRITE', message: `the change could not be written: ${err.message}` };
-  }
-  return { status: 500, code: 'DOORMAN_ERR_INTERNAL', message: err.message };
+  if (typeof (err as NodeJS.ErrnoException).syscall === 'string') return answer('DOORMAN_ERR_STATE_WRITE', `the change could not be written: ${err.message}`);
+  return answer('DOORMAN_ERR_INTERNAL', err.message);
+}
+
+/** The message as the API says it: a refused reload and an unreachable store say that nothing changed. */
+function inWords(err: Error): string {
+  if (err instanceof ConfigError) return `not reloaded, the running configuration stays:\n${err.message}`;
+  if (err instanceof StoreUnavailableError) return `the fleet's store is unreachable; nothing was changed (${err.message})`;
+  return err.message;
 }

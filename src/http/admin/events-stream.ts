@@ -18,7 +18,7 @@ import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { DoorEventBus, DoorEvents } from '../../core/events.js';
-import { HttpError } from './errors.js';
+import { HttpError } from '../../errors.js';
 import { connectionJson, disconnectJson } from './shapes.js';
 
 export interface EventStreamOptions {
@@ -63,7 +63,7 @@ export class EventStream {
   /** The route handler: takes the response over and keeps it open until the client goes. */
   open(req: FastifyRequest, reply: FastifyReply): void {
     if (this.clients.size >= this.maxClients) {
-      throw new HttpError(503, 'DOORMAN_ERR_TOO_MANY_STREAMS', `already ${this.maxClients} event streams open; close one and retry`);
+      throw new HttpError('DOORMAN_ERR_TOO_MANY_STREAMS', `already ${this.maxClients} event streams open; close one and retry`);
     }
     reply.hijack();
     const res = reply.raw;

@@ -4,7 +4,7 @@
  * as what was expected. Caps are named here with their reasons.
  */
 import { parseDuration } from '../../config/duration.js';
-import { HttpError } from './errors.js';
+import { HttpError } from '../../errors.js';
 
 /** The longest IPv6 CIDR text is 43 characters; connection ids are far shorter. */
 const TARGET_MAX = 64;
@@ -39,6 +39,6 @@ export function strict(properties: Record<string, unknown>, required: readonly s
 /** Milliseconds of a duration field that passed the schema. */
 export function durationMs(v: string | number, field: string): number {
   const ms = parseDuration(v);
-  if (ms === null) throw new HttpError(400, 'DOORMAN_ERR_BAD_REQUEST', `${field}: got ${JSON.stringify(v)}, expected ${duration.description}`);
+  if (ms === null) throw new HttpError('DOORMAN_ERR_BAD_REQUEST', `${field}: got ${JSON.stringify(v)}, expected ${duration.description}`);
   return ms;
 }

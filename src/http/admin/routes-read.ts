@@ -16,13 +16,12 @@
  */
 import type { StoreStatus } from '../../core/ports.js';
 import type { FastifyInstance } from 'fastify';
-import { ControlInputError } from '../../errors.js';
 import { formatIp, parseClientRange, parseIp } from '../../core/ip.js';
 import { RATE_METRICS, type RateMetric } from '../../core/metrics.js';
 import { parseNetwork } from '../../core/networks.js';
 import type { AdminContext } from './context.js';
 import * as f from './fields.js';
-import { HttpError } from './errors.js';
+import { ControlInputError, HttpError } from '../../errors.js';
 import { decisionJson, peakJson } from './shapes.js';
 
 /** Top lists are for a glance; the full list is /api/connections. */
@@ -152,10 +151,10 @@ function countryCounts(raw: Record<string, number>): Record<string, number> {
 /** The engine key asked for: given whole, or built from service and address in the engine's canonical form. */
 function countsKey(q: { key?: string; service?: string; address?: string }): string {
   if (q.key !== undefined) {
-    if (q.service !== undefined || q.address !== undefined) throw new HttpError(400, 'DOORMAN_ERR_BAD_REQUEST', 'give either key, or service and address, not both');
+    if (q.service !== undefined || q.address !== undefined) throw new HttpError('DOORMAN_ERR_BAD_REQUEST', 'give either key, or service and address, not both');
     return q.key;
   }
-  if (q.service === undefined || q.address === undefined) throw new HttpError(400, 'DOORMAN_ERR_BAD_REQUEST', 'give key (service:address), or both service and address');
+  if (q.service === undefined || q.address === undefined) throw new HttpError('DOORMAN_ERR_BAD_REQUEST', 'give key (service:address), or both service and address');
   const slash = q.address.indexOf('/');
   const ip = parseIp(slash < 0 ? q.address : q.address.slice(0, slash));
   if (ip === null) throw new ControlInputError('DOORMAN_ERR_ADDRESS', `"${q.address}" is not an IP address or network`);
