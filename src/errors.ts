@@ -176,17 +176,19 @@ export type CodeOf<K extends ErrorKind> = AsCode<{ [C in Key]: Catalogue[C]['kin
 /** The codes the admin API answers with, each with its status. */
 export type HttpCode = { [C in Key]: Catalogue[C] extends { readonly http: number } ? C : never }[Key];
 
-const FAMILIES = (Object.keys(ERRORS) as Key[]).filter((k) => k.endsWith('<status>')).map((k) => k.slice(0, -'<status>'.length));
+const FAMILY = '<status>';
+const FAMILIES = (Object.keys(ERRORS) as Key[]).filter((k) => k.endsWith(FAMILY)).map((k) => k.slice(0, -FAMILY.length));
 
 /** Whether `s` (from a peer, a file) is a code of this catalogue. */
 export function isErrorCode(s: string): s is ErrorCode {
-  return Object.hasOwn(ERRORS, s) || FAMILIES.some((p) => s.startsWith(p) && /^[1-9][0-9]{2}$/.test(s.slice(p.length)));
+  if (Object.hasOwn(ERRORS, s)) return !s.endsWith(FAMILY);
+  return FAMILIES.some((p) => s.startsWith(p) && /^[1-9][0-9]{2}$/.test(s.slice(p.length)));
 }
 
 /** The entry for `code` (a family's member reads its family's). */
 export function errorInfo(code: ErrorCode): ErrorInfo {
   if (Object.hasOwn(ERRORS, code)) return ERRORS[code as Key];
-  const key = `${FAMILIES.find((p) => code.startsWith(p))}<status>` as Key;
+  const key = `${FAMILIES.find((p) => code.startsWith(p))}${FAMILY}` as Key;
   return ERRORS[key];
 }
 
