@@ -89,6 +89,14 @@ test('docs/admin-api.md lists the codes the API answers with, at the catalogue\'
   for (const m of doc.matchAll(/DOORMAN_ERR_[A-Z0-9_]*[A-Z0-9]/g)) assert.ok(isErrorCode(m[0]), `${m[0]} is not in the catalogue`);
 });
 
+test('errors.ts names every error class, wherever it lives', () => {
+  const header = readFileSync(join(SRC, 'errors.ts'), 'utf8').split('\nexport ')[0] as string;
+  const classes = FILES.flatMap((f) => [...f.text.matchAll(/\bclass (\w+) extends (?:Error|\w+Error)\b/g)].map((m) => ({ file: f.file, name: m[1] as string })));
+  assert.ok(classes.length >= 15, `${classes.length} classes`);
+  const missing = classes.filter((c) => !new RegExp(`\\b${c.name}\\b`).test(header) || (c.file !== 'errors.ts' && !header.includes(c.file)));
+  assert.deepEqual(missing, [], 'name them (and where they live) at the top of src/errors.ts');
+});
+
 test('codes from outside are checked against the catalogue; a family takes a status', () => {
   assert.equal(isErrorCode('DOORMAN_ERR_GUARDRAIL'), true);
   assert.equal(isErrorCode('DOORMAN_ERR_HTTP_502'), true);
