@@ -1,13 +1,15 @@
 /**
- * Fuzzing the Dovecot auth policy endpoint (src/http/dovecot-policy.ts).
+ * Fuzzing the Dovecot auth policy endpoint (src/http/dovecot-policy.ts) end
+ * to end; the codec alone is ./dovecot.ts.
  *
- * Its request parsing is fastify's: the JSON content parser, then the
- * route's JSON schema, then the handler with the gatekeeper behind it. None
- * of it is a function of its own, so the inputs go where Dovecot's go: over
- * HTTP to a real daemon on 127.0.0.1, port 0, built by startDaemon from a
- * parsed config. Every answer must be a 200 with a policy reply, or a 4xx
- * with fastify's coded error (the tally counts them by status and code). A
- * 5xx, an error logged by the server, or no answer within ANSWER_MS fails.
+ * A request goes through fastify (credentials, content type, the JSON
+ * parser, the body cap), then the codec (src/protocols/dovecot-policy.ts),
+ * then the gatekeeper, so the inputs go where Dovecot's go: over HTTP to a
+ * real daemon on 127.0.0.1, port 0, built by startDaemon from a parsed
+ * config. Every answer must be a 200 with a policy reply, or a 4xx with a
+ * coded error, fastify's or the codec's (the tally counts them by status and
+ * code). A 5xx, an error logged by the server, or no answer within
+ * ANSWER_MS fails.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -17,14 +19,15 @@ import fc from 'fast-check';
 import { pino } from 'pino';
 import { parseConfig } from '../../src/config/load.js';
 import { startDaemon } from '../../src/main.js';
+import { MAX_BODY_BYTES } from '../../src/protocols/dovecot-policy.js';
 import { stateIn } from '../helpers/state.js';
 import { chunksOf, cutsArb, mutated, randomBytes, type Cuts, type FuzzCodec } from './harness.js';
 
 const KEY = 'fuzz-api-key-0123456789';
 const BASIC = { user: 'dovecot', password: 'fuzz-password-123' };
 const PATH = '/policy';
-/** fastify's bodyLimit in dovecot-policy.ts. */
-const BODY_LIMIT = 16 * 1024;
+/** fastify's bodyLimit in src/http/dovecot-policy.ts. */
+const BODY_LIMIT = MAX_BODY_BYTES;
 /** A request of a few kilobytes to a local server that takes longer than this is hanging. */
 const ANSWER_MS = 10_000;
 /** Statuses a client may get for what it sent: anything else (a 5xx above all) is a failure. */
@@ -48,6 +51,7 @@ const validBodyArb = fc.record(
     pwhash: fc.oneof(fc.stringMatching(/^[0-9a-f]{4}$/), str(128)),
     session_id: fc.oneof(fc.constantFrom('s1', 's2', 's3'), str(128)),
     device_id: str(256),
+    fail_type: fc.oneof(fc.constantFrom('', 'credentials', 'account', 'internal', 'policy'), str(32)),
     tls: fc.boolean(),
     success: fc.boolean(),
     policy_reject: fc.boolean(),
@@ -55,7 +59,7 @@ const validBodyArb = fc.record(
   { requiredKeys: ['remote'] },
 );
 /** The same keys with values of any JSON type, and keys that are no field, among them prototype poisons. */
-const KEYS = ['login', 'remote', 'protocol', 'pwhash', 'session_id', 'device_id', 'tls', 'success', 'policy_reject', '__proto__', 'constructor', 'extra'];
+const KEYS = ['login', 'remote', 'protocol', 'pwhash', 'session_id', 'device_id', 'fail_type', 'tls', 'success', 'policy_reject', '__proto__', 'constructor', 'extra'];
 const confusedBodyArb = fc
   .tuple(validBodyArb, fc.array(fc.tuple(fc.constantFrom(...KEYS), fc.jsonValue({ maxDepth: 2 })), { maxLength: 4 }))
   .map(([body, extra]) => `{${[...Object.entries(body), ...extra].map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v) ?? 'null'}`).join(',')}}`);
@@ -114,7 +118,7 @@ function post(agent: Agent, port: number, query: string, headers: Record<string,
   });
 }
 
-/** Checks one answer; returns the tally word: status and fastify's error code, or the policy verdict. */
+/** Checks one answer; returns the tally word: status and its error code (fastify's or the codec's), or the policy verdict. */
 function judge(a: Answer): string {
   if (!EXPECTED.has(a.status)) throw new Error(`HTTP ${a.status}: ${a.body.slice(0, 300)}`);
   let json: unknown;
@@ -129,12 +133,12 @@ function judge(a: Answer): string {
     return `200 status=${Math.sign(j.status as number)}`;
   }
   if (a.status === 401) return '401';
-  if (typeof j.code !== 'string' || !/^FST_ERR_[A-Z0-9_]+$/.test(j.code)) throw new Error(`HTTP ${a.status} without a coded error: ${a.body.slice(0, 200)}`);
+  if (typeof j.code !== 'string' || !/^(FST_ERR|DOORMAN_ERR_DOVECOT)_[A-Z0-9_]+$/.test(j.code)) throw new Error(`HTTP ${a.status} without a coded error: ${a.body.slice(0, 200)}`);
   return `${a.status} ${j.code}`;
 }
 
-export const dovecotCodec: FuzzCodec = {
-  name: 'dovecot-policy',
+export const dovecotHttpCodec: FuzzCodec = {
+  name: 'dovecot-policy-http',
   async open(tally) {
     const dir = mkdtempSync(join(tmpdir(), 'doorman-fuzz-dovecot-'));
     // Errors the server logs are failures too: fastify logs a 500's cause at level error.
