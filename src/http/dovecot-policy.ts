@@ -7,7 +7,7 @@
  * on clients and bodies, the deadlines; then each request is decoded (400
  * with the codec's code when it is refused), the gatekeeper asked, the
  * decision recorded, and the reply encoded. The service whose rules apply
- * is the body's protocol (imap, pop3; imap when it is empty).
+ * is the body's protocol (imap, pop3; imap when there is none).
  */
 import { timingSafeEqual } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
