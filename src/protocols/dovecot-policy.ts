@@ -2,7 +2,7 @@
  * Dovecot's auth policy protocol (auth_policy_server_url), decoded on the
  * side of the server Dovecot asks, and the reply encoded. No I/O: the HTTP
  * server is src/http/dovecot-policy.ts. Seen from Debian 12's Dovecot
- * 2.3.19 (/work/shared/notes/dovecot-2.3.md) and read in Dovecot 2.4.1's
+ * 2.3.19.1 (/work/shared/notes/dovecot-2.3.md) and read in Dovecot 2.4.1's
  * src/auth/auth-policy.c:
  *
  *   POST <url>?command=allow    before the password is checked, and again
@@ -10,9 +10,11 @@
  *                               "&command=…" when the URL ends in "&"
  *   POST <url>?command=report   after the attempt
  *   Content-Type: application/json
- *   {"device_id":"","fail_type":"","login":"alice","protocol":"imap","pwhash":"0dcd",
- *    "remote":"203.0.113.7","session_id":"Bo5C5upgMdTLAHEH","success":false,
- *    "policy_reject":false,"tls":false}
+ *   {"device_id":"","fail_type":"credentials","login":"alice","protocol":"imap",
+ *    "pwhash":"0690","remote":"203.0.113.7","session_id":"Bo5C5upgMdTLAHEH",
+ *    "success":false,"policy_reject":false,"tls":false}
+ *                               (2.4's report of a wrong password; 2.3 sends
+ *                               the same without fail_type)
  *
  *   The attributes of auth_policy_request_attributes come first, sorted by
  *   name, each a JSON string ("/" in a name nests an object); then, in a
