@@ -69,16 +69,26 @@ export const MAX_BODY_BYTES = 16 * 1024;
 const INT_MIN = -(2 ** 31);
 const INT_MAX = 2 ** 31 - 1;
 
+/** The codes this codec refuses with, all of the protocol kind. */
+export type DovecotErrorCode =
+  | 'DOORMAN_ERR_DOVECOT_COMMAND'
+  | 'DOORMAN_ERR_DOVECOT_BODY'
+  | 'DOORMAN_ERR_DOVECOT_MISSING'
+  | 'DOORMAN_ERR_DOVECOT_TYPE'
+  | 'DOORMAN_ERR_DOVECOT_TOO_LONG'
+  | 'DOORMAN_ERR_DOVECOT_ENCODE'
+  | 'DOORMAN_ERR_DOVECOT_REPLY';
+
 /** A request or reply Doorman refuses; `field` names the body field (or "status", "msg") at fault, when one is. */
 export class DovecotPolicyError extends ProtocolError {
   readonly field: string | null;
-  constructor(code: string, field: string | null, message: string) {
+  constructor(code: DovecotErrorCode, field: string | null, message: string) {
     super(code, field === null ? message : `${field}: ${message}`);
     this.field = field;
   }
 }
 
-function fail(code: string, field: string | null, message: string): never {
+function fail(code: DovecotErrorCode, field: string | null, message: string): never {
   throw new DovecotPolicyError(code, field, message);
 }
 
