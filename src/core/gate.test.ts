@@ -7,6 +7,7 @@ import { BanList } from './bans.js';
 import { FakeClock } from './clock.js';
 import { Engine } from './engine.js';
 import { Gatekeeper } from './gate.js';
+import { clientAddress, type ClientAddress } from './ip.js';
 import type { Owner } from './ports.js';
 import { slidingWindow } from '../store/rate.js';
 import { Rules } from './rules.js';
@@ -198,4 +199,18 @@ test('a ban on smtpd\'s range (as /api/clients lists it) refuses every address i
   assert.equal(sync(g.checkConnect('smtp', '2001:db8:1234:5600::9')).refusal?.rule, 'bans');
   assert.equal(sync(g.checkConnect('smtp', '2001:db8:1234:5600:0:fff::1')).refusal?.rule, 'bans');
   assert.equal(sync(g.checkConnect('smtp', '2001:db8:1234:5600:0:1000::1')).action, 'allow', 'the next /84');
+});
+
+test('an address parsed where it came in is judged as its text is: the auth calls take a ClientAddress as it is', () => {
+  const rules = { imap: { limits: { auth_rate: 1, auth_failure_rate: 1 }, auth_failure_ban: '5m', max_countries_per_login: { countries: 1, action: 'refuse' } } };
+  const text = gate(rules).g;
+  const parsed = gate(rules).g;
+  const parse = (s: string): ClientAddress => clientAddress(s) as ClientAddress;
+  for (const a of ['8.8.8.8', '::ffff:77.88.8.8', '2001:DB8::7']) {
+    for (let i = 0; i < 2; i++) assert.deepEqual(sync(parsed.authAttempt('imap', parse(a))), sync(text.authAttempt('imap', a)), a);
+    assert.deepEqual(sync(parsed.authSucceeded('imap', parse(a), 'dave')), sync(text.authSucceeded('imap', a, 'dave')), a);
+    for (const h of ['h1', 'h2']) assert.deepEqual(sync(parsed.authFailed('imap', parse(a), 'dave', h)), sync(text.authFailed('imap', a, 'dave', h)), a);
+  }
+  assert.equal(sync(parsed.authAttempt('imap', parse('::ffff:77.88.8.8'))).refusal?.rule, 'bans', 'banned under its canonical text');
+  assert.equal(sync(text.authAttempt('imap', 'not-an-ip')).exempt, '"not-an-ip" is not an IP address');
 });

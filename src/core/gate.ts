@@ -13,7 +13,7 @@ import { BanList, type Ban } from './bans.js';
 import type { Clock } from './clock.js';
 import { evaluateAuth, evaluateConnect, evaluateEvent, type ClientFacts, type Decision } from './decision.js';
 import { Engine } from './engine.js';
-import { formatIp, fullBits, parseClientRange, parseIp, prefixOf, rangeText, type ParsedIp } from './ip.js';
+import { canonicalText, formatIp, fullBits, parseClientRange, parseIp, prefixOf, rangeText, type ClientAddress, type ParsedIp } from './ip.js';
 import { PostfixRanges } from './postfix-ranges.js';
 import { BOOKKEEPING_PREFIX, EMPTY_SNAPSHOT, type KeySnapshot, type RateMetric } from './metrics.js';
 import type { Peak, PeakName } from './peaks.js';
@@ -73,8 +73,9 @@ function guarded(f: ClientFacts, v: Awaitable<Decision>): Awaitable<Decision> {
 }
 
 /** A decision for an address that is not an IP: nothing can be judged, so nothing is refused. */
-function unjudged(address: string): Decision {
-  return { action: 'allow', refusal: null, dryRun: [], exempt: `"${address.slice(0, 64)}" is not an IP address`, country: null };
+function unjudged(address: string | ClientAddress): Decision {
+  const text = typeof address === 'string' ? address : address.text;
+  return { action: 'allow', refusal: null, dryRun: [], exempt: `"${text.slice(0, 64)}" is not an IP address`, country: null };
 }
 
 /** What the gatekeeper is made from: the store it counts in, and the rest of what a decision reads. */
@@ -189,13 +190,14 @@ export class Gatekeeper {
    * or, for what Postfix's smtpd reports (`postfix`: the policy service and
    * checks of an SMTP service without a guard proxy), under the ident smtpd
    * writes, which from Postfix 3.8 names a range (see ./postfix-ranges.ts).
+   * `address` is text, or a ClientAddress a front-end parsed where the
+   * client came in, taken as it is.
    */
-  facts(serviceName: string, address: string, postfix = false): { facts: ClientFacts; ip: ParsedIp; key: string; bits: number } | null {
-    const ip = parseIp(address);
+  facts(serviceName: string, address: string | ClientAddress, postfix = false): { facts: ClientFacts; ip: ParsedIp; key: string; bits: number } | null {
+    // Text is parsed here, with no ClientAddress made around it: the front-ends that pass text pay no extra object.
+    const ip = typeof address === 'string' ? parseIp(address) : address.ip;
     if (ip === null) return null;
-    // The strict IPv4 parser accepts only canonical dotted text, so a plain IPv4
-    // address is its own canonical form; IPv6 and mapped forms are rewritten.
-    const text = ip.family === 4 && address.indexOf(':') === -1 ? address : formatIp(ip);
+    const text = typeof address === 'string' ? canonicalText(address, ip) : address.text;
     const service = this.rules.service(serviceName);
     const full = fullBits(ip.family);
     const bits = postfix && service.counts === 'postfix' ? this.ranges.bits(serviceName, ip.family) : full;
@@ -385,7 +387,7 @@ export class Gatekeeper {
    * attempt, then bans, the AUTH-phase country rule, the AUTH and
    * AUTH-failure rates.
    */
-  authAttempt(serviceName: string, address: string): Awaitable<Decision> {
+  authAttempt(serviceName: string, address: string | ClientAddress): Awaitable<Decision> {
     const f = this.facts(serviceName, address);
     if (f === null) return unjudged(address);
     if (f.facts.exception !== null) return evaluateAuth(f.facts, { address: EMPTY_SNAPSHOT }, null);
@@ -398,7 +400,7 @@ export class Gatekeeper {
    * After the password was accepted (Dovecot's second `allow`): records the
    * login's country and applies max_countries_per_login.
    */
-  authSucceeded(serviceName: string, address: string, login: string): Awaitable<Decision> {
+  authSucceeded(serviceName: string, address: string | ClientAddress, login: string): Awaitable<Decision> {
     const f = this.facts(serviceName, address);
     if (f === null) return unjudged(address);
     const travel = f.facts.service.maxCountriesPerLogin;
@@ -418,7 +420,7 @@ export class Gatekeeper {
    * address, and over auth_failure_rate the address is banned for
    * auth_failure_ban. Returns the ban made, if any.
    */
-  authFailed(serviceName: string, address: string, login: string, pwhash: string): Awaitable<Ban | null> {
+  authFailed(serviceName: string, address: string | ClientAddress, login: string, pwhash: string): Awaitable<Ban | null> {
     const f = this.facts(serviceName, address);
     if (f === null || f.facts.exception !== null) return null;
     const seenKey = `${BOOKKEEPING_PREFIX}authfail:${f.key}:${login}:${pwhash}`;

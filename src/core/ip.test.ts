@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { isIP } from 'node:net';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { formatIp, parseClientRange, parseIPv4, parseIp, prefixOf, rangeText } from './ip.js';
+import { clientAddress, formatIp, parseClientRange, parseIPv4, parseIp, prefixOf, rangeText } from './ip.js';
 import { NetworkSet, parseNetwork } from './networks.js';
 
 test('IPv4 parsing is strict', () => {
@@ -43,6 +43,15 @@ test('property: agrees with node:net isIP and round-trips', () => {
       assert.equal(parseIp(s) !== null, isIP(s) !== 0, s);
     }),
   );
+});
+
+test('a client address parsed once carries its canonical text', () => {
+  const v4 = '203.0.113.9';
+  assert.equal(clientAddress(v4)?.text, v4, 'plain IPv4 is its own canonical text');
+  assert.deepEqual(clientAddress(v4)?.ip, parseIp(v4));
+  assert.equal(clientAddress('::ffff:203.0.113.9')?.text, '203.0.113.9');
+  assert.equal(clientAddress('2001:DB8:0::7')?.text, '2001:db8::7');
+  for (const bad of ['', 'localhost', '01.2.3.4', '[::1]', 'fe80::1%lo', ' 1.2.3.4']) assert.equal(clientAddress(bad), null, bad);
 });
 
 test('prefixes for per-network counting', () => {

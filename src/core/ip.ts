@@ -14,6 +14,30 @@ export interface ParsedIp {
   readonly family: 4 | 6;
 }
 
+/**
+ * A client address parsed once where it came in, with its canonical text,
+ * so that it travels parsed: the gatekeeper and the decision recorder take
+ * it as it is instead of parsing the text again.
+ */
+export interface ClientAddress {
+  readonly ip: ParsedIp;
+  /** Dotted IPv4 (also for ::ffff:a.b.c.d), RFC 5952 IPv6: formatIp's form. */
+  readonly text: string;
+}
+
+/** Parses `s` into a ClientAddress; null if it is not an IP address. */
+export function clientAddress(s: string): ClientAddress | null {
+  const ip = parseIp(s);
+  return ip === null ? null : { ip, text: canonicalText(s, ip) };
+}
+
+/** The canonical text of `ip`, which was parsed from `s`: `s` itself when it already is. */
+export function canonicalText(s: string, ip: ParsedIp): string {
+  // The strict IPv4 parser accepts only canonical dotted text, so a plain IPv4
+  // address is its own canonical form; IPv6 and mapped forms are rewritten.
+  return ip.family === 4 && s.indexOf(':') === -1 ? s : formatIp(ip);
+}
+
 /** Parses dotted IPv4 into a uint32, or -1. Strict: four decimal parts, no leading zeros. */
 export function parseIPv4(s: string, from = 0, to = s.length): number {
   let value = 0;

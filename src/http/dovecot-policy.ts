@@ -1,95 +1,45 @@
 /**
- * Dovecot's auth policy protocol (auth_policy_server_url), as Dovecot 2.3
- * speaks it (seen from Debian 12's 2.3.19):
- *
- *   POST <path>?command=allow    before the password is checked, and again
- *                                after it was accepted (same session_id)
- *   POST <path>?command=report   after the attempt: success, policy_reject
- *   body: {"device_id":"","login":"alice","protocol":"imap","pwhash":"0dcd",
- *          "remote":"203.0.113.7","session_id":"…","tls":false, …}
- *   reply: {"status": N, "msg": "…"}  N < 0 refuses (msg shown to the
- *          client), N > 0 tarpits N seconds, 0 lets the login go on.
- *
- * Dovecot 2.4 speaks the same protocol, with two differences that matter
- * here: every body carries `fail_type` ("" in allow requests; in a report
- * why the attempt failed: credentials, account, internal, expired, disabled,
- * policy), so only guesses count toward AUTH-failure bans (countsAsGuess);
- * and a reply
- * without `status` is an error to it (2.3 took `{}` as 0), so every reply
- * carries one.
- *
- * The two allow requests look the same; the second for a session_id is the
- * after-auth check, so recent sessions are remembered (bounded). A request
- * without the configured API key or basic credentials gets 401. The service
- * whose rules apply is the body's protocol (imap, pop3).
+ * Doorman as Dovecot's auth policy server (auth_policy_server_url): the HTTP
+ * side. The protocol, what Dovecot 2.3 and 2.4 send and what they read
+ * back, is ../protocols/dovecot-policy.ts; which of the two allow checks a
+ * request is, ../protocols/dovecot-sessions.ts. Here: credentials (a request
+ * without the configured API key or basic credentials gets 401), the caps
+ * on clients and bodies, the deadlines; then each request is decoded (400
+ * with the codec's code when it is refused), the gatekeeper asked, the
+ * decision recorded, and the reply encoded. The service whose rules apply
+ * is the body's protocol (imap, pop3; imap when there is none).
  */
 import { timingSafeEqual } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { Decision } from '../core/decision.js';
 import type { DoorEventBus } from '../core/events.js';
 import type { Gatekeeper } from '../core/gate.js';
-import { formatIp, parseIp } from '../core/ip.js';
 import type { DovecotPolicyConfig } from '../config/schema.js';
 import { NO_TIMER, type DecisionTimer } from '../observability/latency.js';
 import { decisionRecorder, type DecisionRecorder } from '../observability/decisions.js';
 import { parseHostPort } from '../config/endpoint.js';
+import {
+  CONTINUE_REPLY,
+  DovecotPolicyError,
+  MAX_BODY_BYTES,
+  REFUSE_STATUS,
+  decodeDovecotRequest,
+  encodeDovecotReply,
+  reportsFailedGuess,
+  type DovecotPolicyRequest,
+} from '../protocols/dovecot-policy.js';
+import { DovecotSessions } from '../protocols/dovecot-sessions.js';
 
-/** Sessions remembered to tell the second allow from the first. */
-const MAX_SESSIONS = 100_000;
-const SESSION_TTL_MS = 5 * 60_000;
-/** A policy request is a few hundred bytes; 16 KiB leaves room for extra attributes. */
-const BODY_LIMIT = 16 * 1024;
 /**
  * How often Node checks request deadlines. Its default, 30 s, let a client
  * that sends its headers a byte at a time (never silent long enough for the
  * inactivity timeout) hold a connection up to 30 s past request_timeout.
  */
 const DEADLINE_CHECK_MS = 1000;
-
-const bodySchema = {
-  type: 'object',
-  required: ['remote'],
-  properties: {
-    login: { type: 'string', maxLength: 512 },
-    remote: { type: 'string', maxLength: 64 },
-    protocol: { type: 'string', maxLength: 32 },
-    pwhash: { type: 'string', maxLength: 128 },
-    session_id: { type: 'string', maxLength: 128 },
-    device_id: { type: 'string', maxLength: 256 },
-    tls: { type: 'boolean' },
-    success: { type: 'boolean' },
-    policy_reject: { type: 'boolean' },
-    // Dovecot 2.4: why an attempt failed ("" when it did not); any string is
-    // taken, so a kind a later release adds is not a 400 (see countsAsGuess).
-    fail_type: { type: 'string', maxLength: 32 },
-  },
-} as const;
-
-interface PolicyBody {
-  login?: string;
-  remote: string;
-  protocol?: string;
-  pwhash?: string;
-  session_id?: string;
-  success?: boolean;
-  policy_reject?: boolean;
-  fail_type?: string;
-}
-
-/**
- * Whether a failed login reported by Dovecot counts toward AUTH-failure bans.
- * Dovecot 2.3 says only that it failed (no fail_type): every failure counts,
- * as before. Dovecot 2.4 says why (src/auth/auth-policy.c): a wrong password
- * (`credentials`) or an unknown user (`account`) is a guess at credentials,
- * which Dovecot answers the client alike and a password sprayer produces by
- * the thousand; an internal error, an expired password, a disabled account, a
- * policy refusal (counted where it was refused) or a kind this code does not
- * know is no guess, and must not get an innocent address banned.
- */
-export function countsAsGuess(failType: string | undefined): boolean {
-  return failType === undefined || failType === 'credentials' || failType === 'account';
-}
+/** The replies are the codec's JSON text, sent as they are. */
+const JSON_TYPE = 'application/json; charset=utf-8';
+/** What fastify's query parser is left to return: the codec reads the command from the URL itself, so it is parsed once. */
+const NO_QUERY: Readonly<Record<string, never>> = Object.freeze({});
 
 function same(a: string, b: string): boolean {
   const x = Buffer.from(a);
@@ -102,7 +52,7 @@ export class DovecotPolicyServer {
   private readonly gate: Gatekeeper;
   private readonly cfg: DovecotPolicyConfig;
   private readonly log: Logger;
-  private readonly sessions = new Map<string, number>();
+  private readonly sessions = new DovecotSessions();
   private readonly record: DecisionRecorder;
   private readonly timer: DecisionTimer;
   /** Connections refused since start because max_clients were connected. */
@@ -124,7 +74,8 @@ export class DovecotPolicyServer {
     this.app = Fastify({
       loggerInstance: log.child({ http: 'dovecot_policy' }) as FastifyBaseLogger,
       logController: new LogController({ disableRequestLogging: true }),
-      bodyLimit: BODY_LIMIT,
+      bodyLimit: MAX_BODY_BYTES,
+      routerOptions: { querystringParser: () => NO_QUERY },
       requestTimeout: t,
       connectionTimeout: t,
       http: { requestTimeout: t, headersTimeout: t, connectionsCheckingInterval: Math.min(DEADLINE_CHECK_MS, t) },
@@ -137,18 +88,23 @@ export class DovecotPolicyServer {
         await reply.code(401).header('www-authenticate', 'Basic realm="doorman"').header('connection', 'close').send({ error: 'credentials required' });
       }
     });
-    this.app.post<{ Querystring: { command: 'allow' | 'report' }; Body: PolicyBody }>(
-      cfg.path,
-      { schema: { querystring: { type: 'object', required: ['command'], properties: { command: { enum: ['allow', 'report'] } } }, body: bodySchema } },
-      async (req) => {
-        const started = this.timer.start();
-        try {
-          return await (req.query.command === 'allow' ? this.allow(req.body) : this.report(req.body));
-        } finally {
-          this.timer.stop(started);
-        }
-      },
-    );
+    this.app.post(cfg.path, async (req, reply) => {
+      let r: DovecotPolicyRequest;
+      try {
+        r = decodeDovecotRequest(req.url, req.body);
+      } catch (err) {
+        // Fastify's error reply ({statusCode, code, error, message}) with the codec's code; no log line, as for every request.
+        if (err instanceof DovecotPolicyError) reply.code(400);
+        throw err;
+      }
+      reply.type(JSON_TYPE);
+      const started = this.timer.start();
+      try {
+        return await (r.command === 'allow' ? this.allow(r) : this.report(r));
+      } finally {
+        this.timer.stop(started);
+      }
+    });
   }
 
   private authorized(authorization: string | undefined, apiKey: string | string[] | undefined): boolean {
@@ -163,41 +119,25 @@ export class DovecotPolicyServer {
     return false;
   }
 
-  /** The first allow of a session is the before-auth check; a later one, the after-auth check. */
-  private isSecondAllow(session: string | undefined): boolean {
-    if (!session) return false;
-    const now = Date.now();
-    const seen = this.sessions.get(session);
-    if (seen !== undefined && now - seen < SESSION_TTL_MS) return true;
-    if (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value as string);
-    this.sessions.set(session, now);
-    return false;
+  private async allow(r: DovecotPolicyRequest): Promise<string> {
+    const service = r.protocol || 'imap';
+    const login = r.login ?? '';
+    const check = this.sessions.check(r.sessionId, Date.now());
+    const client = r.client ?? r.remote;
+    const d = await (check === 'after-auth' ? this.gate.authSucceeded(service, client, login) : this.gate.authAttempt(service, client));
+    if (d.refusal === null && d.dryRun.length === 0) return CONTINUE_REPLY;
+    this.record(d, service, r.client?.text ?? r.remote, { service, remote: r.remote, login, check });
+    return d.refusal === null ? CONTINUE_REPLY : encodeDovecotReply({ status: REFUSE_STATUS, msg: d.refusal.reason });
   }
 
-  private async allow(b: PolicyBody): Promise<{ status: number; msg?: string }> {
-    const service = b.protocol || 'imap';
-    const login = b.login ?? '';
-    const second = this.isSecondAllow(b.session_id);
-    const d = await (second ? this.gate.authSucceeded(service, b.remote, login) : this.gate.authAttempt(service, b.remote));
-    return this.answer(d, { service, remote: b.remote, login, check: second ? 'after-auth' : 'before-auth' });
-  }
-
-  private async report(b: PolicyBody): Promise<{ status: number }> {
-    if (b.session_id) this.sessions.delete(b.session_id);
-    if (b.success === false && b.policy_reject !== true && countsAsGuess(b.fail_type)) {
-      const service = b.protocol || 'imap';
-      const ban = await this.gate.authFailed(service, b.remote, b.login ?? '', b.pwhash ?? '');
-      if (ban !== null) this.log.warn({ service, remote: b.remote, until: new Date(ban.until).toISOString(), reason: ban.reason }, 'banned');
+  private async report(r: DovecotPolicyRequest): Promise<string> {
+    this.sessions.end(r.sessionId);
+    if (reportsFailedGuess(r)) {
+      const service = r.protocol || 'imap';
+      const ban = await this.gate.authFailed(service, r.client ?? r.remote, r.login ?? '', r.pwhash ?? '');
+      if (ban !== null) this.log.warn({ service, remote: r.remote, until: new Date(ban.until).toISOString(), reason: ban.reason }, 'banned');
     }
-    return { status: 0 };
-  }
-
-  private answer(d: Decision, ctx: Record<string, string>): { status: number; msg?: string } {
-    if (d.refusal === null && d.dryRun.length === 0) return { status: 0 };
-    const remote = ctx['remote'] ?? '';
-    const ip = parseIp(remote);
-    this.record(d, ctx['service'] ?? '', ip === null ? remote : formatIp(ip), ctx);
-    return d.refusal === null ? { status: 0 } : { status: -1, msg: d.refusal.reason };
+    return CONTINUE_REPLY;
   }
 
   /** Clients connected now (the metrics read it at scrape). */

@@ -1,181 +1,221 @@
 /**
- * Fuzzing the Dovecot auth policy endpoint (src/http/dovecot-policy.ts).
+ * Fuzzing Dovecot's auth policy protocol as the codec reads and writes it
+ * (src/protocols/dovecot-policy.ts): request targets and JSON bodies into
+ * decodeDovecotRequest, fields through the encoder and back, replies
+ * through the encoder and Dovecot's reading of them. The endpoint over
+ * HTTP, fastify in front of this codec, is ./dovecot-http.ts.
  *
- * Its request parsing is fastify's: the JSON content parser, then the
- * route's JSON schema, then the handler with the gatekeeper behind it. None
- * of it is a function of its own, so the inputs go where Dovecot's go: over
- * HTTP to a real daemon on 127.0.0.1, port 0, built by startDaemon from a
- * parsed config. Every answer must be a 200 with a policy reply, or a 4xx
- * with fastify's coded error (the tally counts them by status and code). A
- * 5xx, an error logged by the server, or no answer within ANSWER_MS fails.
+ * Bodies start as bytes (Dovecot's encodings, mutated, random, near the
+ * caps) and reach the codec as JSON.parse makes them, which is what the
+ * endpoint's JSON parser hands over; bytes that are no JSON never get that
+ * far and are counted as "not-json". A decoded request must be within every
+ * cap and type, its command what URLSearchParams finds in the target, its
+ * client the parse of its remote; a refusal must be a DovecotPolicyError
+ * with a DOORMAN_ERR code.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { Agent, request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { pino } from 'pino';
-import { parseConfig } from '../../src/config/load.js';
-import { startDaemon } from '../../src/main.js';
-import { stateIn } from '../helpers/state.js';
-import { chunksOf, cutsArb, mutated, randomBytes, type Cuts, type FuzzCodec } from './harness.js';
+import { clientAddress } from '../../src/core/ip.js';
+import {
+  DOVECOT_FIELDS,
+  DovecotPolicyError,
+  decodeDovecotReply,
+  decodeDovecotRequest,
+  encodeDovecotBody,
+  encodeDovecotReply,
+  encodeDovecotTarget,
+  type DovecotPolicyFields,
+  type DovecotPolicyRequest,
+} from '../../src/protocols/dovecot-policy.js';
+import { codeOf, mutated, randomBytes, unicodeString, type FuzzCodec } from './harness.js';
 
-const KEY = 'fuzz-api-key-0123456789';
-const BASIC = { user: 'dovecot', password: 'fuzz-password-123' };
-const PATH = '/policy';
-/** fastify's bodyLimit in dovecot-policy.ts. */
-const BODY_LIMIT = 16 * 1024;
-/** A request of a few kilobytes to a local server that takes longer than this is hanging. */
-const ANSWER_MS = 10_000;
-/** Statuses a client may get for what it sent: anything else (a 5xx above all) is a failure. */
-const EXPECTED = new Set([200, 400, 401, 413, 415]);
+const REMOTES = ['203.0.113.7', '2001:db8::7', '::ffff:203.0.113.7', '::1', '', ' 1.2.3.4', '01.2.3.4', 'fe80::1%lo', '[::1]', 'localhost'];
+/** Text up to a cap, often right at it or one past it, in ASCII or any Unicode (surrogate pairs count one). */
+const capped = (max: number) =>
+  fc.oneof(
+    { weight: 5, arbitrary: fc.string({ maxLength: Math.min(max, 24) }) },
+    { weight: 2, arbitrary: unicodeString(Math.min(max, 16)) },
+    { weight: 1, arbitrary: fc.tuple(fc.integer({ min: max - 1, max: max + 1 }), fc.constantFrom('x', '\u00e9', '\u{1F600}', '\ud800')).map(([n, c]) => c.repeat(n)) },
+  );
 
-/** A few addresses again and again, so counts grow and limits refuse; random ones now and then. */
-const REMOTES = ['203.0.113.7', '198.51.100.23', '192.0.2.1', '10.0.0.5', '2001:db8::7', '::ffff:203.0.113.7', '::1', '127.0.0.1'];
-const remoteArb = fc.oneof(
-  { weight: 6, arbitrary: fc.constantFrom(...REMOTES) },
-  { weight: 2, arbitrary: fc.oneof(fc.ipV4(), fc.ipV6()) },
-  { weight: 1, arbitrary: fc.oneof(fc.string({ maxLength: 70 }), fc.constantFrom('', ' 1.2.3.4', '1.2.3.4 ', '01.2.3.4', '1.2.3.4%eth0', 'fe80::1%lo', '::ffff:1.2.3.4.5', '[::1]', 'localhost')) },
-);
-const str = (max: number) => fc.oneof({ weight: 5, arbitrary: fc.string({ maxLength: Math.min(max, 24) }) }, { weight: 1, arbitrary: fc.integer({ min: max - 1, max: max + 1 }).map((n) => 'x'.repeat(n)) });
-
-/** Bodies as Dovecot sends them, every field optional but remote. */
-const validBodyArb = fc.record(
+const fieldsArb: fc.Arbitrary<DovecotPolicyFields> = fc.record(
   {
-    login: str(512),
-    remote: remoteArb,
-    protocol: fc.oneof(fc.constantFrom('imap', 'pop3', 'submission', 'smtp', ''), str(32)),
-    pwhash: fc.oneof(fc.stringMatching(/^[0-9a-f]{4}$/), str(128)),
-    session_id: fc.oneof(fc.constantFrom('s1', 's2', 's3'), str(128)),
-    device_id: str(256),
-    tls: fc.boolean(),
+    deviceId: capped(DOVECOT_FIELDS.deviceId.maxChars),
+    failType: fc.oneof(fc.constantFrom('', 'credentials', 'account', 'internal', 'expired', 'disabled', 'policy'), capped(DOVECOT_FIELDS.failType.maxChars)),
+    login: capped(DOVECOT_FIELDS.login.maxChars),
+    protocol: fc.oneof(fc.constantFrom('imap', 'pop3', 'submission', ''), capped(DOVECOT_FIELDS.protocol.maxChars)),
+    pwhash: fc.oneof(fc.stringMatching(/^[0-9a-f]{4}$/), capped(DOVECOT_FIELDS.pwhash.maxChars)),
+    remote: fc.oneof(fc.constantFrom(...REMOTES), fc.ipV4(), fc.ipV6(), capped(DOVECOT_FIELDS.remote.maxChars)),
+    sessionId: fc.oneof(fc.constantFrom('s1', 's2'), capped(DOVECOT_FIELDS.sessionId.maxChars)),
     success: fc.boolean(),
-    policy_reject: fc.boolean(),
+    policyReject: fc.boolean(),
+    tls: fc.boolean(),
   },
   { requiredKeys: ['remote'] },
 );
-/** The same keys with values of any JSON type, and keys that are no field, among them prototype poisons. */
-const KEYS = ['login', 'remote', 'protocol', 'pwhash', 'session_id', 'device_id', 'tls', 'success', 'policy_reject', '__proto__', 'constructor', 'extra'];
-const confusedBodyArb = fc
-  .tuple(validBodyArb, fc.array(fc.tuple(fc.constantFrom(...KEYS), fc.jsonValue({ maxDepth: 2 })), { maxLength: 4 }))
-  .map(([body, extra]) => `{${[...Object.entries(body), ...extra].map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v) ?? 'null'}`).join(',')}}`);
-/** A valid body padded with an unknown key to a size around fastify's bodyLimit. */
-const nearLimitArb = fc.integer({ min: -2, max: 2 }).map((d) => {
-  const base = JSON.stringify({ remote: '192.0.2.1', login: 'alice', pad: '' });
-  return base.replace('"pad":""', `"pad":"${'p'.repeat(BODY_LIMIT + d - base.length)}"`);
-});
-const TOKENS = ['"', '{', '}', '[', ']', ',', ':', '\\', '\\u0000', '\\ud800', 'null', '"__proto__":{}', '1e999', '-0', '\u00e9', '\ufeff'].map((t) => Buffer.from(t));
 
-const bodyArb: fc.Arbitrary<Buffer> = fc.oneof(
-  { weight: 4, arbitrary: validBodyArb.map((b) => Buffer.from(JSON.stringify(b))) },
-  { weight: 3, arbitrary: confusedBodyArb.map((s) => Buffer.from(s)) },
-  { weight: 3, arbitrary: mutated(validBodyArb.map((b) => Buffer.from(JSON.stringify(b))), TOKENS) },
-  { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 3 }).map((v) => Buffer.from(JSON.stringify(v) ?? '')) },
-  { weight: 1, arbitrary: randomBytes(200) },
-  { weight: 1, arbitrary: fc.oneof(nearLimitArb.map((s) => Buffer.from(s)), fc.constant(Buffer.from(`{"remote":"192.0.2.1","login":"${'\u00e9'.repeat(BODY_LIMIT / 2)}"}`))) },
-);
-const queryArb = fc.oneof(
-  { weight: 8, arbitrary: fc.constantFrom('command=allow', 'command=report') },
-  { weight: 1, arbitrary: fc.constantFrom('', 'command=', 'command=ALLOW', 'command=allow&command=report', 'command[]=allow', 'command=%ff', 'command=allow&x=1', 'command=%00', 'command=allow%00') },
-  { weight: 1, arbitrary: fc.string({ maxLength: 30 }).map((s) => `command=${encodeURIComponent(s)}`) },
-);
-const printable = fc.stringMatching(/^[\x20-\x7e]{0,40}$/);
-const authArb: fc.Arbitrary<Record<string, string>> = fc.oneof(
-  { weight: 10, arbitrary: fc.constant({ 'x-api-key': KEY }) },
-  { weight: 1, arbitrary: fc.constant({ authorization: `Bearer ${KEY}` }) },
-  { weight: 1, arbitrary: fc.constant({ authorization: `Basic ${Buffer.from(`${BASIC.user}:${BASIC.password}`).toString('base64')}` }) },
-  { weight: 1, arbitrary: fc.oneof(fc.constant({}), printable.map((s) => ({ 'x-api-key': s })), printable.map((s) => ({ authorization: `Basic ${s}` })), printable.map((s) => ({ authorization: s }))) },
-);
-const typeArb = fc.oneof(
-  { weight: 10, arbitrary: fc.constant('application/json') },
-  { weight: 1, arbitrary: fc.constantFrom('application/json; charset=utf-8', 'application/json; charset=utf-16', 'APPLICATION/JSON', 'text/plain', 'application/x-www-form-urlencoded', 'application/jsonx', '', 'application/json;') },
-  { weight: 1, arbitrary: printable },
-);
-const requestArb = fc.record({ query: queryArb, auth: authArb, type: typeArb, body: bodyArb, cuts: cutsArb, chunked: fc.boolean() });
-
-interface Answer {
-  readonly status: number;
-  readonly body: string;
-}
-
-/** One POST over the kept-alive connection: sent whole with a length, or in chunks (Transfer-Encoding: chunked). */
-function post(agent: Agent, port: number, query: string, headers: Record<string, string>, body: Buffer, cuts: Cuts, chunked: boolean): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request({ agent, host: '127.0.0.1', port, method: 'POST', path: `${PATH}?${query}`, headers: chunked ? headers : { ...headers, 'content-length': String(body.length) } }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (d: Buffer) => parts.push(d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString() }));
-      res.on('error', reject);
-    });
-    req.setTimeout(ANSWER_MS, () => req.destroy(new Error(`no answer within ${ANSWER_MS} ms`)));
-    req.on('error', reject);
-    for (const c of chunked ? chunksOf(body, cuts) : [body]) req.write(c);
-    req.end();
+/** Whether the fields are ones Dovecot could send: each within its cap. */
+function withinCaps(f: DovecotPolicyFields): boolean {
+  return Object.entries(DOVECOT_FIELDS).every(([k, spec]) => {
+    const v = f[k as keyof DovecotPolicyFields];
+    return spec.kind !== 'text' || typeof v !== 'string' || [...v].length <= spec.maxChars;
   });
 }
 
-/** Checks one answer; returns the tally word: status and fastify's error code, or the policy verdict. */
-function judge(a: Answer): string {
-  if (!EXPECTED.has(a.status)) throw new Error(`HTTP ${a.status}: ${a.body.slice(0, 300)}`);
-  let json: unknown;
-  try {
-    json = JSON.parse(a.body);
-  } catch {
-    throw new Error(`HTTP ${a.status} with a body that is not JSON: ${a.body.slice(0, 200)}`);
-  }
-  const j = json as { status?: unknown; msg?: unknown; code?: unknown };
-  if (a.status === 200) {
-    if (!Number.isInteger(j.status) || (j.msg !== undefined && typeof j.msg !== 'string')) throw new Error(`a 200 that is no policy reply: ${a.body.slice(0, 200)}`);
-    return `200 status=${Math.sign(j.status as number)}`;
-  }
-  if (a.status === 401) return '401';
-  if (typeof j.code !== 'string' || !/^FST_ERR_[A-Z0-9_]+$/.test(j.code)) throw new Error(`HTTP ${a.status} without a coded error: ${a.body.slice(0, 200)}`);
-  return `${a.status} ${j.code}`;
+/** Bodies of fields within their caps, as Dovecot would write them. */
+const encodedArb = fieldsArb.filter(withinCaps).map((f) => Buffer.from(encodeDovecotBody(f)));
+const WIRE = [...Object.values(DOVECOT_FIELDS).map((s) => s.wire), '__proto__', 'constructor', 'extra', 'a/b'];
+/** Dovecot's keys with values of any JSON type, and keys that are no field. */
+const confusedArb = fc
+  .tuple(encodedArb, fc.array(fc.tuple(fc.constantFrom(...WIRE), fc.jsonValue({ maxDepth: 2 })), { maxLength: 4 }))
+  .map(([body, extra]) => {
+    const inner = body.toString().slice(1, -1);
+    const more = extra.map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v) ?? 'null'}`);
+    return Buffer.from(`{${[inner, ...more].filter((s) => s !== '').join(',')}}`);
+  });
+const TOKENS = ['"', '{', '}', '[', ']', ',', ':', '\\', '\\u0000', '\\ud800', 'null', 'true', '0', '"remote":', '1e999', '-0', '\u00e9'].map((t) => Buffer.from(t));
+
+const bodyArb: fc.Arbitrary<{ kind: string; bytes: Buffer }> = fc.oneof(
+  { weight: 4, arbitrary: encodedArb.map((bytes) => ({ kind: 'valid', bytes })) },
+  { weight: 3, arbitrary: confusedArb.map((bytes) => ({ kind: 'confused', bytes })) },
+  { weight: 3, arbitrary: mutated(encodedArb, TOKENS).map((bytes) => ({ kind: 'mutated', bytes })) },
+  { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 3 }).map((v) => ({ kind: 'json', bytes: Buffer.from(JSON.stringify(v) ?? 'null') })) },
+  { weight: 1, arbitrary: randomBytes(200).map((bytes) => ({ kind: 'random', bytes })) },
+);
+
+/** A query parameter: `command` and other names, values of the two commands and anything else, escaped or not. */
+const paramArb = fc.oneof(
+  { weight: 4, arbitrary: fc.constantFrom('command=allow', 'command=report') },
+  { weight: 2, arbitrary: fc.constantFrom('command=', 'command', 'COMMAND=allow', 'command[]=allow', 'command=%61llow', 'co%6dmand=report', 'command=allow+', 'command=%ff', 'command=al%', 'command=allow=1', 'k=v', '=allow', '', '%ff=1', 'x=command') },
+  { weight: 1, arbitrary: fc.tuple(fc.string({ maxLength: 10 }), fc.string({ maxLength: 10 })).map(([k, v]) => `${k}=${v}`.replace(/[&#?]/g, '')) },
+  { weight: 1, arbitrary: fc.string({ maxLength: 12 }).map((v) => `command=${encodeURIComponent(v)}`) },
+);
+const targetArb = fc.oneof(
+  { weight: 6, arbitrary: fc.tuple(fc.constantFrom('/policy', '/p'), fc.array(paramArb, { minLength: 0, maxLength: 4 })).map(([path, ps]) => (ps.length === 0 ? path : `${path}?${ps.join('&')}`)) },
+  { weight: 1, arbitrary: fc.string({ maxLength: 40 }).map((s) => `/policy${s}`) },
+  { weight: 1, arbitrary: fc.constantFrom('/policy#command=allow', '/policy#x?command=allow', '/policy?command=allow#x', '/policy?k=v?command=allow') },
+);
+
+/**
+ * The command a target holds, by URLSearchParams: what any form decoder
+ * finds, or null when there is not exactly one allow or report. The query
+ * is what follows the first "?" or "#", to the end, as a router splits it.
+ */
+function modelCommand(target: string): 'allow' | 'report' | null {
+  let q = target.indexOf('?');
+  const hash = target.indexOf('#');
+  if (hash !== -1 && (q === -1 || hash < q)) q = hash;
+  if (q === -1) return null;
+  const all = new URLSearchParams(target.slice(q + 1)).getAll('command');
+  return all.length === 1 && (all[0] === 'allow' || all[0] === 'report') ? all[0] : null;
 }
+
+function checkDecoded(r: DovecotPolicyRequest, target: string): void {
+  assert.equal(r.command, modelCommand(target), `command of ${JSON.stringify(target)}`);
+  for (const [key, spec] of Object.entries(DOVECOT_FIELDS)) {
+    const v = r[key as keyof DovecotPolicyFields];
+    if (v === undefined) {
+      assert.ok(!('required' in spec), `${spec.wire} missing`);
+      continue;
+    }
+    if (spec.kind === 'flag') assert.equal(typeof v, 'boolean', spec.wire);
+    else {
+      assert.equal(typeof v, 'string', spec.wire);
+      assert.ok([...(v as string)].length <= spec.maxChars, `${spec.wire} over its cap`);
+    }
+  }
+  assert.deepEqual(r.client, clientAddress(r.remote));
+}
+
+const statusArb = fc.oneof(
+  { weight: 6, arbitrary: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }) },
+  { weight: 1, arbitrary: fc.oneof(fc.double(), fc.constantFrom(2 ** 31, -(2 ** 31) - 1, Number.MAX_SAFE_INTEGER, NaN, -0)) },
+);
+const msgArb = fc.option(fc.oneof(fc.string({ maxLength: 40 }), unicodeString(20), fc.constantFrom('', '\ud800', '"\\\n\u0000')), { nil: undefined });
 
 export const dovecotCodec: FuzzCodec = {
   name: 'dovecot-policy',
-  async open(tally) {
-    const dir = mkdtempSync(join(tmpdir(), 'doorman-fuzz-dovecot-'));
-    // Errors the server logs are failures too: fastify logs a 500's cause at level error.
-    const logged: string[] = [];
-    const log = pino({ level: 'error' }, { write: (line: string) => void logged.push(line) });
-    const config = parseConfig(
-      {
-        anvil: { enabled: false },
-        admin: { listen: null },
-        metrics: { listen: '127.0.0.1:0' },
-        state: stateIn(dir),
-        // Random addresses fill the engine's table: a small one keeps the heap flat over a million requests.
-        engine: { max_entries: 20_000 },
-        dovecot_policy: { listen: '127.0.0.1:0', path: PATH, api_key: KEY, basic: BASIC },
-        services: {
-          imap: { limits: { auth_rate: 20, auth_failure_rate: 5 }, auth_failure_ban: '2s', max_countries_per_login: { countries: 1, action: 'refuse' } },
-          pop3: { mode: 'dry-run', limits: { auth_rate: 3 } },
-        },
-      },
-      'fuzz',
-    );
-    const countries = { country: (ip: string) => (ip.startsWith('203.') ? 'DE' : ip.startsWith('198.') ? 'JP' : null) };
-    const daemon = await startDaemon(config, log, { countries });
-    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  open(tally) {
     return {
       properties: [
         {
-          name: 'any body, query, credentials and content type: a policy reply or a coded 4xx',
-          property: fc.asyncProperty(requestArb, async (r) => {
-            const headers = r.type === '' ? { ...r.auth } : { ...r.auth, 'content-type': r.type };
-            const word = judge(await post(agent, daemon.dovecotPort, r.query, headers, r.body, r.cuts, r.chunked));
-            if (logged.length > 0) throw new Error(`the server logged an error: ${logged.join('').slice(0, 600)}`);
-            tally.add(r.body.length > BODY_LIMIT ? 'oversize' : 'request', word);
+          name: 'any target and body: a request within its caps and types, or a DovecotPolicyError',
+          property: fc.property(targetArb, bodyArb, (target, { kind, bytes }) => {
+            let body: unknown;
+            try {
+              body = JSON.parse(bytes.toString());
+            } catch {
+              tally.add(kind, 'not-json');
+              return;
+            }
+            try {
+              checkDecoded(decodeDovecotRequest(target, body), target);
+              tally.add(kind, 'ok');
+            } catch (err) {
+              const code = codeOf(err, DovecotPolicyError);
+              if (modelCommand(target) === null) assert.equal(code, 'DOORMAN_ERR_DOVECOT_COMMAND', `${code} for ${JSON.stringify(target)}`);
+              tally.add(kind, code);
+            }
           }),
         },
+        {
+          name: 'fields Dovecot could send encode and decode back the same, for either command and either URL form',
+          property: fc.property(fieldsArb.filter(withinCaps), fc.constantFrom('allow', 'report') as fc.Arbitrary<'allow' | 'report'>, fc.constantFrom('/policy', '/p?k=v&'), (fields, command, url) => {
+            const r = decodeDovecotRequest(encodeDovecotTarget(url, command), JSON.parse(encodeDovecotBody(fields)));
+            assert.equal(r.command, command);
+            for (const k of Object.keys(DOVECOT_FIELDS) as Array<keyof DovecotPolicyFields>) assert.equal(r[k], fields[k], k);
+            tally.add('round-trip', 'ok');
+          }),
+        },
+        {
+          name: 'fields past a cap: refused by the encoder, and by the decoder when written anyway',
+          property: fc.property(fieldsArb.filter((f) => !withinCaps(f)), (fields) => {
+            assert.throws(() => encodeDovecotBody(fields), (e: unknown) => e instanceof DovecotPolicyError && e.code === 'DOORMAN_ERR_DOVECOT_ENCODE');
+            const json: Record<string, unknown> = {};
+            for (const [k, spec] of Object.entries(DOVECOT_FIELDS)) if (fields[k as keyof DovecotPolicyFields] !== undefined) json[spec.wire] = fields[k as keyof DovecotPolicyFields];
+            assert.throws(() => decodeDovecotRequest('/p?command=allow', json), (e: unknown) => e instanceof DovecotPolicyError && e.code === 'DOORMAN_ERR_DOVECOT_TOO_LONG');
+            tally.add('over-cap', 'DOORMAN_ERR_DOVECOT_TOO_LONG');
+          }),
+        },
+        {
+          name: 'replies: a status Dovecot can read and any msg encode as JSON.stringify would and read back; any other status is refused',
+          property: fc.property(statusArb, msgArb, (status, msg) => {
+            const reply = msg === undefined ? { status } : { status, msg };
+            let text: string;
+            try {
+              text = encodeDovecotReply(reply);
+            } catch (err) {
+              const code = codeOf(err, DovecotPolicyError);
+              assert.ok(!Number.isInteger(status) || status < -(2 ** 31) || status > 2 ** 31 - 1, `${status} refused`);
+              tally.add('reply', code);
+              return;
+            }
+            assert.equal(text, JSON.stringify(reply));
+            // -0 is written as 0, and read back so.
+            const read = status + 0;
+            assert.deepEqual(decodeDovecotReply(text), msg === undefined || msg === '' ? { status: read } : { status: read, msg });
+            tally.add('reply', 'ok');
+          }),
+        },
+        {
+          name: 'the reply reader: any bytes give a reply Dovecot would act on, or a DovecotPolicyError',
+          property: fc.property(
+            fc.oneof(
+              mutated(fc.tuple(statusArb.filter(Number.isInteger), msgArb).map(([status, msg]) => Buffer.from(JSON.stringify(msg === undefined ? { status } : { status, msg }))), TOKENS),
+              randomBytes(64),
+            ),
+            (bytes) => {
+              try {
+                const r = decodeDovecotReply(bytes.toString());
+                assert.ok(Number.isInteger(r.status) && (r.msg === undefined || (typeof r.msg === 'string' && r.msg !== '')));
+                tally.add('reply-text', 'ok');
+              } catch (err) {
+                tally.add('reply-text', codeOf(err, DovecotPolicyError));
+              }
+            },
+          ),
+        },
       ],
-      async close() {
-        agent.destroy();
-        await daemon.stop();
-        rmSync(dir, { recursive: true, force: true });
-      },
     };
   },
 };
