@@ -22,6 +22,7 @@
  *   GeoDatabaseError, GeoWatchError geo/errors.ts            the database file's path
  *   SpopError                       protocols/spop-data.ts   the SPOP status sent in AGENT-DISCONNECT
  *   NginxAuthError                  protocols/nginx-auth.ts  the header at fault
+ *   DovecotPolicyError              protocols/dovecot-policy.ts  the body field at fault
  *   AdminError                      cli/admin-client.ts      the command's exit code, the HTTP status
  *
  * This module imports nothing: src/core/ and the codecs may use it.
@@ -121,6 +122,14 @@ export const ERRORS = {
   DOORMAN_ERR_SPOP_ENCODE: { kind: 'protocol', meaning: 'An SPOP frame Doorman was to send cannot be written: a missing item, too many messages or arguments, an action it cannot encode.' },
   DOORMAN_ERR_SPOP_NOT_WAITING: { kind: 'protocol', meaning: 'An SPOP ACK for a NOTIFY that is not waiting for one (a bug in its caller).' },
 
+  // Dovecot's auth policy protocol
+  DOORMAN_ERR_DOVECOT_COMMAND: { kind: 'protocol', meaning: 'A Dovecot policy request whose URL has no command parameter, has it twice, or names neither allow nor report.' },
+  DOORMAN_ERR_DOVECOT_BODY: { kind: 'protocol', meaning: 'A Dovecot policy request whose body is not a JSON object.' },
+  DOORMAN_ERR_DOVECOT_MISSING: { kind: 'protocol', meaning: 'A Dovecot policy request without remote.' },
+  DOORMAN_ERR_DOVECOT_TYPE: { kind: 'protocol', meaning: 'A Dovecot policy field of another JSON type than Dovecot writes: a string, or a boolean for success, policy_reject and tls.' },
+  DOORMAN_ERR_DOVECOT_TOO_LONG: { kind: 'protocol', meaning: 'A Dovecot policy field longer than its cap, in characters.' },
+  DOORMAN_ERR_DOVECOT_ENCODE: { kind: 'protocol', meaning: 'A Dovecot policy request or reply Doorman was to write cannot be: a field missing, mistyped or over its cap, a status not a 32-bit integer.' },
+  DOORMAN_ERR_DOVECOT_REPLY: { kind: 'protocol', meaning: 'A Dovecot policy reply Dovecot would not act on: not a JSON object, no integer status, a msg that is not a string.' },
   // nginx's mail auth_http
   DOORMAN_ERR_NGINX_METHOD: { kind: 'protocol', meaning: 'An auth_http request that is not a GET.' },
   DOORMAN_ERR_NGINX_MISSING: { kind: 'protocol', meaning: 'An auth_http header nginx always sends is missing, or one of a group came without the rest.' },

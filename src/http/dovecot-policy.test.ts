@@ -162,3 +162,18 @@ test('split inputs: a request cut in two at every byte gets the same answer, and
   assert.deepEqual([...logins], ['j\u00fcrgen\u{1F600}']);
   assert.equal(lines.filter((l) => l.msg === 'refused').length, refusedAllow.length - 1);
 });
+
+test('a login longer than any name is refused, not answered 400 (which Dovecot lets through); an over-long IMAP ID is cut and judged as usual', async (t) => {
+  const { port, handed, lines } = await endpoint(t);
+  const c = await RawClient.open(port);
+  t.after(() => c.close());
+  await c.write(httpRequest('allow', JSON.stringify({ remote: '192.0.2.44', login: `alice${' '.repeat(600)}@example.com`, session_id: 'l1' })));
+  const long = await c.answer();
+  assert.deepEqual([long.status, JSON.parse(long.body)], [200, { status: -1, msg: 'login too long' }]);
+  assert.equal(handed.length, 0, 'nothing was asked of the gate');
+  assert.ok(lines.some((l) => l.msg === 'refused: a login longer than any name' && l['remote'] === '192.0.2.44'));
+  await c.write(httpRequest('allow', JSON.stringify({ remote: '192.0.2.45', login: 'bob', device_id: '"x\\"'.repeat(200), session_id: 'l2' })));
+  const id = await c.answer();
+  assert.equal(id.status, 200, 'an over-long device_id is no reason to skip the check');
+  assert.equal(handed.length, 1, 'the gate judged it');
+});

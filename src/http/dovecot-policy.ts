@@ -19,6 +19,7 @@ import { NO_TIMER, type DecisionTimer } from '../observability/latency.js';
 import { decisionRecorder, type DecisionRecorder } from '../observability/decisions.js';
 import { parseHostPort } from '../config/endpoint.js';
 import {
+  DOVECOT_FIELDS,
   CONTINUE_REPLY,
   DovecotPolicyError,
   MAX_BODY_BYTES,
@@ -37,6 +38,8 @@ import { DovecotSessions } from '../protocols/dovecot-sessions.js';
  */
 const DEADLINE_CHECK_MS = 1000;
 /** The replies are the codec's JSON text, sent as they are. */
+/** The login cap the codec cuts at, for the log. */
+const LOGIN_CAP = DOVECOT_FIELDS.login.maxChars;
 const JSON_TYPE = 'application/json; charset=utf-8';
 /** What fastify's query parser is left to return: the codec reads the command from the URL itself, so it is parsed once. */
 const NO_QUERY: Readonly<Record<string, never>> = Object.freeze({});
@@ -124,6 +127,10 @@ export class DovecotPolicyServer {
     const login = r.login ?? '';
     const check = this.sessions.check(r.sessionId, Date.now());
     const client = r.client ?? r.remote;
+    if (r.loginCut) {
+      this.log.info({ service, remote: r.remote, check, login_chars: LOGIN_CAP }, 'refused: a login longer than any name');
+      return encodeDovecotReply({ status: REFUSE_STATUS, msg: 'login too long' });
+    }
     const d = await (check === 'after-auth' ? this.gate.authSucceeded(service, client, login) : this.gate.authAttempt(service, client));
     if (d.refusal === null && d.dryRun.length === 0) return CONTINUE_REPLY;
     this.record(d, service, r.client?.text ?? r.remote, { service, remote: r.remote, login, check });

@@ -144,7 +144,7 @@ test('each field must be of the JSON type Dovecot writes: no coercion of numbers
   assert.throws(() => decodeDovecotRequest('/p?command=allow', { remote: '192.0.2.1', tls: null }), { message: 'tls: expected a boolean, got null' });
 });
 
-test('caps: each text field up to its cap in characters (a surrogate pair is one, as JSON Schema counted), one more is refused', () => {
+test('caps: each text field up to its cap in characters (a surrogate pair is one, as JSON Schema counted), one more is refused, or cut for the fields the client types', () => {
   for (const spec of Object.values(DOVECOT_FIELDS)) {
     if (spec.kind !== 'text') continue;
     const at = (s: string) => decodeDovecotRequest('/p?command=allow', { remote: '192.0.2.1', [spec.wire]: s });
@@ -154,7 +154,13 @@ test('caps: each text field up to its cap in characters (a surrogate pair is one
     at('\u{1F600}'.repeat(n));
     at('\ud800'.repeat(n));
     for (const over of ['x'.repeat(n + 1), '\u00e9'.repeat(n + 1), '\u{1F600}'.repeat(n + 1), `${'\u{1F600}'.repeat(n)}x`, '\udc00'.repeat(n + 1)]) {
-      refused(() => at(over), 'DOORMAN_ERR_DOVECOT_TOO_LONG', spec.wire);
+      if ('cut' in spec) {
+        const r = at(over);
+        const kept = (r as unknown as Record<string, string>)[keyOf(spec.wire)] as string;
+        assert.equal([...kept].length, n, `${spec.wire} is cut to ${n} characters`);
+        assert.ok(over.startsWith(kept));
+        assert.equal(r.loginCut, spec.wire === 'login');
+      } else refused(() => at(over), 'DOORMAN_ERR_DOVECOT_TOO_LONG', spec.wire);
     }
   }
   assert.throws(() => decodeDovecotRequest('/p?command=allow', { remote: '1'.repeat(65) }), { message: 'remote: longer than 64 characters' });
@@ -167,7 +173,7 @@ function keyOf(wire: string): string {
 test('keys Doorman does not read are left alone, whatever they hold', () => {
   const r = decodeDovecotRequest('/p?command=allow', { remote: '192.0.2.1', extra: { nested: [1, null] }, 'a/b': null, device: 5, constructor: {} });
   assert.equal(r.remote, '192.0.2.1');
-  assert.equal(Object.keys(r).length, Object.keys(DOVECOT_FIELDS).length + 2, 'command, the fields and client: nothing else');
+  assert.equal(Object.keys(r).length, Object.keys(DOVECOT_FIELDS).length + 3, 'command, the fields, client and loginCut: nothing else');
 });
 
 test('countsAsGuess: no fail_type (2.3), a wrong password or an unknown user count; any other kind does not', () => {

@@ -109,6 +109,13 @@ export interface DovecotPolicyFields {
 /** A decoded request: every field present as a key, absent ones undefined. */
 export interface DovecotPolicyRequest extends DovecotPolicyFields {
   readonly command: DovecotCommand;
+  /**
+   * The login was longer than its cap and is cut to it. No name is that
+   * long; a client that types one is padding a name Dovecot shortens (an
+   * auth_username_format that drops the domain) to slip past the check, so
+   * the adapter refuses it rather than answer 400, which Dovecot lets pass.
+   */
+  readonly loginCut: boolean;
   /** `remote` parsed, once; null when it is no IP address (Dovecot sends "" when it knows none). */
   readonly client: ClientAddress | null;
 }
@@ -119,6 +126,12 @@ interface TextField {
   /** In characters (code points): a surrogate pair is one. */
   readonly maxChars: number;
   readonly required?: true;
+  /**
+   * Past the cap the value is cut to it rather than refused: a 400 makes
+   * Dovecot go on without a decision (auth_policy_reject_on_fail = no), so a
+   * field the client controls must never be a way around the check.
+   */
+  readonly cut?: true;
 }
 interface FlagField {
   readonly wire: string;
@@ -134,11 +147,11 @@ type FieldSpec = TextField | FlagField;
  */
 export const DOVECOT_FIELDS = {
   /** %{client_id}: "" unless imap_id_retain = yes; then the client's IMAP ID, kept under 256 bytes before quoting (LOGIN_MAX_CLIENT_ID_LEN). */
-  deviceId: { wire: 'device_id', kind: 'text', maxChars: 256 },
+  deviceId: { wire: 'device_id', kind: 'text', maxChars: 256, cut: true },
   /** 2.4 (auth_policy_fail_type): a word of at most 11 letters; room for words a later release adds. */
   failType: { wire: 'fail_type', kind: 'text', maxChars: 32 },
   /** The name as typed: an address is at most 254 octets (RFC 5321), and master-user logins add "*master". */
-  login: { wire: 'login', kind: 'text', maxChars: 512 },
+  login: { wire: 'login', kind: 'text', maxChars: 512, cut: true },
   /** imap, pop3, submission, lmtp, managesieve… */
   protocol: { wire: 'protocol', kind: 'text', maxChars: 32 },
   /** Hex of a hash truncated to auth_policy_hash_truncate bits: 4 digits by default, 128 for a whole SHA-512. */
@@ -179,8 +192,22 @@ function text(body: Record<string, unknown>, f: TextField): string | undefined {
     return undefined;
   }
   if (typeof v !== 'string') fail('DOORMAN_ERR_DOVECOT_TYPE', f.wire, `expected a string, got ${kindOf(v)}`);
-  if (!fits(v, f.maxChars)) fail('DOORMAN_ERR_DOVECOT_TOO_LONG', f.wire, `longer than ${f.maxChars} characters`);
+  if (!fits(v, f.maxChars)) {
+    if (f.cut !== true) fail('DOORMAN_ERR_DOVECOT_TOO_LONG', f.wire, `longer than ${f.maxChars} characters`);
+    return cutTo(v, f.maxChars);
+  }
   return v;
+}
+
+/** The first `maxChars` code points of `s` (a surrogate pair stays whole). */
+function cutTo(s: string, maxChars: number): string {
+  let n = 0;
+  for (let i = 0; i < s.length; i++, n++) {
+    if (n === maxChars) return s.slice(0, i);
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) i++;
+  }
+  return s;
 }
 
 function flag(body: Record<string, unknown>, f: FlagField): boolean | undefined {
@@ -202,7 +229,9 @@ export function decodeDovecotRequest(target: string, body: unknown): DovecotPoli
   // In table order, so the first field at fault is named; one literal, so every request has one shape.
   const deviceId = text(b, F.deviceId);
   const failType = text(b, F.failType);
+  const rawLogin = b[F.login.wire];
   const login = text(b, F.login);
+  const loginCut = typeof rawLogin === 'string' && login !== rawLogin;
   const protocol = text(b, F.protocol);
   const pwhash = text(b, F.pwhash);
   const remote = text(b, F.remote) as string;
@@ -210,7 +239,7 @@ export function decodeDovecotRequest(target: string, body: unknown): DovecotPoli
   const success = flag(b, F.success);
   const policyReject = flag(b, F.policyReject);
   const tls = flag(b, F.tls);
-  return { command, deviceId, failType, login, protocol, pwhash, remote, sessionId, success, policyReject, tls, client: clientAddress(remote) };
+  return { command, deviceId, failType, login, protocol, pwhash, remote, sessionId, success, policyReject, tls, client: clientAddress(remote), loginCut };
 }
 
 /** "+" as a space, then %XX escapes, as a form field is decoded; the text as it is when an escape is broken. */

@@ -168,13 +168,26 @@ export const dovecotCodec: FuzzCodec = {
           }),
         },
         {
-          name: 'fields past a cap: refused by the encoder, and by the decoder when written anyway',
+          name: 'fields past a cap: refused by the encoder; when written anyway, the decoder cuts those the client types (login, device_id) and refuses the rest',
           property: fc.property(fieldsArb.filter((f) => !withinCaps(f)), (fields) => {
             assert.throws(() => encodeDovecotBody(fields), (e: unknown) => e instanceof DovecotPolicyError && e.code === 'DOORMAN_ERR_DOVECOT_ENCODE');
             const json: Record<string, unknown> = {};
-            for (const [k, spec] of Object.entries(DOVECOT_FIELDS)) if (fields[k as keyof DovecotPolicyFields] !== undefined) json[spec.wire] = fields[k as keyof DovecotPolicyFields];
-            assert.throws(() => decodeDovecotRequest('/p?command=allow', json), (e: unknown) => e instanceof DovecotPolicyError && e.code === 'DOORMAN_ERR_DOVECOT_TOO_LONG');
-            tally.add('over-cap', 'DOORMAN_ERR_DOVECOT_TOO_LONG');
+            let refusedField = false;
+            for (const [k, spec] of Object.entries(DOVECOT_FIELDS)) {
+              const v = fields[k as keyof DovecotPolicyFields];
+              if (v === undefined) continue;
+              json[spec.wire] = v;
+              if (spec.kind === 'text' && !('cut' in spec) && [...(v as string)].length > spec.maxChars) refusedField = true;
+            }
+            if (refusedField) {
+              assert.throws(() => decodeDovecotRequest('/p?command=allow', json), (e: unknown) => e instanceof DovecotPolicyError && e.code === 'DOORMAN_ERR_DOVECOT_TOO_LONG');
+              tally.add('over-cap', 'DOORMAN_ERR_DOVECOT_TOO_LONG');
+            } else {
+              const r = decodeDovecotRequest('/p?command=allow', json);
+              checkDecoded(r, '/p?command=allow');
+              assert.equal(r.loginCut, typeof fields.login === 'string' && [...fields.login].length > DOVECOT_FIELDS.login.maxChars);
+              tally.add('over-cap', 'cut');
+            }
           }),
         },
         {
