@@ -65,16 +65,16 @@ test('connect: exception, ban, country, concurrency, prefix, rate — in that or
   const bans = new BanList();
   bans.add('77.88.8.8', 600_000, 'too many AUTH failures', T0);
   const banned = evaluateConnect(facts(r, 'smtp', '77.88.8.8', 'RU', { ban: bans.find(parseIp('77.88.8.8')!, '77.88.8.8', T0) }), { address: snap(1), prefix: null, prefixText: null });
-  assert.deepEqual(banned.refusal, { temporary: true, rule: 'bans', reason: '77.88.8.8 is banned for 600 s more (too many AUTH failures)', retryAfterSec: 600 });
+  assert.deepEqual(banned.refusal, { temporary: true, cause: 'ban', rule: 'bans', reason: '77.88.8.8 is banned for 600 s more (too many AUTH failures)', retryAfterSec: 600 });
   const ru = evaluateConnect(facts(r, 'smtp', '77.88.8.8', 'RU'), { address: snap(1), prefix: null, prefixText: null });
-  assert.deepEqual(ru.refusal, { temporary: false, rule: 'services.smtp.countries.connect', reason: 'country RU of 77.88.8.8 is in the deny list for smtp at connect', retryAfterSec: 0 });
+  assert.deepEqual(ru.refusal, { temporary: false, cause: 'country', rule: 'services.smtp.countries.connect', reason: 'country RU of 77.88.8.8 is in the deny list for smtp at connect', retryAfterSec: 0 });
   const many = evaluateConnect(facts(r, 'smtp', '8.8.8.8', 'US'), { address: snap(4), prefix: null, prefixText: null });
   assert.equal(many.refusal?.rule, 'services.smtp.limits.connections_per_address');
   assert.equal(many.refusal?.reason, '4 connections from 8.8.8.8, over the limit of 3');
   const net = evaluateConnect(facts(r, 'smtp', '8.8.8.8', 'US'), { address: snap(1), prefix: snap(11), prefixText: '8.8.8.0/24' });
   assert.equal(net.refusal?.reason, '11 connections from network 8.8.8.0/24, over the limit of 10');
   const fast = evaluateConnect(facts(r, 'smtp', '8.8.8.8', 'US'), { address: snap(1, { conn: 31 }), prefix: null, prefixText: null });
-  assert.deepEqual(fast.refusal, { temporary: true, rule: 'services.smtp.limits.connection_rate', reason: 'connection rate of 8.8.8.8 is 31/60s, over the limit of 30', retryAfterSec: 60, limit: 30 });
+  assert.deepEqual(fast.refusal, { temporary: true, cause: 'connection_rate', rule: 'services.smtp.limits.connection_rate', reason: 'connection rate of 8.8.8.8 is 31/60s, over the limit of 30', retryAfterSec: 60, limit: 30 });
 });
 
 test('no country (special-purpose or unknown address) is never country-blocked, even by an allow list', () => {

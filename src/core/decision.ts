@@ -14,9 +14,18 @@ import type { KeySnapshot, RateMetric } from './metrics.js';
 import type { CountryRule, EffectiveLimits, ServiceRules } from './rules.js';
 import type { LimitKey } from './rules.js';
 
+/**
+ * What refused a client, as a front-end words it: a ban, a country rule, a
+ * limit (named by its key), the countries a login was used from, or the
+ * shared store being away. The rule string says where in the configuration;
+ * this says what kind of thing it was, so nobody parses the rule to find out.
+ */
+export type RefusalCause = 'ban' | 'country' | LimitKey | 'countries_per_login' | 'store';
+
 export interface Refusal {
   /** true: try again later (4xx, NO [UNAVAILABLE], -ERR [SYS/TEMP]); false: do not (5xx, [AUTH]). */
   readonly temporary: boolean;
+  readonly cause: RefusalCause;
   readonly rule: string;
   readonly reason: string;
   readonly retryAfterSec: number;
@@ -80,7 +89,7 @@ function exempt(f: ClientFacts): Decision | null {
 function banCheck(f: ClientFacts): Check | null {
   if (f.ban === null) return null;
   const left = Math.max(1, Math.ceil((f.ban.until - f.now) / 1000));
-  return { temporary: true, rule: 'bans', reason: `${f.address} is banned for ${left} s more (${f.ban.reason})`, retryAfterSec: left, dry: false };
+  return { temporary: true, cause: 'ban', rule: 'bans', reason: `${f.address} is banned for ${left} s more (${f.ban.reason})`, retryAfterSec: left, dry: false };
 }
 
 function countryCheck(f: ClientFacts, rule: CountryRule | null, phase: string): Check | null {
@@ -91,6 +100,7 @@ function countryCheck(f: ClientFacts, rule: CountryRule | null, phase: string): 
   const why = rule.kind === 'allow' ? 'is not in the allow list' : 'is in the deny list';
   return {
     temporary: false,
+    cause: 'country',
     rule: rule.key,
     reason: `country ${f.country} of ${f.address} ${why} for ${f.service.name} at ${phase}`,
     retryAfterSec: 0,
@@ -118,6 +128,7 @@ function countCheck(f: ClientFacts, key: 'connections_per_address' | 'connection
   if (limit === null || value <= limit) return null;
   return {
     temporary: true,
+    cause: key,
     rule: limitKey(f, key),
     reason: `${value} ${LIMIT_WORDS[key]} ${who}, over the limit of ${limit}`,
     retryAfterSec: 60,
@@ -131,6 +142,7 @@ function rateCheck(f: ClientFacts, key: LimitKey, value: number): Check | null {
   if (limit === null || value <= limit) return null;
   return {
     temporary: true,
+    cause: key,
     rule: limitKey(f, key),
     reason: `${LIMIT_WORDS[key]} ${f.client} is ${value}/${f.rateUnitSec}s, over the limit of ${limit}`,
     retryAfterSec: f.rateUnitSec,
@@ -173,6 +185,7 @@ export function evaluateAuth(
       login.countriesSeen > travel.countries &&
       v.add({
         temporary: false,
+        cause: 'countries_per_login',
         rule: `services.${f.service.name}.max_countries_per_login`,
         reason: `login ${login.name} used from ${login.countriesSeen} countries within ${Math.round(travel.windowMs / 3_600_000)} h (now ${f.country}), over ${travel.countries}`,
         retryAfterSec: 0,

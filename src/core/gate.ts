@@ -60,7 +60,7 @@ function storeFailure(f: ClientFacts, err: unknown): Decision {
   if (!(err instanceof StoreUnavailableError)) throw err;
   return {
     action: 'refuse',
-    refusal: { temporary: true, rule: `services.${f.service.name}.on_store_failure`, reason: `the shared counter store is unreachable (${err.message})`, retryAfterSec: 60 },
+    refusal: { temporary: true, cause: 'store', rule: `services.${f.service.name}.on_store_failure`, reason: `the shared counter store is unreachable (${err.message})`, retryAfterSec: 60 },
     dryRun: [],
     exempt: null,
     country: f.country,

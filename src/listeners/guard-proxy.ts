@@ -260,7 +260,7 @@ export class GuardListener implements RelayHost {
     this.record(d, this.opts.service, a.address, { client: a.address });
     if (d.action === 'refuse' && d.refusal !== null) {
       const r = d.refusal;
-      this.refuse(s, refusalKindOf(r.rule), r.temporary, r.limit ?? null);
+      this.refuse(s, refusalKindOf(r.cause), r.temporary, r.limit ?? null);
       return;
     }
     const relay = new Relay(this, s, this.implicitTls);

@@ -165,7 +165,8 @@ export function readNginxAuthAnswer(headers: Iterable<readonly [string, string]>
  * then "try again in N s" or "try again later".
  */
 export function nginxRefusal(protocol: NginxMailProtocol, r: Pick<Refusal, 'temporary' | 'reason' | 'retryAfterSec'>, waitSec = 0): NginxAuthAnswer {
-  const line = postfixAction({ action: 'refuse', refusal: { ...r, rule: '' }, dryRun: [], exempt: null, country: null }, 'connect');
+  // postfixAction reads only temporary, reason and retryAfterSec; cause and rule are placeholders.
+  const line = postfixAction({ action: 'refuse', refusal: { ...r, cause: 'store', rule: '' }, dryRun: [], exempt: null, country: null }, 'connect');
   const at = line.indexOf(' ', line.indexOf(' ') + 1);
   const code = line.slice(0, at);
   const words = line.slice(at + 1);

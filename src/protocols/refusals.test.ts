@@ -31,10 +31,11 @@ test('configured texts replace the built-in ones; {limit} is filled or its aside
   assert.equal(refusalText('pop3', 'country', texts, null), 'Access from your country is not allowed');
 });
 
-test('a decision rule picks its text', () => {
-  assert.equal(refusalKindOf('bans'), 'banned');
-  assert.equal(refusalKindOf('services.imap.limits.connections_per_address'), 'too_many');
-  assert.equal(refusalKindOf('overrides.0 (x).limits.connections_per_prefix'), 'too_many_network');
-  assert.equal(refusalKindOf('services.smtp.limits.connection_rate'), 'rate');
-  assert.equal(refusalKindOf('services.imap.countries.connect'), 'country');
+test('a refusal\'s cause picks its text; causes with no text of their own are told to try later', () => {
+  assert.equal(refusalKindOf('ban'), 'banned');
+  assert.equal(refusalKindOf('connections_per_address'), 'too_many');
+  assert.equal(refusalKindOf('connections_per_prefix'), 'too_many_network');
+  assert.equal(refusalKindOf('connection_rate'), 'rate');
+  assert.equal(refusalKindOf('country'), 'country');
+  for (const c of ['store', 'countries_per_login', 'auth_rate', 'message_rate'] as const) assert.equal(refusalKindOf(c), 'unavailable', c);
 });

@@ -16,6 +16,7 @@
  * several sessions by default, and one told "at most N" can warn its user and
  * use fewer instead of retrying in a loop.
  */
+import type { RefusalCause } from '../core/decision.js';
 import type { Protocol } from '../core/rules.js';
 
 /** Why a client is refused, in the words a refusal text is chosen by. */
@@ -49,14 +50,22 @@ export const DEFAULT_TEXTS: Readonly<Record<Family, Record<RefusalKind, string>>
   imap: COMMON,
 };
 
-/** Which text a decision's rule (a configuration key, or "bans") calls for. */
-export function refusalKindOf(rule: string): RefusalKind {
-  if (rule === 'bans') return 'banned';
-  if (rule.endsWith('.connections_per_address')) return 'too_many';
-  if (rule.endsWith('.connections_per_prefix')) return 'too_many_network';
-  if (rule.endsWith('.connection_rate')) return 'rate';
-  if (rule.includes('.countries.')) return 'country';
-  return 'unavailable';
+/** Which text a refusal's cause calls for. */
+export function refusalKindOf(cause: RefusalCause): RefusalKind {
+  switch (cause) {
+    case 'ban':
+      return 'banned';
+    case 'connections_per_address':
+      return 'too_many';
+    case 'connections_per_prefix':
+      return 'too_many_network';
+    case 'connection_rate':
+      return 'rate';
+    case 'country':
+      return 'country';
+    default:
+      return 'unavailable';
+  }
 }
 
 /**
