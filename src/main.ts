@@ -34,6 +34,7 @@ import { StateStore } from './state/runtime-state.js';
 import { openStatePath } from './state/open-paths.js';
 import { NetworkSet } from './core/networks.js';
 import { GuardListener } from './listeners/guard-proxy.js';
+import { SpoeAgentServer } from './listeners/spoe-agent.js';
 import { describeEndpoint, parseEndpoint, type Session, type StreamListener } from './listeners/stream-listener.js';
 import { hostname } from 'node:os';
 import { CloseStack } from './close-stack.js';
@@ -57,6 +58,8 @@ export interface Daemon {
   readonly dovecot: DovecotPolicyServer | null;
   /** The Dovecot policy endpoint's bound port (0 when off). */
   readonly dovecotPort: number;
+  /** HAProxy's SPOE agent; null when haproxy_spoe.listen is empty. */
+  readonly spoe: SpoeAgentServer | null;
   /** Live proxied connections. */
   readonly registry: ConnectionRegistry;
   /** The guard proxy's listeners, one per service and listen address, in config order. */
@@ -123,6 +126,7 @@ async function build(config: Config, log: Logger, deps: DaemonDeps, closing: Clo
     services: [...new Set([...config.rules.services.keys(), ...PROTOCOLS])],
     proxied: proxiedServices(config).map(([name]) => name),
     listeners: () => loads,
+    spoeAdmitted: () => fronts.spoe?.admitted ?? null,
   });
   metrics.attach();
   closing.push('metrics', () => metrics.detach());
@@ -134,7 +138,7 @@ async function build(config: Config, log: Logger, deps: DaemonDeps, closing: Clo
   let admin: AdminServer | null = null;
   let adminPort = 0;
   if (config.admin.listen !== null) {
-    admin = await AdminServer.create({ config: config.admin, control, gate, registry, events, clock, log, metrics, services: serviceInfo(config.rules, fronts.proxies), startedAt, reload: (by) => reloadFile(by) });
+    admin = await AdminServer.create({ config: config.admin, control, gate, registry, events, clock, log, metrics, services: serviceInfo(config.rules, fronts.proxies), frontEnds: () => frontEndInfo(fronts), startedAt, reload: (by) => reloadFile(by) });
     // One that failed to bind has closed itself.
     adminPort = await admin.listen();
     const opened = admin;
@@ -319,7 +323,30 @@ async function openFrontEnds(config: Config, log: Logger, closing: CloseStack, g
     const address = describeEndpoint({ host: parseEndpoint(dc.listen).host, port: dovecotPort });
     loads.push({ listener: 'dovecot_policy', address, max: dc.max_clients, clients: () => server.clients(), full: () => server.full });
   }
-  return { proxies, anvil, policy, dovecot, dovecotPort };
+  const spoe = await openSpoeAgent(config, log, closing, gate, events, metrics, loads);
+  return { proxies, anvil, policy, dovecot, dovecotPort, spoe };
+}
+
+/** HAProxy's SPOE agent (issue 19), when haproxy_spoe.listen names an address. */
+async function openSpoeAgent(config: Config, log: Logger, closing: CloseStack, gate: Gatekeeper, events: DoorEventBus, metrics: DoorMetrics, loads: ListenerLoad[]): Promise<SpoeAgentServer | null> {
+  const h = config.haproxy_spoe;
+  if (h.listen.length === 0) return null;
+  const server = new SpoeAgentServer(gate, log, {
+    listen: h.listen,
+    message: h.message,
+    hostname: h.hostname ?? hostname(),
+    maxClients: h.max_clients,
+    requestTimeoutMs: h.request_timeout,
+    idleTimeoutMs: h.idle_timeout,
+    decisionTimeoutMs: h.decision_timeout,
+    maxFrameSize: h.max_frame_size,
+    maxInFlight: h.max_in_flight,
+    timer: metrics.decisionTimer('spoe'),
+  }, events);
+  closing.push('haproxy_spoe agent', () => server.close());
+  await server.listen();
+  for (const l of server.listeners) loads.push(streamLoad('haproxy_spoe', l));
+  return server;
 }
 
 /**
@@ -351,6 +378,27 @@ function serviceInfo(rules: Rules, proxies: readonly GuardListener[]): ServiceIn
     protocol: s.protocol,
     listen: proxies.filter((g) => g.opts.service === s.name).map((g) => describeEndpoint({ host: parseEndpoint(g.opts.listen).host, port: g.port })),
   }));
+}
+
+/** Front-ends that are no service's listener, for /api/status (issue 19: HAProxy's SPOE agent). */
+function frontEndInfo(fronts: { readonly spoe: SpoeAgentServer | null }): Record<string, object> {
+  const s = fronts.spoe;
+  if (s === null) return {};
+  const listen = s.listeners.map((l) => l.address);
+  const t = s.stats;
+  return {
+    haproxy_spoe: {
+      listen,
+      haproxy_connections: s.connections,
+      notifies: t.notifies,
+      decisions: t.decisions,
+      refusals: t.refusals,
+      failed_open: t.failedOpen,
+      protocol_errors: t.protocolErrors,
+      health_checks: t.healthChecks,
+      admitted: Object.fromEntries(s.admitted),
+    },
+  };
 }
 
 /**
