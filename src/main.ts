@@ -391,6 +391,7 @@ function frontEndInfo(fronts: { readonly spoe: SpoeAgentServer | null }): Record
       listen,
       haproxy_connections: s.connections,
       notifies: t.notifies,
+      reads: t.reads,
       decisions: t.decisions,
       refusals: t.refusals,
       failed_open: t.failedOpen,

@@ -33,8 +33,8 @@ import { decisionRecorder, type DecisionRecorder } from '../observability/decisi
 import { NO_TIMER, type DecisionTimer } from '../observability/latency.js';
 import { SPOP_STATUS, type SpopStatus } from '../protocols/spop.js';
 import { SpopAgentConnection } from '../protocols/spop-agent.js';
-import type { SpopAction, SpopNotify } from '../protocols/spop-messages.js';
-import { SPOE_VAR, SpoeVerdicts, readSpoeRequest, type SpoeRequest } from '../protocols/spoe-verdict.js';
+import type { SpopNotify } from '../protocols/spop-messages.js';
+import { SpoeVerdicts, readSpoeRequest, type SpoeAnswer, type SpoeRequest } from '../protocols/spoe-verdict.js';
 import { StreamListener, parseEndpoint, type Session } from './stream-listener.js';
 
 export interface SpoeAgentOptions {
@@ -57,6 +57,8 @@ export interface SpoeAgentOptions {
 export interface SpoeStats {
   /** NOTIFY frames answered. */
   notifies: number;
+  /** Socket reads: notifies / reads is how many NOTIFY frames HAProxy sends at once (each read and write costs more than a decision). */
+  reads: number;
   /** Clients judged, refusals among them. */
   decisions: number;
   refusals: number;
@@ -75,7 +77,8 @@ const WARN_EVERY_MS = 60_000;
 const MAX_COUNTED_SERVICES = 256;
 /** Unknown service names warned about one by one, then no more. */
 const MAX_UNKNOWN_WARNED = 64;
-const NO_ACTIONS: readonly SpopAction[] = Object.freeze([]);
+/** The ACK of a NOTIFY carrying none of our messages: no variables. */
+const NOTHING: SpoeAnswer = Object.freeze({ payload: Buffer.alloc(0), refuse: false });
 
 let sessionSeq = 0;
 
@@ -105,6 +108,7 @@ class SpoeSession implements Session {
 
   private onData(chunk: Buffer): void {
     this.active = true;
+    this.server.stats.reads++;
     // Every ACK decided at once from this chunk leaves in one write.
     this.socket.cork();
     try {
@@ -150,17 +154,16 @@ class SpoeSession implements Session {
   }
 
   /** The ACK for a NOTIFY; dropped when the connection closed meanwhile. */
-  ack(n: SpopNotify, actions: readonly SpopAction[]): void {
+  ack(n: SpopNotify, a: SpoeAnswer): void {
     if (this.closed) return;
     let bytes: Buffer | null;
     try {
-      bytes = this.agent.ack(n.streamId, n.frameId, actions);
+      bytes = this.agent.ack(n.streamId, n.frameId, a.payload);
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
-      // Over a small negotiated max-frame-size: the verdict alone still fits (and the line, if it can).
+      // Over a small negotiated max-frame-size: the verdict alone still fits.
       this.server.warn('frame', { client: this.id, reason: err.message }, 'haproxy_spoe: ACK too big for the negotiated max-frame-size; sent the verdict alone');
-      const verdict = actions.filter((a) => a.name === SPOE_VAR.verdict);
-      bytes = this.agent.ack(n.streamId, n.frameId, verdict);
+      bytes = this.agent.ack(n.streamId, n.frameId, (a.refuse ? SpoeVerdicts.REFUSE_ONLY : SpoeVerdicts.ALLOW).payload);
     }
     if (bytes !== null) this.write(bytes);
   }
@@ -234,7 +237,7 @@ class Throttled {
 export class SpoeAgentServer {
   readonly opts: SpoeAgentOptions;
   readonly log: Logger;
-  readonly stats: SpoeStats = { notifies: 0, decisions: 0, refusals: 0, failedOpen: 0, protocolErrors: 0, healthChecks: 0 };
+  readonly stats: SpoeStats = { notifies: 0, reads: 0, decisions: 0, refusals: 0, failedOpen: 0, protocolErrors: 0, healthChecks: 0 };
   /** Clients allowed per service, for doorman_decisions_total{action="allow"}. */
   readonly admitted = new Map<string, number>();
   /** One per listen address, in `listen` order: their clients and caps are read by the metrics. */
@@ -289,7 +292,7 @@ export class SpoeAgentServer {
   /** Answers one NOTIFY: Doorman's message judged, any other acknowledged with no variables. */
   respond(session: SpoeSession, n: SpopNotify): void {
     this.stats.notifies++;
-    let answer: Awaitable<readonly SpopAction[]> = NO_ACTIONS;
+    let answer: Awaitable<SpoeAnswer> = NOTHING;
     for (const m of n.messages) {
       if (m.name !== this.opts.message) continue;
       const read = readSpoeRequest(m);
@@ -301,7 +304,7 @@ export class SpoeAgentServer {
     else session.ack(n, answer);
   }
 
-  private decide(req: SpoeRequest): Awaitable<readonly SpopAction[]> {
+  private decide(req: SpoeRequest): Awaitable<SpoeAnswer> {
     const started = this.timer.start();
     let s: Awaitable<Screening>;
     try {
@@ -338,7 +341,7 @@ export class SpoeAgentServer {
     });
   }
 
-  private answer(s: Screening, req: SpoeRequest): readonly SpopAction[] {
+  private answer(s: Screening, req: SpoeRequest): SpoeAnswer {
     if (s.address === null) return this.failOpen('malformed', { reason: `src ${JSON.stringify(req.address.slice(0, 64))} is not an IP address` }, 'haproxy_spoe: client address unusable (answered allow)');
     const d = s.decision;
     this.stats.decisions++;
@@ -349,7 +352,7 @@ export class SpoeAgentServer {
     else this.admit(req.service);
     const rules = this.gate.rules;
     if (!rules.services.has(req.service)) this.unknownService(req.service);
-    return this.verdicts.actions(s, rules.service(req.service).protocol);
+    return this.verdicts.answer(s, rules.service(req.service).protocol);
   }
 
   private admit(service: string): void {
@@ -364,7 +367,7 @@ export class SpoeAgentServer {
     this.log.warn({ service: name }, `haproxy_spoe: HAProxy asked about service "${name}", which the configuration does not name: only bans apply (name HAProxy's frontends like Doorman's services)`);
   }
 
-  private failOpen(kind: string, fields: Record<string, unknown>, msg: string): readonly SpopAction[] {
+  private failOpen(kind: string, fields: Record<string, unknown>, msg: string): SpoeAnswer {
     this.stats.failedOpen++;
     this.warn(kind, fields, msg);
     return SpoeVerdicts.ALLOW;

@@ -5,8 +5,8 @@ import { spopValueArb } from '../../test/helpers/spop-values.js';
 import type { Decision } from '../core/decision.js';
 import type { Screening } from '../core/gate.js';
 import { decodeFrame } from './spop.js';
-import { decodeAck, encodeAck, type SpopAction, type SpopMessage } from './spop-messages.js';
-import { SpoeVerdicts, readSpoeRequest } from './spoe-verdict.js';
+import { decodeAck, encodeAck, type SpopMessage } from './spop-messages.js';
+import { SpoeVerdicts, readSpoeRequest, type SpoeAnswer } from './spoe-verdict.js';
 
 const msg = (args: SpopMessage['args']): SpopMessage => ({ name: 'doorman-client', args });
 const ALLOW: Decision = { action: 'allow', refusal: null, dryRun: [], exempt: null, country: null };
@@ -17,9 +17,9 @@ function refuse(rule: string, temporary: boolean, retryAfterSec: number, limit?:
 
 const screening = (decision: Decision, connLimit: number | null = null): Screening => ({ decision, address: '192.0.2.7', connLimit });
 
-/** The variables an ACK carrying `actions` sets, as HAProxy reads it back. */
-function vars(actions: readonly SpopAction[]): Record<string, unknown> {
-  const ack = decodeAck(decodeFrame(encodeAck(7, 1, actions, 16380).subarray(4)));
+/** The variables an ACK carrying `a` sets, as HAProxy reads it back. */
+function vars(a: SpoeAnswer): Record<string, unknown> {
+  const ack = decodeAck(decodeFrame(encodeAck(7, 1, a.payload, 16380).subarray(4)));
   return Object.fromEntries(
     ack.actions.map((a) => {
       assert.equal(a.scope, 'sess');
@@ -59,46 +59,54 @@ test('a message without a usable src or service says why, never throws', () => {
 });
 
 test('an allowed client: the verdict, and the country when known', () => {
-  assert.deepEqual(vars(new SpoeVerdicts('mx.test').actions(screening(ALLOW), 'imap')), { verdict: 'allow' });
-  assert.deepEqual(vars(new SpoeVerdicts('mx.test').actions(screening({ ...ALLOW, country: 'DE' }), 'imap')), { verdict: 'allow', country: 'DE' });
+  assert.deepEqual(vars(new SpoeVerdicts('mx.test').answer(screening(ALLOW), 'imap')), { verdict: 'allow' });
+  assert.deepEqual(vars(new SpoeVerdicts('mx.test').answer(screening({ ...ALLOW, country: 'DE' }), 'imap')), { verdict: 'allow', country: 'DE' });
 });
 
 test('an allowed client under a per-address limit: the limit and the line for a client over it, for HAProxy to count', () => {
   const v = new SpoeVerdicts('mx.test');
-  assert.deepEqual(vars(v.actions(screening(ALLOW, 5), 'imap')), {
+  assert.deepEqual(vars(v.answer(screening(ALLOW, 5), 'imap')), {
     verdict: 'allow',
     conn_limit: 5,
     conn_text: '* BYE [UNAVAILABLE] Too many connections from your address (at most 5 at once), try again later',
   });
-  assert.deepEqual(vars(v.actions(screening(ALLOW, 5), 'smtp')).conn_text, '421 4.7.0 mx.test Too many connections from your address, try again later');
-  assert.deepEqual(vars(v.actions(screening(ALLOW, 5), 'imaps')), { verdict: 'allow', conn_limit: 5 }, 'implicit TLS: a close, no line');
+  assert.deepEqual(vars(v.answer(screening(ALLOW, 5), 'smtp')).conn_text, '421 4.7.0 mx.test Too many connections from your address, try again later');
+  assert.deepEqual(vars(v.answer(screening(ALLOW, 5), 'imaps')), { verdict: 'allow', conn_limit: 5 }, 'implicit TLS: a close, no line');
 });
 
 test('a refusal: the verdict, the line in the protocol\'s words, the rule, the retry-after and the country', () => {
   const v = new SpoeVerdicts('mx.test');
-  assert.deepEqual(vars(v.actions(screening(refuse('bans', true, 3600, undefined, 'US')), 'smtp')), {
+  assert.deepEqual(vars(v.answer(screening(refuse('bans', true, 3600, undefined, 'US')), 'smtp')), {
     verdict: 'refuse',
     text: '421 4.7.0 mx.test Your address is temporarily blocked, try again later',
     rule: 'bans',
     retry_after: 3600,
     country: 'US',
   });
-  assert.equal(vars(v.actions(screening(refuse('services.imap.countries.connect', false, 0, undefined, 'KP')), 'imap')).text, '* BYE [CONTACTADMIN] Access from your country is not allowed');
-  assert.equal(vars(v.actions(screening(refuse('services.smtp.countries.connect', false, 0)), 'smtp')).text, '521 5.7.1 mx.test Access from your country is not allowed');
+  assert.equal(vars(v.answer(screening(refuse('services.imap.countries.connect', false, 0, undefined, 'KP')), 'imap')).text, '* BYE [CONTACTADMIN] Access from your country is not allowed');
+  assert.equal(vars(v.answer(screening(refuse('services.smtp.countries.connect', false, 0)), 'smtp')).text, '521 5.7.1 mx.test Access from your country is not allowed');
   assert.equal(
-    vars(v.actions(screening(refuse('services.pop3.limits.connection_rate', true, 60, 30)), 'pop3')).text,
+    vars(v.answer(screening(refuse('services.pop3.limits.connection_rate', true, 60, 30)), 'pop3')).text,
     '-ERR [SYS/TEMP] Too many connections from your address in a short time (at most 30 a minute), try again later',
   );
-  assert.equal(vars(v.actions(screening(refuse('services.imap.on_store_failure', true, 60)), 'imap')).text, '* BYE [UNAVAILABLE] Service temporarily unavailable, try again later');
-  const tls = vars(v.actions(screening(refuse('bans', true, 10)), 'pop3s'));
+  assert.equal(vars(v.answer(screening(refuse('services.imap.on_store_failure', true, 60)), 'imap')).text, '* BYE [UNAVAILABLE] Service temporarily unavailable, try again later');
+  const tls = vars(v.answer(screening(refuse('bans', true, 10)), 'pop3s'));
   assert.deepEqual([tls.verdict, tls.text, tls.rule], ['refuse', undefined, 'bans'], 'implicit TLS: only a close');
 });
 
-test('the same decision twice reuses its action objects (no text is built per client)', () => {
+test('an allowed client\'s payload is encoded once per country, protocol and limit; a refusal\'s reuses its action objects', () => {
   const v = new SpoeVerdicts('mx.test');
-  const a = v.actions(screening(refuse('bans', true, 60, undefined, 'US')), 'smtp');
-  const b = v.actions(screening(refuse('bans', true, 60, undefined, 'US')), 'smtp');
-  assert.equal(a[1], b[1]);
-  assert.equal(a[2], b[2]);
-  assert.equal(v.actions(screening(ALLOW), 'smtp'), SpoeVerdicts.ALLOW);
+  assert.equal(v.answer(screening(ALLOW), 'smtp'), SpoeVerdicts.ALLOW);
+  const de = v.answer(screening({ ...ALLOW, country: 'DE' }, 5), 'imap');
+  assert.equal(v.answer(screening({ ...ALLOW, country: 'DE' }, 5), 'imap'), de, 'the same bytes');
+  assert.notEqual(v.answer(screening({ ...ALLOW, country: 'DE' }, 5), 'pop3'), de);
+  assert.notEqual(v.answer(screening({ ...ALLOW, country: 'FR' }, 5), 'imap'), de);
+  assert.equal(de.refuse, false);
+  const a = v.refusal('US', { temporary: true, rule: 'bans', reason: 'x', retryAfterSec: 60 }, 'smtp');
+  const b = v.refusal('US', { temporary: true, rule: 'bans', reason: 'x', retryAfterSec: 59 }, 'smtp');
+  assert.equal(a[1], b[1], 'the line');
+  assert.equal(a[2], b[2], 'the rule');
+  assert.equal(a[4], b[4], 'the country');
+  assert.equal(v.answer(screening(refuse('bans', true, 60)), 'smtp').refuse, true);
+  assert.deepEqual(vars(SpoeVerdicts.REFUSE_ONLY), { verdict: 'refuse' });
 });

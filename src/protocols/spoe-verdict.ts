@@ -33,10 +33,11 @@
  * "allow" (malformed): HAProxy's own failure mode is to let the session
  * through, and a refusal from a misconfigured message would refuse everyone.
  */
+import type { Refusal } from '../core/decision.js';
 import type { Screening } from '../core/gate.js';
 import type { Protocol } from '../core/rules.js';
 import { refusalKindOf, refusalLine, refusalText, type RefusalKind } from './refusals.js';
-import { spopArg, type SpopAction, type SpopMessage } from './spop-messages.js';
+import { encodeAckPayload, spopArg, type SpopAction, type SpopMessage } from './spop-messages.js';
 import { spopInteger, type SpopValue } from './spop.js';
 
 /** The argument names the shipped spoe-message uses. */
@@ -94,86 +95,92 @@ function int(name: string, value: number): SpopAction {
   return { action: 'set-var', scope: 'sess', name, value: { type: 'int32', value: Math.max(0, Math.min(INT32_MAX, Math.round(value))) } };
 }
 
+/** An ACK's payload (encodeAckPayload) and whether it refuses: a client is answered with the bytes, made once where they can be. */
+export interface SpoeAnswer {
+  readonly payload: Buffer;
+  readonly refuse: boolean;
+}
+
+function answer(actions: readonly SpopAction[], refuse: boolean): SpoeAnswer {
+  return { payload: encodeAckPayload(actions), refuse };
+}
+
+/** Entries kept per cache: services, overrides and countries are few; the caps only guard against surprises. */
+const CACHE_MAX = 1024;
+
 /**
- * Turns screenings into ACK actions. Every action object that does not
- * depend on the client is made once and reused: the verdicts, the countries,
- * the refusal lines per (protocol, kind, permanence, limit).
+ * Turns screenings into ACK payloads. An allowed client's payload depends
+ * only on its country, its protocol and its limit, so it is encoded once per
+ * such combination and reused; a refusal's carries its retry-after (a ban's
+ * time left), so it is encoded each time, from action objects made once.
  */
 export class SpoeVerdicts {
   private readonly hostname: string;
-  /** The ACK of a message that could not be judged, or of an allowed client with nothing more to say. */
-  static readonly ALLOW: readonly SpopAction[] = Object.freeze([str(SPOE_VAR.verdict, 'allow')]);
-  private static readonly REFUSE = str(SPOE_VAR.verdict, 'refuse');
-  private static readonly VERDICT_ALLOW = SpoeVerdicts.ALLOW[0] as SpopAction;
-  private readonly countries = new Map<string, SpopAction>();
+  /** `verdict` alone: a message that could not be judged, or an allowed client with nothing more to say. */
+  static readonly ALLOW: SpoeAnswer = answer([str(SPOE_VAR.verdict, 'allow')], false);
+  /** `verdict` alone, refusing: what still fits a tiny negotiated frame. */
+  static readonly REFUSE_ONLY: SpoeAnswer = answer([str(SPOE_VAR.verdict, 'refuse')], true);
+  private static readonly VERDICT_REFUSE = str(SPOE_VAR.verdict, 'refuse');
+  private static readonly VERDICT_ALLOW = str(SPOE_VAR.verdict, 'allow');
+  private readonly allowed = new Map<string, SpoeAnswer>();
   private readonly lines = new Map<string, SpopAction | null>();
-  private readonly limits = new Map<string, readonly SpopAction[]>();
-  private readonly rules = new Map<string, SpopAction>();
+  private readonly strings = new Map<string, SpopAction>();
 
   constructor(hostname: string) {
     this.hostname = hostname;
   }
 
-  /** The actions for one screening of a client of a service speaking `protocol`. */
-  actions(s: Screening, protocol: Protocol): readonly SpopAction[] {
+  /** The answer for one screening of a client of a service speaking `protocol`. */
+  answer(s: Screening, protocol: Protocol): SpoeAnswer {
     const d = s.decision;
-    const country = d.country === null ? null : this.country(d.country);
     const r = d.refusal;
-    if (d.action === 'refuse' && r !== null) {
-      const out: SpopAction[] = [SpoeVerdicts.REFUSE];
-      const text = this.line(protocol, refusalKindOf(r.rule), r.temporary, r.limit ?? null);
-      if (text !== null) out.push(text);
-      out.push(this.rule(r.rule), int(SPOE_VAR.retryAfter, r.retryAfterSec));
-      if (country !== null) out.push(country);
-      return out;
+    if (d.action === 'refuse' && r !== null) return answer(this.refusal(d.country, r, protocol), true);
+    if (d.country === null && s.connLimit === null) return SpoeVerdicts.ALLOW;
+    const key = `${d.country ?? ''}|${s.connLimit === null ? '' : `${protocol}|${s.connLimit}`}`;
+    let a = this.allowed.get(key);
+    if (a === undefined) {
+      const actions: SpopAction[] = [SpoeVerdicts.VERDICT_ALLOW];
+      if (d.country !== null) actions.push(this.string(SPOE_VAR.country, d.country));
+      if (s.connLimit !== null) {
+        actions.push(int(SPOE_VAR.connLimit, s.connLimit));
+        const text = this.line(protocol, 'too_many', true, s.connLimit, SPOE_VAR.connText);
+        if (text !== null) actions.push(text);
+      }
+      a = answer(actions, false);
+      if (this.allowed.size < CACHE_MAX) this.allowed.set(key, a);
     }
-    const limit = s.connLimit === null ? null : this.limit(protocol, s.connLimit);
-    if (country === null && limit === null) return SpoeVerdicts.ALLOW;
-    const out: SpopAction[] = [SpoeVerdicts.VERDICT_ALLOW];
-    if (country !== null) out.push(country);
-    if (limit !== null) out.push(...limit);
+    return a;
+  }
+
+  /** A refusal's actions: the verdict, the line (none for implicit TLS), the rule, the retry-after, the country. */
+  refusal(country: string | null, r: Refusal, protocol: Protocol): SpopAction[] {
+    const out: SpopAction[] = [SpoeVerdicts.VERDICT_REFUSE];
+    const text = this.line(protocol, refusalKindOf(r.rule), r.temporary, r.limit ?? null);
+    if (text !== null) out.push(text);
+    out.push(this.string(SPOE_VAR.rule, r.rule), int(SPOE_VAR.retryAfter, r.retryAfterSec));
+    if (country !== null) out.push(this.string(SPOE_VAR.country, country));
     return out;
   }
 
-  /** The refusal line of a kind, as a `text` action; null for implicit TLS (only a close). Cached. */
-  line(protocol: Protocol, kind: RefusalKind, temporary: boolean, limit: number | null, name: string = SPOE_VAR.text): SpopAction | null {
+  /** The refusal line of a kind, as an action setting `name`; null for implicit TLS (only a close). Cached. */
+  private line(protocol: Protocol, kind: RefusalKind, temporary: boolean, limit: number | null, name: string = SPOE_VAR.text): SpopAction | null {
     const key = `${name}|${protocol}|${kind}|${temporary ? 't' : 'p'}|${limit ?? ''}`;
     let a = this.lines.get(key);
     if (a === undefined) {
       const bytes = refusalLine(protocol, temporary, refusalText(protocol, kind, null, limit), this.hostname);
       a = bytes === null ? null : str(name, bytes.toString('latin1').replace(/\r\n$/, ''));
-      // Limits are few (services, overrides); the cap only guards against surprises.
-      if (this.lines.size < 1024) this.lines.set(key, a);
+      if (this.lines.size < CACHE_MAX) this.lines.set(key, a);
     }
     return a;
   }
 
-  private limit(protocol: Protocol, limit: number): readonly SpopAction[] {
-    const key = `${protocol}|${limit}`;
-    let a = this.limits.get(key);
+  /** A string variable's action, cached (countries and rules are few). */
+  private string(name: string, value: string): SpopAction {
+    const key = `${name}=${value}`;
+    let a = this.strings.get(key);
     if (a === undefined) {
-      const text = this.line(protocol, 'too_many', true, limit, SPOE_VAR.connText);
-      a = text === null ? [int(SPOE_VAR.connLimit, limit)] : [int(SPOE_VAR.connLimit, limit), text];
-      if (this.limits.size < 1024) this.limits.set(key, a);
-    }
-    return a;
-  }
-
-  private country(code: string): SpopAction {
-    let a = this.countries.get(code);
-    if (a === undefined) {
-      a = str(SPOE_VAR.country, code);
-      // Country codes are a closed set of about 250.
-      if (this.countries.size < 512) this.countries.set(code, a);
-    }
-    return a;
-  }
-
-  private rule(rule: string): SpopAction {
-    let a = this.rules.get(rule);
-    if (a === undefined) {
-      a = str(SPOE_VAR.rule, rule);
-      if (this.rules.size < 1024) this.rules.set(rule, a);
+      a = str(name, value);
+      if (this.strings.size < CACHE_MAX) this.strings.set(key, a);
     }
     return a;
   }

@@ -164,6 +164,26 @@ test('out-of-order and malformed frames each end the connection with their statu
   refused(ready(), discWithIds, 'DOORMAN_ERR_SPOP_FRAME', SPOP_STATUS.INVALID);
 });
 
+test('several frames of one stream may wait at once, answered in any order; a pair waiting is refused again', () => {
+  const isNotWaiting = (e: unknown) => e instanceof ProtocolError && e.code === 'DOORMAN_ERR_SPOP_NOT_WAITING';
+  for (const order of [[1, 2, 3], [3, 2, 1], [2, 1, 3]]) {
+    const a = ready();
+    assert.deepEqual(a.receive(Buffer.concat([notifyFrame(7, 1), notifyFrame(7, 2), notifyFrame(7, 3), notifyFrame(8, 1)])).map((e) => e.kind), ['notify', 'notify', 'notify', 'notify']);
+    assert.equal(a.inFlight, 4);
+    assert.throws(() => a.ack(7, 4, []), isNotWaiting);
+    assert.throws(() => a.ack(9, 1, []), isNotWaiting);
+    for (const f of order) {
+      assert.equal(decodeFrame(a.ack(7, f, [])!.subarray(4)).frameId, f);
+      assert.throws(() => a.ack(7, f, []), isNotWaiting, `frame ${f} answered twice`);
+    }
+    assert.equal(a.inFlight, 1);
+    refused(a, notifyFrame(8, 1), 'DOORMAN_ERR_SPOP_STATE', SPOP_STATUS.INVALID);
+  }
+  const b = ready();
+  b.receive(Buffer.concat([notifyFrame(5, 1), notifyFrame(5, 2)]));
+  refused(b, notifyFrame(5, 2), 'DOORMAN_ERR_SPOP_STATE', SPOP_STATUS.INVALID);
+});
+
 test('a connection holds at most maxInFlight unanswered NOTIFY frames', () => {
   const a = ready(HELLO, { maxInFlight: 3 });
   assert.deepEqual(a.receive(Buffer.concat([notifyFrame(1, 1), notifyFrame(2, 1), notifyFrame(3, 1)])).map((e) => e.kind), ['notify', 'notify', 'notify']);

@@ -262,8 +262,13 @@ function varintBig(buf: Buffer, at: number, n: number): bigint {
 
 /** A growing output buffer for one frame. */
 export class SpopWriter {
-  private buf = Buffer.allocUnsafe(128);
+  private buf: Buffer;
   length = 0;
+
+  /** `size`: the bytes expected, when known, so that the buffer never grows (a copy). */
+  constructor(size = 128) {
+    this.buf = Buffer.allocUnsafe(size);
+  }
 
   private room(n: number): void {
     if (this.length + n <= this.buf.length) return;

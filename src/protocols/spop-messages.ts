@@ -23,7 +23,7 @@ import {
   type SpopFrame,
   type SpopStatus,
   type SpopValue,
-  type SpopWriter,
+  SpopWriter,
 } from './spop.js';
 import { ProtocolError } from '../errors.js';
 
@@ -293,22 +293,36 @@ const ACTION_BY_ID = new Map<number, { readonly name: SpopAction['action']; read
  */
 const VAR_NAME_RE = /^[A-Za-z0-9._]+$/;
 
-/** The ACK frame for one NOTIFY. A variable name outside [A-Za-z0-9._] is refused, since HAProxy could not use it. */
-export function encodeAck(streamId: number, frameId: number, actions: readonly SpopAction[], limit: number): Buffer {
-  return encodeFrame(SPOP_FRAME.ACK, streamId, frameId, limit, (w) => {
-    for (const a of actions) {
-      const spec = ACTIONS[a.action];
-      const scope = SPOP_SCOPES.indexOf(a.scope);
-      if (spec === undefined || scope < 0 || typeof a.name !== 'string' || !VAR_NAME_RE.test(a.name)) {
-        throw new ProtocolError('DOORMAN_ERR_SPOP_ENCODE', `cannot encode action ${JSON.stringify(a.action)} on ${JSON.stringify(a.scope)}.${JSON.stringify(String(a.name).slice(0, 64))}`);
-      }
-      w.u8(spec.id);
-      w.u8(spec.args);
-      w.u8(scope);
-      w.name(a.name, 'variable name');
-      if (a.action === 'set-var') w.value(a.value);
+/**
+ * An ACK's actions, encoded: the payload does not depend on the stream it
+ * answers, so one made once can answer many NOTIFY frames (encodeAck takes
+ * it in place of the actions). A variable name outside [A-Za-z0-9._] is
+ * refused, since HAProxy could not use it.
+ */
+export function encodeAckPayload(actions: readonly SpopAction[]): Buffer {
+  const w = new SpopWriter();
+  for (const a of actions) {
+    const spec = ACTIONS[a.action];
+    const scope = SPOP_SCOPES.indexOf(a.scope);
+    if (spec === undefined || scope < 0 || typeof a.name !== 'string' || !VAR_NAME_RE.test(a.name)) {
+      throw new ProtocolError('DOORMAN_ERR_SPOP_ENCODE', `cannot encode action ${JSON.stringify(a.action)} on ${JSON.stringify(a.scope)}.${JSON.stringify(String(a.name).slice(0, 64))}`);
     }
-  });
+    w.u8(spec.id);
+    w.u8(spec.args);
+    w.u8(scope);
+    w.name(a.name, 'variable name');
+    if (a.action === 'set-var') w.value(a.value);
+  }
+  return w.finish();
+}
+
+/** Frame header bytes at most: length 4, type 1, flags 4, two varints of a 32-bit id at 5 each. */
+const ACK_HEADER_MAX = 19;
+
+/** The ACK frame for one NOTIFY: its actions, or their payload from encodeAckPayload. */
+export function encodeAck(streamId: number, frameId: number, actions: readonly SpopAction[] | Buffer, limit: number): Buffer {
+  const payload = Buffer.isBuffer(actions) ? actions : encodeAckPayload(actions as readonly SpopAction[]);
+  return encodeFrame(SPOP_FRAME.ACK, streamId, frameId, limit, (w) => w.bytes(payload), ACK_HEADER_MAX + payload.length);
 }
 
 /** Decodes an ACK's actions as HAProxy reads them (tests, fuzzing), strictly: known types, exact argument counts. */

@@ -147,9 +147,9 @@ export function decodeFrame(bytes: Buffer): SpopFrame {
  * it would be longer than `maxFrameSize`: the caller asked for more than the
  * peer takes.
  */
-export function encodeFrame(type: SpopFrameType, streamId: number, frameId: number, maxFrameSize: number, body: (w: SpopWriter) => void): Buffer {
+export function encodeFrame(type: SpopFrameType, streamId: number, frameId: number, maxFrameSize: number, body: (w: SpopWriter) => void, sizeHint = 128): Buffer {
   if (streamId > SPOP_ID_MAX || frameId > SPOP_ID_MAX) encodeError(`stream-id ${streamId} or frame-id ${frameId} over 32 bits`);
-  const w = new SpopWriter();
+  const w = new SpopWriter(sizeHint);
   w.u32(0);
   w.u8(type);
   w.u32(SPOP_FLAG_FIN);

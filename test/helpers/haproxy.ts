@@ -235,6 +235,8 @@ export interface ContribRender {
   readonly failClosed?: boolean;
   /** Replaces the hostname of the shipped fail-closed SMTP line. */
   readonly hostname?: string;
+  /** Keep the shipped check intervals (2 s, 500 ms while failing); by default 200 ms and 100 ms, so tests see Doorman go quickly. */
+  readonly shippedChecks?: boolean;
 }
 
 /** Replaces `from` (a string that must occur exactly `times` times) or fails, naming the file. */
@@ -267,7 +269,7 @@ export function renderContribConfig(r: ContribRender): Record<string, string> {
   cfg = replaceExactly(f, cfg, 'server dovecot 127.0.0.1:10143 ', `server dovecot ${r.imap} `);
   cfg = replaceExactly(f, cfg, 'server doorman 127.0.0.1:12345 ', `server doorman ${r.agent} `);
   // Checks every 200 ms rather than 2 s, so a test sees Doorman go and come back quickly.
-  cfg = replaceExactly(f, cfg, ' check inter 2s fastinter 500ms', ' check inter 200ms fastinter 100ms');
+  if (r.shippedChecks !== true) cfg = replaceExactly(f, cfg, ' check inter 2s fastinter 500ms', ' check inter 200ms fastinter 100ms');
   if (r.failClosed === true) cfg = replaceExactly(f, cfg, /^ {4}#tcp-request content /gm, '    tcp-request content ', 6);
   if (r.hostname !== undefined) cfg = replaceExactly(f, cfg, 'mx.example.org', r.hostname);
   return { 'haproxy.cfg': cfg, 'doorman-spoe.conf': read('doorman-spoe.conf'), 'doorman.lua': read('doorman.lua') };
