@@ -55,7 +55,8 @@ interface Target {
 
 interface Run extends LoopResult {
   readonly target: TargetName;
-  readonly cpu: { readonly haproxyUs: number; readonly doormanUs: number; readonly otherShare: number };
+  /** CPU over the measured window: HAProxy's and Doorman's µs, and shares of a core (generator and backend together; others: noise). */
+  readonly cpu: { readonly haproxyUs: number; readonly doormanUs: number; readonly proxiesShare: number; readonly loadShare: number; readonly otherShare: number };
   readonly haproxyUsPerSession: number;
   /** Doorman's CPU over the whole run (drain included) and the decisions it made meanwhile; the pair only. */
   readonly doormanRunUs: number;
@@ -126,13 +127,14 @@ async function decisionsOf(adminPort: number): Promise<{ decisions: number; read
   return { decisions: s.decisions, reads: s.reads, connections: s.haproxy_connections ?? 0 };
 }
 
-async function measure(t: Target, h: HaproxyInstance, d: DoormanProcess, adminPort: number, clients: number, durationMs: number): Promise<Run> {
+async function measure(t: Target, h: HaproxyInstance, d: DoormanProcess, backendPid: number, adminPort: number, clients: number, durationMs: number): Promise<Run> {
   let h0 = 0;
   let d0 = 0;
+  let b0 = 0;
   let busy0 = 0;
   let gen0: NodeJS.CpuUsage = { user: 0, system: 0 };
   let t0 = 0;
-  let cpu: Run['cpu'] = { haproxyUs: 0, doormanUs: 0, otherShare: 0 };
+  let cpu: Run['cpu'] = { haproxyUs: 0, doormanUs: 0, proxiesShare: 0, loadShare: 0, otherShare: 0 };
   const dec0 = await decisionsOf(adminPort);
   const dRun0 = cpuTimeUs(d.pid);
   const r = await runLoop({
@@ -143,6 +145,7 @@ async function measure(t: Target, h: HaproxyInstance, d: DoormanProcess, adminPo
     onStart: () => {
       h0 = cpuTimeUs(h.pid);
       d0 = cpuTimeUs(d.pid);
+      b0 = cpuTimeUs(backendPid);
       busy0 = machineBusyUs();
       gen0 = process.cpuUsage();
       t0 = performance.now();
@@ -152,9 +155,10 @@ async function measure(t: Target, h: HaproxyInstance, d: DoormanProcess, adminPo
       const g = process.cpuUsage(gen0);
       const hUs = cpuTimeUs(h.pid) - h0;
       const dUs = cpuTimeUs(d.pid) - d0;
-      // The backend is ours too; what is left is other processes (noise). The backend's share is small and counted as ours through busy.
+      const load = g.user + g.system + cpuTimeUs(backendPid) - b0;
+      // What is left of the machine's busy time is other processes' (noise), and the kernel's softirq work for loopback.
       const busy = machineBusyUs() - busy0;
-      cpu = { haproxyUs: hUs, doormanUs: dUs, otherShare: Math.max(0, busy - hUs - dUs - g.user - g.system) / wallUs };
+      cpu = { haproxyUs: hUs, doormanUs: dUs, proxiesShare: (hUs + dUs) / wallUs, loadShare: load / wallUs, otherShare: Math.max(0, busy - hUs - dUs - load) / wallUs };
     },
   });
   const dRunUs = cpuTimeUs(d.pid) - dRun0;
@@ -229,7 +233,10 @@ export async function runSpoeSuite(env: NodeJS.ProcessEnv = process.env): Promis
 
     progress('starting HAProxy (nbthread 1): frontends stick (table only) and smtp (table + SPOE)');
     const lua = readFileSync(join(CONTRIB_HAPROXY, 'doorman.lua'), 'utf8');
-    const spoeConf = readFileSync(join(CONTRIB_HAPROXY, 'doorman-spoe.conf'), 'utf8');
+    // BENCH_SPOE_AGENT: more spoe-agent lines, to try settings against the shipped ones (e.g. "maxconnrate 10").
+    const extra = (env.BENCH_SPOE_AGENT ?? '').split(';').map((l) => l.trim()).filter(Boolean);
+    const spoeConf = readFileSync(join(CONTRIB_HAPROXY, 'doorman-spoe.conf'), 'utf8').replace('spoe-agent doorman-agent\n', `spoe-agent doorman-agent\n${extra.map((l) => `    ${l}\n`).join('')}`);
+    if (extra.length > 0) progress(`spoe-agent with: ${extra.join('; ')}`);
     const h = await startHaproxy({
       frontends: 0,
       waitUp: ['doorman-agents/doorman'],
@@ -254,10 +261,11 @@ export async function runSpoeSuite(env: NodeJS.ProcessEnv = process.env): Promis
     for (let r = 0; r < cfg.rounds; r++) {
       for (const t of r % 2 === 0 ? targets : [...targets].reverse()) {
         progress(`${t.name}: sessions, ${cfg.clients} clients, ${cfg.durationMs / 1000} s (round ${r + 1}/${cfg.rounds})`);
-        const m = await noise.run(t.name, 'sessions', () => measure(t, h, d, adminPort, cfg.clients, cfg.durationMs));
+        const m = await noise.run(t.name, 'sessions', () => measure(t, h, d, backend.pid, adminPort, cfg.clients, cfg.durationMs));
         runs.push(m);
         const dm = t.name === 'pair' ? `, Doorman ${m.doormanUsPerDecision.toFixed(1)} µs/decision (${fmtN(m.decisions)}, ${m.decisionsPerRead.toFixed(1)} per read, ${m.agentConnections} connections)` : '';
-        progress(`${t.name}:   ${fmtN(m.perSec)} sessions/s, p99 ${fmtN(m.latency.p99Us)} µs, HAProxy ${m.haproxyUsPerSession.toFixed(1)} µs/session${dm}, errors ${m.errors}`);
+        const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
+        progress(`${t.name}:   ${fmtN(m.perSec)} sessions/s, p99 ${fmtN(m.latency.p99Us)} µs, HAProxy ${m.haproxyUsPerSession.toFixed(1)} µs/session${dm}, errors ${m.errors}; CPU: proxies ${pct(m.cpu.proxiesShare)}, generator+backend ${pct(m.cpu.loadShare)}, others ${pct(m.cpu.otherShare)}`);
       }
     }
     const log = h.log();
@@ -272,7 +280,8 @@ export async function runSpoeSuite(env: NodeJS.ProcessEnv = process.env): Promis
 
   const of = (name: TargetName) => runs.filter((r) => r.target === name);
   const med = (name: TargetName, f: (r: Run) => number) => median(of(name).map(f));
-  const stick = { rate: med('stick', (r) => r.perSec), p50: med('stick', (r) => r.latency.p50Us), p99: med('stick', (r) => r.latency.p99Us), cpu: med('stick', (r) => r.haproxyUsPerSession) };
+  const shares = (name: TargetName) => ({ load: med(name, (r) => r.cpu.loadShare), proxies: med(name, (r) => r.cpu.proxiesShare) });
+  const stick = { rate: med('stick', (r) => r.perSec), p50: med('stick', (r) => r.latency.p50Us), p99: med('stick', (r) => r.latency.p99Us), cpu: med('stick', (r) => r.haproxyUsPerSession), ...shares('stick') };
   const pair = {
     rate: med('pair', (r) => r.perSec),
     p50: med('pair', (r) => r.latency.p50Us),
@@ -280,8 +289,11 @@ export async function runSpoeSuite(env: NodeJS.ProcessEnv = process.env): Promis
     cpu: med('pair', (r) => r.haproxyUsPerSession),
     doorman: med('pair', (r) => r.doormanUsPerDecision),
     pairCpu: med('pair', (r) => r.pairUsPerSession),
+    perRead: med('pair', (r) => r.decisionsPerRead),
+    ...shares('pair'),
   };
   const ratio = pair.rate / stick.rate;
+  const pc = (x: number) => `${(x * 100).toFixed(0)}%`;
   const all = (name: TargetName) => of(name).map((r) => fmtN(r.perSec)).join(', ');
   const table = [
     '| | HAProxy, stick table only | HAProxy + Doorman (SPOE) | pair / alone |',
@@ -291,6 +303,8 @@ export async function runSpoeSuite(env: NodeJS.ProcessEnv = process.env): Promis
     `| HAProxy CPU per session | ${stick.cpu.toFixed(1)} µs | ${pair.cpu.toFixed(1)} µs | ${(pair.cpu / stick.cpu).toFixed(2)}x |`,
     `| Doorman CPU per decision | | **${pair.doorman.toFixed(1)} µs** | |`,
     `| CPU per session, both processes | ${stick.cpu.toFixed(1)} µs | ${pair.pairCpu.toFixed(1)} µs | ${(pair.pairCpu / stick.cpu).toFixed(2)}x |`,
+    `| decisions per read (NOTIFY frames HAProxy sent at once) | | ${pair.perRead.toFixed(1)} | |`,
+    `| cores busy: generator + backend / proxies | ${pc(stick.load)} / ${pc(stick.proxies)} | ${pc(pair.load)} / ${pc(pair.proxies)} | |`,
   ].join('\n');
   const aims = [
     `- sessions/s of the pair at 0.8x or better of HAProxy alone: ${ratio.toFixed(2)}x, ${ratio >= 0.8 ? 'pass' : 'miss'}`,
@@ -299,6 +313,7 @@ export async function runSpoeSuite(env: NodeJS.ProcessEnv = process.env): Promis
   const errors = runs.filter((r) => r.errors + r.stalled > 0).map((r) => `${r.target}: ${r.errors} errors, ${r.stalled} stalled (first: ${r.firstError})`);
   const notes = [
     pin ? 'Generator and backend pinned to CPU 0; HAProxy (nbthread 1) and Doorman together on CPU 1.' : 'Nothing pinned.',
+    'When the generator and backend take their whole core, they, not the proxies, set the rate: then CPU per session, both processes, is the fairer comparison.',
     `Median of ${cfg.rounds} runs of ${cfg.durationMs / 1000} s per target after ${cfg.warmupMs / 1000} s of warm-up, the order alternating by round; ${cfg.clients} clients each looping connect → 220 → QUIT → 221 → close.`,
     'Doorman CPU per decision: its utime+stime from just before to just after each run, over the decisions it reported meanwhile (/api/status front_ends.haproxy_spoe.decisions).',
     `Noise: ${noise.discarded.length} runs repeated, ${noise.keptNoisy.length} kept although noisy${noise.keptNoisy.length > 0 ? ` (${noise.keptNoisy.map((k) => `${k.target} ${(k.otherShare * 100).toFixed(0)}%`).join(', ')})` : ''}.`,

@@ -35,6 +35,7 @@ import { SPOP_STATUS, type SpopStatus } from '../protocols/spop.js';
 import { SpopAgentConnection } from '../protocols/spop-agent.js';
 import type { SpopNotify } from '../protocols/spop-messages.js';
 import { SpoeVerdicts, readSpoeRequest, type SpoeAnswer, type SpoeRequest } from '../protocols/spoe-verdict.js';
+import { lendReadBuffer } from './read-buffer.js';
 import { StreamListener, parseEndpoint, type Session } from './stream-listener.js';
 
 export interface SpoeAgentOptions {
@@ -80,6 +81,21 @@ const MAX_UNKNOWN_WARNED = 64;
 /** The ACK of a NOTIFY carrying none of our messages: no variables. */
 const NOTHING: SpoeAnswer = Object.freeze({ payload: Buffer.alloc(0), refuse: false });
 
+/**
+ * Every connection reads into this one buffer (../listeners/read-buffer.ts)
+ * rather than a fresh 64 KiB one per read: the agent keeps nothing of a
+ * chunk once receive() returns, and never writes from it. As large as the
+ * largest frame any HAProxy may send, so a frame needs at most two reads.
+ */
+const SHARED_READ = Buffer.allocUnsafe(64 * 1024);
+const sharedRead = (): Buffer => SHARED_READ;
+const SESSION = Symbol('spoe session');
+
+function onLentRead(this: Socket, n: number, buffer: Buffer): boolean {
+  (this as unknown as { [SESSION]: SpoeSession })[SESSION].onData(buffer.subarray(0, n));
+  return true;
+}
+
 let sessionSeq = 0;
 
 class SpoeSession implements Session {
@@ -101,12 +117,15 @@ class SpoeSession implements Session {
     this.agent = new SpopAgentConnection({ maxFrameSize: server.opts.maxFrameSize, maxInFlight: server.opts.maxInFlight });
     // ACKs are small and HAProxy's client waits on each: no Nagle delay.
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    (socket as unknown as { [SESSION]: SpoeSession })[SESSION] = this;
+    // Where Node cannot lend a buffer, its own reads ('data') do the same.
+    if (!lendReadBuffer(socket, SHARED_READ, sharedRead, onLentRead)) socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => socket.destroy());
     socket.on('close', () => this.onClose());
   }
 
-  private onData(chunk: Buffer): void {
+  /** Bytes from HAProxy; `chunk` may be the shared read buffer: nothing of it is kept. */
+  onData(chunk: Buffer): void {
     this.active = true;
     this.server.stats.reads++;
     // Every ACK decided at once from this chunk leaves in one write.

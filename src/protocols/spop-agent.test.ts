@@ -82,6 +82,22 @@ test('the same session split at every byte, and a byte at a time, gives the same
   assert.deepEqual(session([...SESSION].map((b) => Buffer.from([b]))), whole);
 });
 
+test('receive() keeps nothing of a chunk once it returns: one buffer read into again and again gives the same events', () => {
+  const whole = session([SESSION]);
+  const shared = Buffer.alloc(SESSION.length);
+  for (const at of [1, 3, 4, 5, 7, 11, 90, 200, SESSION.length - 1]) {
+    const a = new SpopAgentConnection();
+    const out: string[] = [];
+    for (const piece of [SESSION.subarray(0, at), SESSION.subarray(at)]) {
+      // Each piece is read into the one shared buffer, scribbled over once the agent has had it.
+      piece.copy(shared);
+      for (const e of a.receive(shared.subarray(0, piece.length))) out.push(e.kind === 'notify' ? `notify ${e.notify.streamId}/${e.notify.frameId} ${e.notify.messages[0]?.args[0]?.value.type}` : e.kind === 'hello' ? `hello ${e.maxFrameSize} ${e.reply.toString('hex')}` : e.kind === 'disconnect' ? `disconnect ${e.status} ${e.message} ${e.reply.toString('hex')}` : `error ${e.error.code}`);
+      shared.fill(0xaa);
+    }
+    assert.deepEqual(out, whole, `split at ${at}`);
+  }
+});
+
 test('pipelining: five NOTIFY frames in one read, answered last first; each ACK carries its own ids', () => {
   const a = new SpopAgentConnection();
   a.receive(HAPROXY_HELLO);

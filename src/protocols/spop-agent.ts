@@ -167,7 +167,9 @@ export class SpopAgentConnection {
   /**
    * Takes bytes from the socket; returns what they meant, in order. Never
    * throws for anything the peer sends: a protocol error is the last event.
-   * After a closing event, more bytes are ignored.
+   * After a closing event, more bytes are ignored. Nothing of `chunk` is kept
+   * once this returns (a frame cut short is copied; events hold strings and
+   * copies), so a listener may read every connection into one buffer.
    */
   receive(chunk: Buffer): SpopEvent[] {
     const events: SpopEvent[] = [];

@@ -120,6 +120,31 @@ const I32_MAX = 2 ** 31 - 1;
 const VARINT_EXACT_BYTES = 7;
 const VARINT_MAX_BYTES = 10;
 
+/** Texts up to this many bytes are looked up in TEXTS before being decoded. */
+const TEXT_CACHE_MAX_LEN = 32;
+/**
+ * The last ASCII text of each length decoded: HAProxy sends the same few
+ * names and values in every NOTIFY (the message's name, "src", "service",
+ * the frontend's name), so most are recognised by their bytes instead of
+ * being decoded into a new string each time.
+ */
+const TEXTS: Array<string | undefined> = new Array<string | undefined>(TEXT_CACHE_MAX_LEN + 1);
+
+function text(buf: Buffer, at: number, end: number): string {
+  const n = end - at;
+  if (n > TEXT_CACHE_MAX_LEN) return buf.toString('utf8', at, end);
+  const known = TEXTS[n];
+  if (known !== undefined) {
+    let i = 0;
+    // An ASCII string's code units are its bytes; a byte of 0x80 or more never matches.
+    while (i < n && known.charCodeAt(i) === buf[at + i]) i++;
+    if (i === n) return known;
+  }
+  const s = buf.toString('utf8', at, end);
+  if (s.length === n) TEXTS[n] = s; // as many characters as bytes: ASCII (a bad UTF-8 byte decodes to U+FFFD, which is no byte)
+  return s;
+}
+
 /** Reads SPOP primitives from buf[pos, end); running past `end` or breaking a rule is a SpopError. */
 export class SpopCursor {
   pos: number;
@@ -181,7 +206,7 @@ export class SpopCursor {
   /** A bare name (no type tag), as keys, message and argument names and variable names are sent. */
   name(what: string): string {
     const at = this.span(what, SPOP_NAME_MAX);
-    return this.buf.toString('utf8', at, this.pos);
+    return text(this.buf, at, this.pos);
   }
 
   /** One typed value. */
@@ -220,7 +245,7 @@ export class SpopCursor {
       }
       case 'string': {
         const at = this.span(what, SPOP_VALUE_MAX);
-        return { type: 'string', value: this.buf.toString('utf8', at, this.pos) };
+        return { type: 'string', value: text(this.buf, at, this.pos) };
       }
       case 'binary': {
         const at = this.span(what, SPOP_VALUE_MAX);
@@ -286,6 +311,14 @@ export class SpopWriter {
     this.room(4);
     this.buf.writeUInt32BE(v, this.length);
     this.length += 4;
+  }
+
+  /** How many bytes varint(v) writes. */
+  static varintLength(v: number): number {
+    if (v < 240) return 1;
+    let n = 2;
+    for (let y = Math.floor((v - 240) / 16); y >= 128; y = Math.floor((y - 128) / 128)) n++;
+    return n;
   }
 
   /** A varint of a whole number up to 2^53 - 1. */
@@ -380,15 +413,19 @@ export class SpopWriter {
     }
   }
 
+  /** The bytes written: the buffer itself when they fill it (a size given exactly), else a view of them. */
   finish(): Buffer {
-    return this.buf.subarray(0, this.length);
+    return this.length === this.buf.length ? this.buf : this.buf.subarray(0, this.length);
   }
 }
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
 
 /** Integer value of any of the four integer types, when it is a safe JS integer; else null. */
 export function spopInteger(v: SpopValue | undefined): number | null {
   if (v === undefined) return null;
   if (v.type === 'int32' || v.type === 'uint32') return v.value;
-  if ((v.type === 'int64' || v.type === 'uint64') && v.value <= BigInt(Number.MAX_SAFE_INTEGER) && v.value >= BigInt(Number.MIN_SAFE_INTEGER)) return Number(v.value);
+  if ((v.type === 'int64' || v.type === 'uint64') && v.value <= MAX_SAFE && v.value >= MIN_SAFE) return Number(v.value);
   return null;
 }

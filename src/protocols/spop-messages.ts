@@ -316,13 +316,12 @@ export function encodeAckPayload(actions: readonly SpopAction[]): Buffer {
   return w.finish();
 }
 
-/** Frame header bytes at most: length 4, type 1, flags 4, two varints of a 32-bit id at 5 each. */
-const ACK_HEADER_MAX = 19;
-
 /** The ACK frame for one NOTIFY: its actions, or their payload from encodeAckPayload. */
 export function encodeAck(streamId: number, frameId: number, actions: readonly SpopAction[] | Buffer, limit: number): Buffer {
   const payload = Buffer.isBuffer(actions) ? actions : encodeAckPayload(actions as readonly SpopAction[]);
-  return encodeFrame(SPOP_FRAME.ACK, streamId, frameId, limit, (w) => w.bytes(payload), ACK_HEADER_MAX + payload.length);
+  // Sized exactly (length, type, flags, the two ids, the payload): one buffer, written once.
+  const size = 9 + SpopWriter.varintLength(streamId) + SpopWriter.varintLength(frameId) + payload.length;
+  return encodeFrame(SPOP_FRAME.ACK, streamId, frameId, limit, (w) => w.bytes(payload), size);
 }
 
 /** Decodes an ACK's actions as HAProxy reads them (tests, fuzzing), strictly: known types, exact argument counts. */

@@ -123,6 +123,17 @@ test('country, connection rate, and the per-address limit handed to HAProxy with
   });
 });
 
+test('dry-run: what would be refused is logged and allowed, and no limit is handed to HAProxy', async (t) => {
+  const { port, lines } = await daemon(t, {}, { pop3: { mode: 'dry-run', limits: { connections_per_address: 2 }, countries: { connect: { deny: ['KP'] } } } });
+  const h = await haproxy(t, port);
+  h.notify(2, 1, [{ name: MSG, args: clientArgs('127.0.0.66', 'pop3', 110) }]);
+  assert.deepEqual(ackVars(await h.next()), { verdict: 'allow', country: 'KP' });
+  const line = lines.find((l) => l['msg'] === 'haproxy: would refuse (dry-run)');
+  assert.deepEqual([line?.['client'], line?.['rule']], ['127.0.0.66', 'services.pop3.countries.connect']);
+  h.notify(3, 1, [{ name: MSG, args: clientArgs('2001:db8::7', 'pop3', 110) }]);
+  assert.deepEqual(ackVars(await h.next()), { verdict: 'allow' }, 'an IPv6 client, in dry-run: no conn_limit');
+});
+
 test('pipelined NOTIFY frames in one write are each answered; other messages get an empty ACK; malformed ones fail open with one warning', async (t) => {
   const { port, lines } = await daemon(t);
   const h = await haproxy(t, port);
