@@ -41,6 +41,7 @@ import { runLoop, type LoopResult } from '../proxy/loadgen.js';
 import { NoiseGuard } from '../proxy/noise.js';
 import { waitForPort } from '../proxy/ports.js';
 import { formatProfile, summarizeProfile } from '../proxy/profile.js';
+import { ALONE_SHAPES, agentAlone, type AloneRun } from './agent-alone.js';
 
 const HOSTNAME = 'bench.example';
 /** Per address: far above any client count, so nothing is refused. */
@@ -192,6 +193,8 @@ export async function runSpoeSuite(env: NodeJS.ProcessEnv = process.env): Promis
     noiseBudgetMs: n('BENCH_NOISE_BUDGET_S', 60, 0, 3600) * 1000,
     /** BENCH_SPOE_PROFILE=1: Doorman runs under --cpu-prof; the profile is summarized at the end (and its figures are then not the product's). */
     profile: env.BENCH_SPOE_PROFILE === '1',
+    /** Each agent-alone run (BENCH_SPOE_ALONE_S, 0 skips them). */
+    aloneMs: n('BENCH_SPOE_ALONE_S', 3, 0, 60) * 1000,
   };
   const resultsDir = fileURLToPath(new URL('../../../bench/results/', import.meta.url));
   mkdirSync(resultsDir, { recursive: true });
@@ -203,6 +206,7 @@ export async function runSpoeSuite(env: NodeJS.ProcessEnv = process.env): Promis
   const ownPids: number[] = [];
   const noise = new NoiseGuard(cfg.noiseMax, cfg.noiseBudgetMs, () => ownPids, progress);
   const runs: Run[] = [];
+  const alone: AloneRun[] = [];
   try {
     progress('starting the backend');
     const backend = await BackendProcess.start();
@@ -270,6 +274,14 @@ export async function runSpoeSuite(env: NodeJS.ProcessEnv = process.env): Promis
     }
     const log = h.log();
     if (/SPOE/.test(log)) progress(`HAProxy logged SPOE trouble:\n${log.slice(-2000)}`);
+
+    // The agent alone, HAProxy's connections idle: what a decision costs as frames per read grow.
+    for (const [c, w] of cfg.aloneMs > 0 ? ALONE_SHAPES : []) {
+      progress(`agent alone: ${c} connections, ${w} frames per write, ${cfg.aloneMs / 1000} s`);
+      const a = await agentAlone(d, agentPort, c, w, cfg.aloneMs);
+      alone.push(a);
+      progress(`agent alone:   ${fmtN(a.decisionsPerSec)} decisions/s, Doorman ${a.doormanUsPerDecision.toFixed(1)} µs/decision, ${(a.doormanShare * 100).toFixed(0)}% of a core`);
+    }
   } finally {
     for (const stop of stoppers.reverse()) await stop();
   }
@@ -319,10 +331,19 @@ export async function runSpoeSuite(env: NodeJS.ProcessEnv = process.env): Promis
     `Noise: ${noise.discarded.length} runs repeated, ${noise.keptNoisy.length} kept although noisy${noise.keptNoisy.length > 0 ? ` (${noise.keptNoisy.map((k) => `${k.target} ${(k.otherShare * 100).toFixed(0)}%`).join(', ')})` : ''}.`,
     ...errors.map((e) => `**Errors**: ${e}`),
   ];
+  const aloneTable =
+    alone.length === 0
+      ? ''
+      : [
+          '\n\nDoorman\'s agent alone, driven by stand-ins for HAProxy (C connections, each W NOTIFY frames per write):\n',
+          '| connections × frames per write | decisions/s | Doorman CPU per decision | Doorman, share of a core |',
+          '|---|---:|---:|---:|',
+          ...alone.map((a) => `| ${a.connections} × ${a.framesPerWrite} | ${fmtN(a.decisionsPerSec)} | ${a.doormanUsPerDecision.toFixed(1)} µs | ${(a.doormanShare * 100).toFixed(0)}% |`),
+        ].join('\n');
   process.stdout.write(
-    `\n## spoe: HAProxy ${haproxyVersion()} + Doorman's SPOE agent vs HAProxy with a stick table only (${started.toISOString()}, Node ${process.version}, ${cpus().length} CPUs)\n\n${table}\n\n${notes.map((x) => `- ${x}`).join('\n')}\n\n### Aims\n\n${aims}\n\n`,
+    `\n## spoe: HAProxy ${haproxyVersion()} + Doorman's SPOE agent vs HAProxy with a stick table only (${started.toISOString()}, Node ${process.version}, ${cpus().length} CPUs)\n\n${table}${aloneTable}\n\n${notes.map((x) => `- ${x}`).join('\n')}\n\n### Aims\n\n${aims}\n\n`,
   );
   const file = `${resultsDir}spoe-${started.toISOString().replace(/[:.]/g, '-')}.json`;
-  writeFileSync(file, `${JSON.stringify({ suite: 'spoe', config: { ...cfg, pin }, haproxy: haproxyVersion(), runs, summary: { stick, pair, ratio }, table, notes }, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v), 2)}\n`);
+  writeFileSync(file, `${JSON.stringify({ suite: 'spoe', config: { ...cfg, pin }, haproxy: haproxyVersion(), runs, alone, summary: { stick, pair, ratio }, table, notes }, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v), 2)}\n`);
   process.stdout.write(`raw results: ${file}\n`);
 }
