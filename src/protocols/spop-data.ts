@@ -145,7 +145,13 @@ function text(buf: Buffer, at: number, end: number): string {
   return s;
 }
 
-/** Reads SPOP primitives from buf[pos, end); running past `end` or breaking a rule is a SpopError. */
+/**
+ * Reads SPOP primitives from buf[pos, end); running past `end` or breaking a
+ * rule is a SpopError. `what` names the field for the error message; a
+ * method that reads part of a field takes the part's name apart (`part`), so
+ * that no text is put together unless there is an error to report: a NOTIFY
+ * is read thousands of times a second.
+ */
 export class SpopCursor {
   pos: number;
   constructor(
@@ -160,42 +166,43 @@ export class SpopCursor {
     return this.pos >= this.end;
   }
 
-  u8(what: string): number {
-    if (this.pos >= this.end) invalid('DOORMAN_ERR_SPOP_TRUNCATED', `frame ends inside ${what}`);
+  u8(what: string, part = ''): number {
+    if (this.pos >= this.end) invalid('DOORMAN_ERR_SPOP_TRUNCATED', `frame ends inside ${what}${part}`);
     return this.buf[this.pos++] as number;
   }
 
   /** The bytes of one varint: where it starts, and its length. */
-  private varintSpan(what: string): number {
+  private varintSpan(what: string, part: string): number {
     const start = this.pos;
     for (let n = 1; ; n++) {
-      const b = this.u8(what);
+      const b = this.u8(what, part);
       if (n === 1 ? b < 240 : b < 128) return start;
-      if (n === VARINT_MAX_BYTES) invalid('DOORMAN_ERR_SPOP_VARINT', `${what}: varint longer than 64 bits`);
+      if (n === VARINT_MAX_BYTES) invalid('DOORMAN_ERR_SPOP_VARINT', `${what}${part}: varint longer than 64 bits`);
     }
   }
 
   /** A varint that must be at most `max` (itself at most 2^53 - 1). */
-  varint(what: string, max: number): number {
-    const start = this.varintSpan(what);
+  varint(what: string, max: number, part = ''): number {
+    const start = this.varintSpan(what, part);
     const n = this.pos - start;
     const v = n <= VARINT_EXACT_BYTES ? varintNumber(this.buf, start, n) : varintBig(this.buf, start, n);
-    if (v > max) invalid('DOORMAN_ERR_SPOP_VARINT', `${what} ${v} is over ${max}`);
+    if (v > max) invalid('DOORMAN_ERR_SPOP_VARINT', `${what}${part} ${v} is over ${max}`);
     return Number(v);
   }
 
   /** A varint as an unsigned 64-bit bigint. */
   varintBig(what: string): bigint {
-    const start = this.varintSpan(what);
+    const start = this.varintSpan(what, '');
     const n = this.pos - start;
-    const v = n <= VARINT_EXACT_BYTES ? BigInt(varintNumber(this.buf, start, n)) : varintBig(this.buf, start, n);
+    if (n <= VARINT_EXACT_BYTES) return BigInt(varintNumber(this.buf, start, n));
+    const v = varintBig(this.buf, start, n);
     if (v > U64_MAX) invalid('DOORMAN_ERR_SPOP_VARINT', `${what}: varint over 2^64 - 1`);
     return v;
   }
 
   /** A length-prefixed run of bytes of at most `cap`; a length past the frame's end is malformed, one over the cap is refused. */
   private span(what: string, cap: number): number {
-    const len = this.varint(`${what} length`, Number.MAX_SAFE_INTEGER);
+    const len = this.varint(what, Number.MAX_SAFE_INTEGER, ' length');
     if (len > this.end - this.pos) invalid('DOORMAN_ERR_SPOP_TRUNCATED', `${what} of ${len} bytes runs past the frame`);
     if (len > cap) throw new SpopError(SPOP_STATUS.RESOURCE, 'DOORMAN_ERR_SPOP_CAP', `${what} of ${len} bytes is over the ${cap}-byte cap`);
     const at = this.pos;
@@ -211,7 +218,7 @@ export class SpopCursor {
 
   /** One typed value. */
   value(what: string): SpopValue {
-    const tag = this.u8(`${what} type`);
+    const tag = this.u8(what, ' type');
     const id = tag & 0x0f;
     const flags = tag & 0xf0;
     if (id === 1) {

@@ -243,12 +243,20 @@ export function decodeNotify(f: SpopFrame): SpopNotify {
     if (messages.length === SPOP_MAX_MESSAGES) throw new SpopError(SPOP_STATUS.RESOURCE, 'DOORMAN_ERR_SPOP_CAP', `more than ${SPOP_MAX_MESSAGES} messages in one NOTIFY`);
     const name = c.name('message name');
     if (name === '') throw new SpopError(SPOP_STATUS.INVALID, 'DOORMAN_ERR_SPOP_PAYLOAD', 'message with an empty name');
-    const n = c.u8(`argument count of ${name}`);
+    const n = c.u8('argument count of message ', name);
     if (n > SPOP_MAX_ARGS) throw new SpopError(SPOP_STATUS.RESOURCE, 'DOORMAN_ERR_SPOP_CAP', `message ${name} has ${n} arguments, over ${SPOP_MAX_ARGS}`);
     const args: SpopArg[] = [];
-    for (let i = 0; i < n; i++) {
-      const argName = c.name('argument name');
-      args.push({ name: argName, value: c.value(`argument ${argName || i} of ${name}`) });
+    let argName: string | null = null;
+    try {
+      for (let i = 0; i < n; i++) {
+        argName = null;
+        argName = c.name('argument name');
+        args.push({ name: argName, value: c.value('argument') });
+      }
+    } catch (err) {
+      // The field's place, put into words only now: reading carries no text it does not need.
+      if (err instanceof SpopError) throw new SpopError(err.status, err.code, `${err.message} (argument ${argName || `#${args.length}`} of message ${name})`);
+      throw err;
     }
     messages.push({ name, args });
   }
