@@ -14,6 +14,7 @@ const SUITES: Record<string, () => Promise<void>> = {
   admin: async () => (await import('./admin/index.js')).runAdminBench(),
   fleet: async () => (await import('./fleet/index.js')).runFleetSuite(),
   instructions: async () => (await import('./instructions/index.js')).runInstructionsBench(),
+  spoe: async () => (await import('./spoe/index.js')).runSpoeSuite(),
 };
 
 async function main(argv: string[]): Promise<number> {

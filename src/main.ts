@@ -35,6 +35,7 @@ import { StateStore } from './state/runtime-state.js';
 import { openStatePath } from './state/open-paths.js';
 import { NetworkSet } from './core/networks.js';
 import { GuardListener } from './listeners/guard-proxy.js';
+import { SpoeAgentServer } from './listeners/spoe-agent.js';
 import { describeEndpoint, parseEndpoint, type Session, type StreamListener } from './listeners/stream-listener.js';
 import { hostname } from 'node:os';
 import { CloseStack } from './close-stack.js';
@@ -61,6 +62,8 @@ export interface Daemon {
   /** nginx mail's auth_http endpoint, and its bound port (0 when off). */
   readonly nginx: NginxAuthServer | null;
   readonly nginxPort: number;
+  /** HAProxy's SPOE agent; null when haproxy_spoe.listen is empty. */
+  readonly spoe: SpoeAgentServer | null;
   /** Live proxied connections. */
   readonly registry: ConnectionRegistry;
   /** The guard proxy's listeners, one per service and listen address, in config order. */
@@ -127,6 +130,7 @@ async function build(config: Config, log: Logger, deps: DaemonDeps, closing: Clo
     services: [...new Set([...config.rules.services.keys(), ...PROTOCOLS])],
     proxied: proxiedServices(config).map(([name]) => name),
     listeners: () => loads,
+    spoeAdmitted: () => fronts.spoe?.admitted ?? null,
   });
   metrics.attach();
   closing.push('metrics', () => metrics.detach());
@@ -138,7 +142,7 @@ async function build(config: Config, log: Logger, deps: DaemonDeps, closing: Clo
   let admin: AdminServer | null = null;
   let adminPort = 0;
   if (config.admin.listen !== null) {
-    admin = await AdminServer.create({ config: config.admin, control, gate, registry, events, clock, log, metrics, services: serviceInfo(config, fronts.proxies), startedAt, reload: (by) => reloadFile(by) });
+    admin = await AdminServer.create({ config: config.admin, control, gate, registry, events, clock, log, metrics, services: serviceInfo(config, fronts.proxies), frontEnds: () => frontEndInfo(fronts), startedAt, reload: (by) => reloadFile(by) });
     // One that failed to bind has closed itself.
     adminPort = await admin.listen();
     const opened = admin;
@@ -334,7 +338,30 @@ async function openFrontEnds(config: Config, log: Logger, closing: CloseStack, g
     const address = describeEndpoint({ host: parseEndpoint(nc.listen).host, port: nginxPort });
     loads.push({ listener: 'nginx_auth', address, max: nc.max_clients, clients: () => server.clients(), full: () => server.full });
   }
-  return { proxies, anvil, policy, dovecot, dovecotPort, nginx, nginxPort };
+  const spoe = await openSpoeAgent(config, log, closing, gate, events, metrics, loads);
+  return { proxies, anvil, policy, dovecot, dovecotPort, nginx, nginxPort, spoe };
+}
+
+/** HAProxy's SPOE agent (issue 19), when haproxy_spoe.listen names an address. */
+async function openSpoeAgent(config: Config, log: Logger, closing: CloseStack, gate: Gatekeeper, events: DoorEventBus, metrics: DoorMetrics, loads: ListenerLoad[]): Promise<SpoeAgentServer | null> {
+  const h = config.haproxy_spoe;
+  if (h.listen.length === 0) return null;
+  const server = new SpoeAgentServer(gate, log, {
+    listen: h.listen,
+    message: h.message,
+    hostname: h.hostname ?? hostname(),
+    maxClients: h.max_clients,
+    requestTimeoutMs: h.request_timeout,
+    idleTimeoutMs: h.idle_timeout,
+    decisionTimeoutMs: h.decision_timeout,
+    maxFrameSize: h.max_frame_size,
+    maxInFlight: h.max_in_flight,
+    timer: metrics.decisionTimer('spoe'),
+  }, events);
+  closing.push('haproxy_spoe agent', () => server.close());
+  await server.listen();
+  for (const l of server.listeners) loads.push(streamLoad('haproxy_spoe', l));
+  return server;
 }
 
 /**
@@ -379,6 +406,28 @@ function frontsOf(config: Config, name: string, protocol: Protocol): string[] {
   if (family !== 'smtp' && config.dovecot_policy.listen !== null) out.push('dovecot');
   if (config.nginx_auth.listen !== null && name === family && config.nginx_auth.backends[family] !== null) out.push('nginx');
   return out;
+}
+
+/** Front-ends that are no service's listener, for /api/status (issue 19: HAProxy's SPOE agent). */
+function frontEndInfo(fronts: { readonly spoe: SpoeAgentServer | null }): Record<string, object> {
+  const s = fronts.spoe;
+  if (s === null) return {};
+  const listen = s.listeners.map((l) => l.address);
+  const t = s.stats;
+  return {
+    haproxy_spoe: {
+      listen,
+      haproxy_connections: s.connections,
+      notifies: t.notifies,
+      reads: t.reads,
+      decisions: t.decisions,
+      refusals: t.refusals,
+      failed_open: t.failedOpen,
+      protocol_errors: t.protocolErrors,
+      health_checks: t.healthChecks,
+      admitted: Object.fromEntries(s.admitted),
+    },
+  };
 }
 
 /**

@@ -56,6 +56,8 @@ export interface ApiStatus {
   readonly engine?: { readonly entries: number };
   readonly store?: { readonly type: string; readonly node: string; readonly backend?: string; readonly up?: boolean; readonly failovers?: number };
   readonly bans?: number;
+  /** Front-ends that are no service's listener: haproxy_spoe. */
+  readonly front_ends?: Readonly<Record<string, unknown>>;
 }
 
 export interface ApiConnections {

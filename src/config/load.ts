@@ -118,7 +118,7 @@ function exoticValue(v: unknown, path: string[]): { key: string; kind: string } 
 /** Validates already-parsed data. */
 export function parseConfig(data: unknown, file: string): Config {
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-    throw new ConfigError([{ file, key: '', value: data, expected: 'a mapping of sections (run_as, log, engine, store, anvil, geo, postfix_policy, dovecot_policy, state, admin, metrics, services, exceptions, overrides)' }]);
+    throw new ConfigError([{ file, key: '', value: data, expected: `a mapping of sections (${Object.keys(configSchema.shape).join(', ')})` }]);
   }
   // An alias inside its own anchor (`a: &x { b: *x }`) makes data that contains itself.
   const loop = selfContaining(data);

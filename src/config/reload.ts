@@ -32,6 +32,8 @@ const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.str
 export function restartOnlyChanges(running: Config, next: Config): string[] {
   const out: string[] = [];
   for (const section of RESTART_SECTIONS) if (!same(running[section], next[section])) out.push(section);
+  // The SPOE agent binds sockets (issue 19).
+  if (!same(running.haproxy_spoe, next.haproxy_spoe)) out.push('haproxy_spoe');
   if (running.log.format !== next.log.format) out.push('log.format');
   const names = new Set([...Object.keys(running.services), ...Object.keys(next.services)]);
   for (const name of [...names].sort()) {

@@ -192,6 +192,44 @@ export const nginxAuthSchema = z.strictObject(
   section('nginx_auth'),
 );
 
+// --- haproxy_spoe: Doorman as HAProxy's SPOE agent (issue 19) -------------
+/**
+ * The SPOE agent HAProxy asks about each client session (contrib/haproxy/).
+ * Variables are set by their bare names (verdict, text, …): HAProxy puts its
+ * `option var-prefix` in front, so Doorman needs no prefix of its own.
+ */
+export const haproxySpoeSchema = z.strictObject(
+  {
+    /** Where HAProxy's agent backend connects; empty: off. */
+    listen: z.array(hostPort, { error: 'a list of host:port such as 127.0.0.1:12345' }).default([]),
+    /** The spoe-message Doorman answers; NOTIFY messages of other names are acknowledged with no variables. */
+    message: z
+      .string({ error: 'a spoe-message name' })
+      .regex(/^[A-Za-z0-9._-]{1,64}$/, { error: 'a spoe-message name of letters, digits, ".", "_" and "-" (at most 64)' })
+      .default('doorman-client'),
+    /** The name in SMTP refusal lines; null: the system's host name. */
+    hostname: z
+      .string({ error: 'a host name' })
+      .regex(/^[A-Za-z0-9.-]{1,253}$/, { error: 'a host name of letters, digits, dots and dashes' })
+      .nullable()
+      .default(null),
+    /** HAProxy connections at once; HAProxy 2.6 opens them on demand, per thread, so expect many. */
+    max_clients: int(1000, 1, 100_000),
+    /** A frame begun and not finished in this time drops its connection. */
+    request_timeout: duration('10s', 10),
+    /** A connection silent for one to two times this is closed with AGENT-DISCONNECT; keep it above HAProxy's `timeout idle`. */
+    idle_timeout: duration('10m', 1000),
+    /** A decision not made in this time (a slow store) is answered "allow", before HAProxy's `timeout processing` fails the event. */
+    decision_timeout: duration('500ms', 1),
+    /** The largest frame taken, in bytes; HAProxy's own max-frame-size is used when smaller. */
+    max_frame_size: int(16380, 256, 65532),
+    /** NOTIFY frames one connection may leave waiting for their ACK (HAProxy 2.6 sends at most max-waiting-frames, 20 by default). */
+    max_in_flight: int(256, 1, 4096),
+  },
+  section('haproxy_spoe'),
+);
+// --- end haproxy_spoe ------------------------------------------------------
+
 /** Where the admin API listens unless told otherwise; metrics listen here when nothing else serves them. */
 export const ADMIN_DEFAULT_LISTEN = '127.0.0.1:8025';
 
@@ -263,6 +301,7 @@ export const configSchema = z.strictObject({
   admin: adminSchema.default(() => adminSchema.parse({})),
   metrics: metricsSchema.default(() => metricsSchema.parse({})),
   nginx_auth: nginxAuthSchema.default(() => nginxAuthSchema.parse({})),
+  haproxy_spoe: haproxySpoeSchema.default(() => haproxySpoeSchema.parse({})),
   ...rulesSchemaShape,
 });
 
@@ -271,3 +310,4 @@ export type DovecotPolicyConfig = z.output<typeof dovecotPolicySchema>;
 export type AdminConfig = z.output<typeof adminSchema>;
 export type MetricsConfig = z.output<typeof metricsSchema>;
 export type NginxAuthConfig = z.output<typeof nginxAuthSchema>;
+export type HaproxySpoeConfig = z.output<typeof haproxySpoeSchema>;

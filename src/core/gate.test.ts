@@ -11,6 +11,7 @@ import { clientAddress, type ClientAddress } from './ip.js';
 import type { Owner } from './ports.js';
 import { slidingWindow } from '../store/rate.js';
 import { Rules } from './rules.js';
+import { StoreUnavailableError } from '../errors.js';
 
 function gate(services: Record<string, unknown>) {
   const clock = new FakeClock();
@@ -213,4 +214,91 @@ test('an address parsed where it came in is judged as its text is: the auth call
   }
   assert.equal(sync(parsed.authAttempt('imap', parse('::ffff:77.88.8.8'))).refusal?.rule, 'bans', 'banned under its canonical text');
   assert.equal(sync(text.authAttempt('imap', 'not-an-ip')).exempt, '"not-an-ip" is not an IP address');
+});
+
+// screen(): a session HAProxy holds, asked about through SPOE, never reported closed.
+
+test('screen: a ban or a country refusal counts nothing', () => {
+  const { clock, g } = gate({ smtp: { limits: { connection_rate: 5 }, countries: { connect: { deny: ['RU'] } } } });
+  g.bans.add('8.8.8.8', 60_000, 'test', clock.now());
+  const banned = sync(g.screen('smtp', '8.8.8.8'));
+  assert.equal(banned.decision.refusal?.rule, 'bans');
+  assert.equal(banned.address, '8.8.8.8');
+  assert.equal(sync(g.screen('smtp', '77.88.8.8')).decision.refusal?.rule, 'services.smtp.countries.connect');
+  assert.equal(g.stats().entries, 0, 'no key was made');
+});
+
+test('screen: each connection counts in the connection rate under service:address, and holds nothing', () => {
+  const { clock, g } = gate({ imap: { limits: { connection_rate: 3, connections_per_address: 1 } } });
+  for (let i = 0; i < 3; i++) {
+    const s = sync(g.screen('imap', '::ffff:8.8.8.8'));
+    assert.deepEqual([s.decision.action, s.address], ['allow', '8.8.8.8'], `connection ${i + 1}: concurrency is the other proxy's, so 1 per address does not refuse`);
+  }
+  const over = sync(g.screen('imap', '8.8.8.8'));
+  assert.equal(over.decision.refusal?.rule, 'services.imap.limits.connection_rate');
+  assert.equal(over.decision.refusal?.reason, 'connection rate of 8.8.8.8 is 4/60s, over the limit of 3');
+  assert.equal(over.decision.refusal?.retryAfterSec, 60);
+  const snap = sync(g.lookup('imap:8.8.8.8'));
+  assert.deepEqual([snap.count, snap.rates.conn], [0, 4], 'nothing held; the refused connection stays in the rate, as at the guard proxy');
+  clock.advance(120_000);
+  assert.equal(sync(g.screen('imap', '8.8.8.8')).decision.action, 'allow', 'the rate has decayed');
+});
+
+test('screen: shares the connection rate with the guard proxy, which counts under the same key', () => {
+  const { g } = gate({ imap: { limits: { connection_rate: 2 } } });
+  const owner = g.createOwner('proxy');
+  sync(g.admit('imap', '8.8.8.8', owner));
+  sync(g.screen('imap', '8.8.8.8'));
+  assert.equal(sync(g.screen('imap', '8.8.8.8')).decision.refusal?.rule, 'services.imap.limits.connection_rate');
+});
+
+test('screen: hands back the per-address limit in force, for the other proxy to count', () => {
+  const clock = new FakeClock();
+  const engine = new Engine(new MemoryStore({ rate: slidingWindow(60_000), maxEntries: 1000 }), clock, memoryLogger().log, { rateUnitMs: 60_000, statusUpdateMs: 600_000 });
+  const rules = Rules.compile(
+    {
+      services: {
+        imap: serviceSchema.parse({ limits: { connections_per_address: 5 } }),
+        pop3: serviceSchema.parse({ limits: { connections_per_address: 5 }, mode: 'dry-run' }),
+        smtp: serviceSchema.parse({}),
+      },
+      exceptions: ['192.0.2.0/24'],
+      overrides: [{ networks: ['198.51.100.0/24'], services: ['imap'], limits: { connections_per_address: 50 }, reason: 'office' }],
+    },
+    't',
+  );
+  const g = new Gatekeeper(engine, rules, new BanList(), { country: () => null }, clock, 60_000);
+  assert.equal(sync(g.screen('imap', '8.8.8.8')).connLimit, 5);
+  assert.equal(sync(g.screen('imap', '198.51.100.7')).connLimit, 50, "the override's");
+  assert.equal(sync(g.screen('imap', '192.0.2.1')).connLimit, null, 'an exception network is never limited');
+  assert.equal(sync(g.screen('pop3', '8.8.8.8')).connLimit, null, 'dry-run refuses nothing');
+  assert.equal(sync(g.screen('smtp', '8.8.8.8')).connLimit, null, 'no limit');
+  assert.equal(sync(g.screen('nosuch', '8.8.8.8')).decision.action, 'allow', 'an unknown service has no rules but bans');
+});
+
+test('screen: an address that is no IP is allowed unjudged and counts nothing', () => {
+  const { g } = gate({ smtp: { limits: { connection_rate: 1 } } });
+  const s = sync(g.screen('smtp', 'not-an-ip'));
+  assert.deepEqual([s.decision.action, s.address, s.connLimit], ['allow', null, null]);
+  assert.match(s.decision.exempt ?? '', /not an IP address/);
+  assert.equal(g.stats().entries, 0);
+});
+
+test("screen: a store failure is the service's on_store_failure decision, never a throw", async () => {
+  const clock = new FakeClock();
+  const memory = new MemoryStore({ rate: slidingWindow(60_000), maxEntries: 1000 });
+  const failing = new Proxy(memory, {
+    get(target, prop, receiver) {
+      if (prop === 'hit') return () => Promise.reject(new StoreUnavailableError('redis timed out'));
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  const engine = new Engine(failing, clock, memoryLogger().log, { rateUnitMs: 60_000, statusUpdateMs: 600_000 });
+  const rules = Rules.compile({ services: { imap: serviceSchema.parse({ limits: { connection_rate: 10 } }) }, exceptions: [], overrides: [] }, 't');
+  const g = new Gatekeeper(engine, rules, new BanList(), { country: () => null }, clock, 60_000);
+  const s = await g.screen('imap', '8.8.8.8');
+  assert.equal(s.decision.refusal?.rule, 'services.imap.on_store_failure');
+  assert.equal(s.decision.refusal?.temporary, true);
+  assert.equal(s.address, '8.8.8.8');
 });

@@ -37,6 +37,22 @@ export interface Admission {
   readonly keys: readonly string[];
 }
 
+/**
+ * A connection another proxy holds and never reports the end of (HAProxy,
+ * asking through SPOE), judged at its door. Nothing is held for it.
+ */
+export interface Screening {
+  readonly decision: Decision;
+  /** The address as judged, in canonical form; null when it is no IP address (allowed, unjudged). */
+  readonly address: string | null;
+  /**
+   * The connections_per_address limit in force for this client (an
+   * override's, if one matches), for the other proxy to count against;
+   * null when none is enforced (no limit, an exception network, dry-run).
+   */
+  readonly connLimit: number | null;
+}
+
 const NO_COUNTS = { address: EMPTY_SNAPSHOT, prefix: null, prefixText: null };
 
 function same(k: KeySnapshot): KeySnapshot {
@@ -104,7 +120,8 @@ export interface GateStats {
 
 /**
  * The one door into the core. Every front-end (the anvil service, the
- * policy service, the Dovecot endpoint, the guard proxy), the operator's
+ * policy service, the Dovecot endpoint, the guard proxy, HAProxy's SPOE
+ * agent), the operator's
  * controls and the monitor call the Gatekeeper; none of them touches the
  * Engine, which is its own.
  */
@@ -361,6 +378,32 @@ export class Gatekeeper {
       (r) => judge(r[0] as AcquireResult, r[1] ?? null, keys),
       (err: unknown) => ({ decision: storeFailure(f.facts, err), address: f.facts.address, keys: [] }),
     );
+  }
+
+  /**
+   * A connection at the door of a proxy that counts its own concurrency and
+   * never says when a session ends (HAProxy through SPOE, which has no event
+   * for it): bans and country rules first, which count nothing; then one
+   * connection event under the proxy-style key `service:address`, so the
+   * connection rate is Doorman's, shared by every front-end and host that
+   * counts in the same store; judged with no concurrency, since nothing is
+   * held here and nothing could be given back. The per-address limit in
+   * force comes back with the decision, for the proxy to count against.
+   */
+  screen(serviceName: string, address: string): Awaitable<Screening> {
+    const f = this.facts(serviceName, address);
+    if (f === null) return { decision: unjudged(address), address: null, connLimit: null };
+    const facts = f.facts;
+    const pre = evaluateConnect(facts, NO_COUNTS);
+    if (pre.action === 'refuse') return { decision: pre, address: facts.address, connLimit: null };
+    const connLimit = pre.exempt !== null || facts.service.dryRun ? null : facts.limits.limits.connections_per_address;
+    const judged = then(this.engine.event(f.key, 'conn'), (r): Screening => {
+      const decision = evaluateConnect(facts, { address: { count: 0, rates: { ...EMPTY_SNAPSHOT.rates, conn: r.rate } }, prefix: null, prefixText: null });
+      return { decision, address: facts.address, connLimit };
+    });
+    return judged instanceof Promise
+      ? judged.catch((err: unknown): Screening => ({ decision: storeFailure(facts, err), address: facts.address, connLimit: null }))
+      : judged;
   }
 
   /** Gives back the keys an admitted connection held. */

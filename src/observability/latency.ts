@@ -4,8 +4,8 @@
  *
  *   doorman_decision_seconds_bucket{front,le}, _sum{front}, _count{front}
  *
- * front is anvil, policy, dovecot or proxy: one series set per front-end the
- * configuration enables.
+ * front is anvil, policy, dovecot, proxy or spoe (HAProxy's SPOE agent): one
+ * series set per front-end the configuration enables.
  *
  * A decision takes microseconds, and anvil answers every smtpd connect, so
  * recording one must cost little beside it. prom-client's Histogram.observe
@@ -18,7 +18,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Awaitable } from '../core/awaitable.js';
 
-export type Front = 'anvil' | 'policy' | 'dovecot' | 'proxy' | 'nginx';
+export type Front = 'anvil' | 'policy' | 'dovecot' | 'proxy' | 'nginx' | 'spoe';
 
 /**
  * Upper bounds in seconds, 25 µs to 100 ms. An in-memory decision takes
@@ -103,7 +103,7 @@ export class DecisionLatency {
   /** The histogram in Prometheus text format; empty when no front asked for a timer. */
   text(): string {
     if (this.fronts.size === 0) return '';
-    const lines = [`# HELP ${NAME} Time from a complete request to its answer, per front-end (anvil, policy, dovecot, proxy)`, `# TYPE ${NAME} histogram`];
+    const lines = [`# HELP ${NAME} Time from a complete request to its answer, per front-end (anvil, policy, dovecot, proxy, spoe)`, `# TYPE ${NAME} histogram`];
     for (const [front, t] of this.fronts) {
       let cumulative = 0;
       for (let i = 0; i < t.counts.length; i++) {

@@ -8,7 +8,8 @@
  *   doorman_connections{service}                      gauge, live proxied connections (read at scrape)
  *   doorman_connections_total{service}                counter, connections admitted by the proxy
  *   doorman_decisions_total{service,action,rule}      counter: refusals by every front-end (proxy,
- *                                                     policy, dovecot), admissions by the proxy (rule "none")
+ *                                                     policy, dovecot, haproxy), admissions by the proxy
+ *                                                     and HAProxy's SPOE agent (rule "none")
  *   doorman_refusals_by_country_total{service,country} counter; "none" for no country, at most
  *                                                     MAX_COUNTRIES others, the rest as "other"
  *   doorman_engine_entries                            gauge, keys in the counter table (read at scrape)
@@ -22,9 +23,9 @@
  *   doorman_listener_full_total{listener,address}     counter, connections refused because it was full
  *                                                     (listener: the configuration section holding the
  *                                                     cap: anvil, postfix_policy, dovecot_policy,
- *                                                     services.NAME.proxy; address: where it listens)
+ *                                                     services.NAME.proxy, haproxy_spoe; address: where it listens)
  *   doorman_decision_seconds{front}                   histogram, a complete request to its answer, per
- *                                                     front-end: anvil, policy, dovecot, proxy (./latency.ts)
+ *                                                     front-end: anvil, policy, dovecot, proxy, spoe (./latency.ts)
  *   doorman_process_…, doorman_nodejs_…               prom-client's default metrics, but for
  *                                                     the ones costing a walk over every socket
  *
@@ -59,6 +60,8 @@ export interface MetricsSources {
   readonly proxied: readonly string[];
   /** The listeners with a cap on clients, read at scrape (they may be bound after this is made). */
   readonly listeners?: () => readonly ListenerLoad[];
+  /** Clients HAProxy's SPOE agent allowed since start, per service (issue 19); read at scrape. */
+  readonly spoeAdmitted?: () => ReadonlyMap<string, number> | null;
 }
 
 /** A listener with a cap on its clients, as the metrics read it at scrape. */
@@ -166,10 +169,21 @@ export class DoorMetrics {
       }
       return out;
     };
+    // Allowed by HAProxy's SPOE agent: read from its totals at scrape, like the proxy's admissions.
+    const spoeSeen = new Map<string, number>();
+    const spoeAdmitted = (): Array<[string, number]> => {
+      const out: Array<[string, number]> = [];
+      for (const [svc, total] of src.spoeAdmitted?.() ?? []) {
+        const delta = total - (spoeSeen.get(svc) ?? 0);
+        if (delta > 0) out.push([metrics.service(svc), delta]);
+        spoeSeen.set(svc, total);
+      }
+      return out;
+    };
     this.connectionsTotal = new Counter({ name: 'doorman_connections_total', help: 'Connections admitted by the guard proxy, per service', labelNames: ['service'], registers });
     this.decisions = new Counter({
       name: 'doorman_decisions_total',
-      help: 'Decisions: refusals by every front-end, admissions by the guard proxy (rule "none")',
+      help: 'Decisions: refusals by every front-end, admissions by the guard proxy and the SPOE agent (rule "none")',
       labelNames: ['service', 'action', 'rule'],
       registers,
       collect() {
@@ -177,6 +191,7 @@ export class DoorMetrics {
           metrics.connectionsTotal.inc({ service }, n);
           this.inc({ service, action: 'allow', rule: 'none' }, n);
         }
+        for (const [service, n] of spoeAdmitted()) this.inc({ service, action: 'allow', rule: 'none' }, n);
       },
     });
     this.byCountry = new Counter({

@@ -82,6 +82,22 @@ test('the same session split at every byte, and a byte at a time, gives the same
   assert.deepEqual(session([...SESSION].map((b) => Buffer.from([b]))), whole);
 });
 
+test('receive() keeps nothing of a chunk once it returns: one buffer read into again and again gives the same events', () => {
+  const whole = session([SESSION]);
+  const shared = Buffer.alloc(SESSION.length);
+  for (const at of [1, 3, 4, 5, 7, 11, 90, 200, SESSION.length - 1]) {
+    const a = new SpopAgentConnection();
+    const out: string[] = [];
+    for (const piece of [SESSION.subarray(0, at), SESSION.subarray(at)]) {
+      // Each piece is read into the one shared buffer, scribbled over once the agent has had it.
+      piece.copy(shared);
+      for (const e of a.receive(shared.subarray(0, piece.length))) out.push(e.kind === 'notify' ? `notify ${e.notify.streamId}/${e.notify.frameId} ${e.notify.messages[0]?.args[0]?.value.type}` : e.kind === 'hello' ? `hello ${e.maxFrameSize} ${e.reply.toString('hex')}` : e.kind === 'disconnect' ? `disconnect ${e.status} ${e.message} ${e.reply.toString('hex')}` : `error ${e.error.code}`);
+      shared.fill(0xaa);
+    }
+    assert.deepEqual(out, whole, `split at ${at}`);
+  }
+});
+
 test('pipelining: five NOTIFY frames in one read, answered last first; each ACK carries its own ids', () => {
   const a = new SpopAgentConnection();
   a.receive(HAPROXY_HELLO);
@@ -162,6 +178,26 @@ test('out-of-order and malformed frames each end the connection with their statu
   refused(ready(), fragment, 'DOORMAN_ERR_SPOP_FRAGMENTED', SPOP_STATUS.FRAGMENTATION_NOT_SUPPORTED);
   const discWithIds = encodeFrame(SPOP_FRAME.HAPROXY_DISCONNECT, 1, 1, 1000, () => {});
   refused(ready(), discWithIds, 'DOORMAN_ERR_SPOP_FRAME', SPOP_STATUS.INVALID);
+});
+
+test('several frames of one stream may wait at once, answered in any order; a pair waiting is refused again', () => {
+  const isNotWaiting = (e: unknown) => e instanceof ProtocolError && e.code === 'DOORMAN_ERR_SPOP_NOT_WAITING';
+  for (const order of [[1, 2, 3], [3, 2, 1], [2, 1, 3]]) {
+    const a = ready();
+    assert.deepEqual(a.receive(Buffer.concat([notifyFrame(7, 1), notifyFrame(7, 2), notifyFrame(7, 3), notifyFrame(8, 1)])).map((e) => e.kind), ['notify', 'notify', 'notify', 'notify']);
+    assert.equal(a.inFlight, 4);
+    assert.throws(() => a.ack(7, 4, []), isNotWaiting);
+    assert.throws(() => a.ack(9, 1, []), isNotWaiting);
+    for (const f of order) {
+      assert.equal(decodeFrame(a.ack(7, f, [])!.subarray(4)).frameId, f);
+      assert.throws(() => a.ack(7, f, []), isNotWaiting, `frame ${f} answered twice`);
+    }
+    assert.equal(a.inFlight, 1);
+    refused(a, notifyFrame(8, 1), 'DOORMAN_ERR_SPOP_STATE', SPOP_STATUS.INVALID);
+  }
+  const b = ready();
+  b.receive(Buffer.concat([notifyFrame(5, 1), notifyFrame(5, 2)]));
+  refused(b, notifyFrame(5, 2), 'DOORMAN_ERR_SPOP_STATE', SPOP_STATUS.INVALID);
 });
 
 test('a connection holds at most maxInFlight unanswered NOTIFY frames', () => {

@@ -72,6 +72,52 @@ export interface SpopAgentOptions {
 
 type State = 'hello' | 'ready' | 'closed';
 
+/**
+ * The (stream-id, frame-id) pairs waiting for an ACK. HAProxy has one frame
+ * of a stream in flight at a time, so the usual entry is a number keyed by a
+ * number (no string built per frame); a second frame of a stream already
+ * waiting, which the protocol allows, goes to a set of text keys.
+ */
+class WaitingFrames {
+  private readonly first = new Map<number, number>();
+  private readonly more = new Set<string>();
+
+  get size(): number {
+    return this.first.size + this.more.size;
+  }
+
+  has(streamId: number, frameId: number): boolean {
+    const f = this.first.get(streamId);
+    return f === frameId || (f !== undefined && this.more.size > 0 && this.more.has(`${streamId}:${frameId}`));
+  }
+
+  add(streamId: number, frameId: number): void {
+    if (this.first.has(streamId)) this.more.add(`${streamId}:${frameId}`);
+    else this.first.set(streamId, frameId);
+  }
+
+  delete(streamId: number, frameId: number): void {
+    const f = this.first.get(streamId);
+    if (f === frameId) {
+      this.first.delete(streamId);
+      if (this.more.size === 0) return;
+      // Promote another waiting frame of this stream, if any.
+      for (const k of this.more) {
+        if (k.startsWith(`${streamId}:`)) {
+          this.more.delete(k);
+          this.first.set(streamId, Number(k.slice(k.indexOf(':') + 1)));
+          return;
+        }
+      }
+    } else this.more.delete(`${streamId}:${frameId}`);
+  }
+
+  clear(): void {
+    this.first.clear();
+    this.more.clear();
+  }
+}
+
 export class SpopAgentConnection {
   private state: State = 'hello';
   private readonly reader: SpopFrameReader;
@@ -79,7 +125,7 @@ export class SpopAgentConnection {
   private readonly maxInFlight: number;
   /** The negotiated max-frame-size; before HELLO, the least any peer takes. */
   private frameSize = SPOP_MIN_FRAME_SIZE;
-  private readonly waiting = new Set<string>();
+  private readonly waiting = new WaitingFrames();
   private haproxyHello: SpopHaproxyHello | null = null;
 
   constructor(opts: SpopAgentOptions = {}) {
@@ -121,7 +167,9 @@ export class SpopAgentConnection {
   /**
    * Takes bytes from the socket; returns what they meant, in order. Never
    * throws for anything the peer sends: a protocol error is the last event.
-   * After a closing event, more bytes are ignored.
+   * After a closing event, more bytes are ignored. Nothing of `chunk` is kept
+   * once this returns (a frame cut short is copied; events hold strings and
+   * copies), so a listener may read every connection into one buffer.
    */
   receive(chunk: Buffer): SpopEvent[] {
     const events: SpopEvent[] = [];
@@ -138,16 +186,16 @@ export class SpopAgentConnection {
 
   /**
    * The ACK for a NOTIFY this connection is waiting on, or null when the
-   * connection has closed meanwhile (nothing to write). Answering a pair that
-   * is not waiting is the caller's bug and throws, as does an ACK over the
+   * connection has closed meanwhile (nothing to write). `actions` may be a
+   * payload encodeAckPayload made beforehand. Answering a pair that is not
+   * waiting is the caller's bug and throws, as does an ACK over the
    * negotiated max-frame-size.
    */
-  ack(streamId: number, frameId: number, actions: readonly SpopAction[]): Buffer | null {
+  ack(streamId: number, frameId: number, actions: readonly SpopAction[] | Buffer): Buffer | null {
     if (this.state === 'closed') return null;
-    const key = `${streamId}:${frameId}`;
-    if (!this.waiting.has(key)) throw new ProtocolError('DOORMAN_ERR_SPOP_NOT_WAITING', `no NOTIFY ${key} is waiting for an ACK`);
+    if (!this.waiting.has(streamId, frameId)) throw new ProtocolError('DOORMAN_ERR_SPOP_NOT_WAITING', `no NOTIFY ${streamId}:${frameId} is waiting for an ACK`);
     const bytes = encodeAck(streamId, frameId, actions, this.frameSize);
-    this.waiting.delete(key);
+    this.waiting.delete(streamId, frameId);
     return bytes;
   }
 
@@ -176,10 +224,9 @@ export class SpopAgentConnection {
       case SPOP_FRAME.NOTIFY: {
         if (this.state !== 'ready') throw new SpopError(SPOP_STATUS.INVALID, 'DOORMAN_ERR_SPOP_STATE', 'NOTIFY before HELLO');
         const notify = decodeNotify(f);
-        const key = `${f.streamId}:${f.frameId}`;
-        if (this.waiting.has(key)) throw new SpopError(SPOP_STATUS.INVALID, 'DOORMAN_ERR_SPOP_STATE', `NOTIFY ${key} sent again before its ACK`);
+        if (this.waiting.has(f.streamId, f.frameId)) throw new SpopError(SPOP_STATUS.INVALID, 'DOORMAN_ERR_SPOP_STATE', `NOTIFY ${f.streamId}:${f.frameId} sent again before its ACK`);
         if (this.waiting.size >= this.maxInFlight) throw new SpopError(SPOP_STATUS.RESOURCE, 'DOORMAN_ERR_SPOP_CAP', `more than ${this.maxInFlight} NOTIFY frames waiting`);
-        this.waiting.add(key);
+        this.waiting.add(f.streamId, f.frameId);
         return { kind: 'notify', notify };
       }
       default:

@@ -120,7 +120,38 @@ const I32_MAX = 2 ** 31 - 1;
 const VARINT_EXACT_BYTES = 7;
 const VARINT_MAX_BYTES = 10;
 
-/** Reads SPOP primitives from buf[pos, end); running past `end` or breaking a rule is a SpopError. */
+/** Texts up to this many bytes are looked up in TEXTS before being decoded. */
+const TEXT_CACHE_MAX_LEN = 32;
+/**
+ * The last ASCII text of each length decoded: HAProxy sends the same few
+ * names and values in every NOTIFY (the message's name, "src", "service",
+ * the frontend's name), so most are recognised by their bytes instead of
+ * being decoded into a new string each time.
+ */
+const TEXTS: Array<string | undefined> = new Array<string | undefined>(TEXT_CACHE_MAX_LEN + 1);
+
+function text(buf: Buffer, at: number, end: number): string {
+  const n = end - at;
+  if (n > TEXT_CACHE_MAX_LEN) return buf.toString('utf8', at, end);
+  const known = TEXTS[n];
+  if (known !== undefined) {
+    let i = 0;
+    // An ASCII string's code units are its bytes; a byte of 0x80 or more never matches.
+    while (i < n && known.charCodeAt(i) === buf[at + i]) i++;
+    if (i === n) return known;
+  }
+  const s = buf.toString('utf8', at, end);
+  if (s.length === n) TEXTS[n] = s; // as many characters as bytes: ASCII (a bad UTF-8 byte decodes to U+FFFD, which is no byte)
+  return s;
+}
+
+/**
+ * Reads SPOP primitives from buf[pos, end); running past `end` or breaking a
+ * rule is a SpopError. `what` names the field for the error message; a
+ * method that reads part of a field takes the part's name apart (`part`), so
+ * that no text is put together unless there is an error to report: a NOTIFY
+ * is read thousands of times a second.
+ */
 export class SpopCursor {
   pos: number;
   constructor(
@@ -135,42 +166,43 @@ export class SpopCursor {
     return this.pos >= this.end;
   }
 
-  u8(what: string): number {
-    if (this.pos >= this.end) invalid('DOORMAN_ERR_SPOP_TRUNCATED', `frame ends inside ${what}`);
+  u8(what: string, part = ''): number {
+    if (this.pos >= this.end) invalid('DOORMAN_ERR_SPOP_TRUNCATED', `frame ends inside ${what}${part}`);
     return this.buf[this.pos++] as number;
   }
 
   /** The bytes of one varint: where it starts, and its length. */
-  private varintSpan(what: string): number {
+  private varintSpan(what: string, part: string): number {
     const start = this.pos;
     for (let n = 1; ; n++) {
-      const b = this.u8(what);
+      const b = this.u8(what, part);
       if (n === 1 ? b < 240 : b < 128) return start;
-      if (n === VARINT_MAX_BYTES) invalid('DOORMAN_ERR_SPOP_VARINT', `${what}: varint longer than 64 bits`);
+      if (n === VARINT_MAX_BYTES) invalid('DOORMAN_ERR_SPOP_VARINT', `${what}${part}: varint longer than 64 bits`);
     }
   }
 
   /** A varint that must be at most `max` (itself at most 2^53 - 1). */
-  varint(what: string, max: number): number {
-    const start = this.varintSpan(what);
+  varint(what: string, max: number, part = ''): number {
+    const start = this.varintSpan(what, part);
     const n = this.pos - start;
     const v = n <= VARINT_EXACT_BYTES ? varintNumber(this.buf, start, n) : varintBig(this.buf, start, n);
-    if (v > max) invalid('DOORMAN_ERR_SPOP_VARINT', `${what} ${v} is over ${max}`);
+    if (v > max) invalid('DOORMAN_ERR_SPOP_VARINT', `${what}${part} ${v} is over ${max}`);
     return Number(v);
   }
 
   /** A varint as an unsigned 64-bit bigint. */
   varintBig(what: string): bigint {
-    const start = this.varintSpan(what);
+    const start = this.varintSpan(what, '');
     const n = this.pos - start;
-    const v = n <= VARINT_EXACT_BYTES ? BigInt(varintNumber(this.buf, start, n)) : varintBig(this.buf, start, n);
+    if (n <= VARINT_EXACT_BYTES) return BigInt(varintNumber(this.buf, start, n));
+    const v = varintBig(this.buf, start, n);
     if (v > U64_MAX) invalid('DOORMAN_ERR_SPOP_VARINT', `${what}: varint over 2^64 - 1`);
     return v;
   }
 
   /** A length-prefixed run of bytes of at most `cap`; a length past the frame's end is malformed, one over the cap is refused. */
   private span(what: string, cap: number): number {
-    const len = this.varint(`${what} length`, Number.MAX_SAFE_INTEGER);
+    const len = this.varint(what, Number.MAX_SAFE_INTEGER, ' length');
     if (len > this.end - this.pos) invalid('DOORMAN_ERR_SPOP_TRUNCATED', `${what} of ${len} bytes runs past the frame`);
     if (len > cap) throw new SpopError(SPOP_STATUS.RESOURCE, 'DOORMAN_ERR_SPOP_CAP', `${what} of ${len} bytes is over the ${cap}-byte cap`);
     const at = this.pos;
@@ -181,12 +213,12 @@ export class SpopCursor {
   /** A bare name (no type tag), as keys, message and argument names and variable names are sent. */
   name(what: string): string {
     const at = this.span(what, SPOP_NAME_MAX);
-    return this.buf.toString('utf8', at, this.pos);
+    return text(this.buf, at, this.pos);
   }
 
   /** One typed value. */
   value(what: string): SpopValue {
-    const tag = this.u8(`${what} type`);
+    const tag = this.u8(what, ' type');
     const id = tag & 0x0f;
     const flags = tag & 0xf0;
     if (id === 1) {
@@ -220,7 +252,7 @@ export class SpopCursor {
       }
       case 'string': {
         const at = this.span(what, SPOP_VALUE_MAX);
-        return { type: 'string', value: this.buf.toString('utf8', at, this.pos) };
+        return { type: 'string', value: text(this.buf, at, this.pos) };
       }
       case 'binary': {
         const at = this.span(what, SPOP_VALUE_MAX);
@@ -262,8 +294,13 @@ function varintBig(buf: Buffer, at: number, n: number): bigint {
 
 /** A growing output buffer for one frame. */
 export class SpopWriter {
-  private buf = Buffer.allocUnsafe(128);
+  private buf: Buffer;
   length = 0;
+
+  /** `size`: the bytes expected, when known, so that the buffer never grows (a copy). */
+  constructor(size = 128) {
+    this.buf = Buffer.allocUnsafe(size);
+  }
 
   private room(n: number): void {
     if (this.length + n <= this.buf.length) return;
@@ -281,6 +318,14 @@ export class SpopWriter {
     this.room(4);
     this.buf.writeUInt32BE(v, this.length);
     this.length += 4;
+  }
+
+  /** How many bytes varint(v) writes. */
+  static varintLength(v: number): number {
+    if (v < 240) return 1;
+    let n = 2;
+    for (let y = Math.floor((v - 240) / 16); y >= 128; y = Math.floor((y - 128) / 128)) n++;
+    return n;
   }
 
   /** A varint of a whole number up to 2^53 - 1. */
@@ -375,15 +420,19 @@ export class SpopWriter {
     }
   }
 
+  /** The bytes written: the buffer itself when they fill it (a size given exactly), else a view of them. */
   finish(): Buffer {
-    return this.buf.subarray(0, this.length);
+    return this.length === this.buf.length ? this.buf : this.buf.subarray(0, this.length);
   }
 }
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
 
 /** Integer value of any of the four integer types, when it is a safe JS integer; else null. */
 export function spopInteger(v: SpopValue | undefined): number | null {
   if (v === undefined) return null;
   if (v.type === 'int32' || v.type === 'uint32') return v.value;
-  if ((v.type === 'int64' || v.type === 'uint64') && v.value <= BigInt(Number.MAX_SAFE_INTEGER) && v.value >= BigInt(Number.MIN_SAFE_INTEGER)) return Number(v.value);
+  if ((v.type === 'int64' || v.type === 'uint64') && v.value <= MAX_SAFE && v.value >= MIN_SAFE) return Number(v.value);
   return null;
 }

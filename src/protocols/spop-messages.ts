@@ -23,7 +23,7 @@ import {
   type SpopFrame,
   type SpopStatus,
   type SpopValue,
-  type SpopWriter,
+  SpopWriter,
 } from './spop.js';
 import { ProtocolError, type CodeOf } from '../errors.js';
 
@@ -243,12 +243,20 @@ export function decodeNotify(f: SpopFrame): SpopNotify {
     if (messages.length === SPOP_MAX_MESSAGES) throw new SpopError(SPOP_STATUS.RESOURCE, 'DOORMAN_ERR_SPOP_CAP', `more than ${SPOP_MAX_MESSAGES} messages in one NOTIFY`);
     const name = c.name('message name');
     if (name === '') throw new SpopError(SPOP_STATUS.INVALID, 'DOORMAN_ERR_SPOP_PAYLOAD', 'message with an empty name');
-    const n = c.u8(`argument count of ${name}`);
+    const n = c.u8('argument count of message ', name);
     if (n > SPOP_MAX_ARGS) throw new SpopError(SPOP_STATUS.RESOURCE, 'DOORMAN_ERR_SPOP_CAP', `message ${name} has ${n} arguments, over ${SPOP_MAX_ARGS}`);
     const args: SpopArg[] = [];
-    for (let i = 0; i < n; i++) {
-      const argName = c.name('argument name');
-      args.push({ name: argName, value: c.value(`argument ${argName || i} of ${name}`) });
+    let argName: string | null = null;
+    try {
+      for (let i = 0; i < n; i++) {
+        argName = null;
+        argName = c.name('argument name');
+        args.push({ name: argName, value: c.value('argument') });
+      }
+    } catch (err) {
+      // The field's place, put into words only now: reading carries no text it does not need.
+      if (err instanceof SpopError) throw new SpopError(err.status, err.code as CodeOf<'protocol'>, `${err.message} (argument ${argName || `#${args.length}`} of message ${name})`);
+      throw err;
     }
     messages.push({ name, args });
   }
@@ -293,22 +301,35 @@ const ACTION_BY_ID = new Map<number, { readonly name: SpopAction['action']; read
  */
 const VAR_NAME_RE = /^[A-Za-z0-9._]+$/;
 
-/** The ACK frame for one NOTIFY. A variable name outside [A-Za-z0-9._] is refused, since HAProxy could not use it. */
-export function encodeAck(streamId: number, frameId: number, actions: readonly SpopAction[], limit: number): Buffer {
-  return encodeFrame(SPOP_FRAME.ACK, streamId, frameId, limit, (w) => {
-    for (const a of actions) {
-      const spec = ACTIONS[a.action];
-      const scope = SPOP_SCOPES.indexOf(a.scope);
-      if (spec === undefined || scope < 0 || typeof a.name !== 'string' || !VAR_NAME_RE.test(a.name)) {
-        throw new ProtocolError('DOORMAN_ERR_SPOP_ENCODE', `cannot encode action ${JSON.stringify(a.action)} on ${JSON.stringify(a.scope)}.${JSON.stringify(String(a.name).slice(0, 64))}`);
-      }
-      w.u8(spec.id);
-      w.u8(spec.args);
-      w.u8(scope);
-      w.name(a.name, 'variable name');
-      if (a.action === 'set-var') w.value(a.value);
+/**
+ * An ACK's actions, encoded: the payload does not depend on the stream it
+ * answers, so one made once can answer many NOTIFY frames (encodeAck takes
+ * it in place of the actions). A variable name outside [A-Za-z0-9._] is
+ * refused, since HAProxy could not use it.
+ */
+export function encodeAckPayload(actions: readonly SpopAction[]): Buffer {
+  const w = new SpopWriter();
+  for (const a of actions) {
+    const spec = ACTIONS[a.action];
+    const scope = SPOP_SCOPES.indexOf(a.scope);
+    if (spec === undefined || scope < 0 || typeof a.name !== 'string' || !VAR_NAME_RE.test(a.name)) {
+      throw new ProtocolError('DOORMAN_ERR_SPOP_ENCODE', `cannot encode action ${JSON.stringify(a.action)} on ${JSON.stringify(a.scope)}.${JSON.stringify(String(a.name).slice(0, 64))}`);
     }
-  });
+    w.u8(spec.id);
+    w.u8(spec.args);
+    w.u8(scope);
+    w.name(a.name, 'variable name');
+    if (a.action === 'set-var') w.value(a.value);
+  }
+  return w.finish();
+}
+
+/** The ACK frame for one NOTIFY: its actions, or their payload from encodeAckPayload. */
+export function encodeAck(streamId: number, frameId: number, actions: readonly SpopAction[] | Buffer, limit: number): Buffer {
+  const payload = Buffer.isBuffer(actions) ? actions : encodeAckPayload(actions as readonly SpopAction[]);
+  // Sized exactly (length, type, flags, the two ids, the payload): one buffer, written once.
+  const size = 9 + SpopWriter.varintLength(streamId) + SpopWriter.varintLength(frameId) + payload.length;
+  return encodeFrame(SPOP_FRAME.ACK, streamId, frameId, limit, (w) => w.bytes(payload), size);
 }
 
 /** Decodes an ACK's actions as HAProxy reads them (tests, fuzzing), strictly: known types, exact argument counts. */

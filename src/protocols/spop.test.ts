@@ -263,6 +263,29 @@ test('property: a varint round-trips for any unsigned 64-bit value, and its leng
   );
 });
 
+test('property: SpopWriter.varintLength is what varint() writes, and the spec table\'s length', () => {
+  fc.assert(
+    fc.property(fc.oneof(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 0xffffffff }), fc.maxSafeNat()), (v) => {
+      const w = new SpopWriter(1);
+      w.varint(v);
+      assert.equal(w.finish().length, SpopWriter.varintLength(v));
+      assert.equal(SpopWriter.varintLength(v), varintLength(BigInt(v)));
+    }),
+  );
+});
+
+test('texts: a name seen before is recognised by its bytes, and a different one of the same length is not taken for it', () => {
+  const read = (s: Buffer) => new SpopCursor(Buffer.concat([Buffer.from([s.length]), s]), 0, s.length + 1).name('n');
+  assert.equal(read(Buffer.from('service')), 'service');
+  assert.equal(read(Buffer.from('service')), 'service');
+  assert.equal(read(Buffer.from('servicf')), 'servicf');
+  assert.equal(read(Buffer.from('caf\u00e9!', 'utf8')), 'caf\u00e9!', 'multi-byte UTF-8');
+  assert.equal(read(Buffer.from([0x63, 0x61, 0x66, 0xc3, 0xa9, 0x21])), 'caf\u00e9!');
+  assert.equal(read(Buffer.from([0xff, 0x61])), '\ufffda', 'a bad byte');
+  assert.equal(read(Buffer.from([0xfe, 0x61])), '\ufffda');
+  assert.equal(read(Buffer.from('xa')), 'xa');
+});
+
 test('property: arbitrary bytes are read as a value or refused with a SpopError, never anything else', () => {
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 40 }), (bytes) => {

@@ -147,9 +147,9 @@ export function decodeFrame(bytes: Buffer): SpopFrame {
  * it would be longer than `maxFrameSize`: the caller asked for more than the
  * peer takes.
  */
-export function encodeFrame(type: SpopFrameType, streamId: number, frameId: number, maxFrameSize: number, body: (w: SpopWriter) => void): Buffer {
+export function encodeFrame(type: SpopFrameType, streamId: number, frameId: number, maxFrameSize: number, body: (w: SpopWriter) => void, sizeHint = 128): Buffer {
   if (streamId > SPOP_ID_MAX || frameId > SPOP_ID_MAX) encodeError(`stream-id ${streamId} or frame-id ${frameId} over 32 bits`);
-  const w = new SpopWriter();
+  const w = new SpopWriter(sizeHint);
   w.u32(0);
   w.u8(type);
   w.u32(SPOP_FLAG_FIN);
@@ -209,12 +209,20 @@ export class SpopFrameReader {
   private take(): SpopFrame | null {
     const input = this.input;
     if (this.body === null) {
-      const n = Math.min(4 - this.headLen, input.length - this.at);
-      input.copy(this.head, this.headLen, this.at, this.at + n);
-      this.headLen += n;
-      this.at += n;
-      if (this.headLen < 4) return null;
-      const len = this.head.readUInt32BE(0);
+      let len: number;
+      if (this.headLen === 0 && input.length - this.at >= 4) {
+        // The whole length is in this chunk (the usual case): read it in place.
+        len = input.readUInt32BE(this.at);
+        this.at += 4;
+        this.headLen = 4;
+      } else {
+        const n = Math.min(4 - this.headLen, input.length - this.at);
+        input.copy(this.head, this.headLen, this.at, this.at + n);
+        this.headLen += n;
+        this.at += n;
+        if (this.headLen < 4) return null;
+        len = this.head.readUInt32BE(0);
+      }
       if (len > this.limit) throw new SpopError(SPOP_STATUS.TOO_BIG, 'DOORMAN_ERR_SPOP_TOO_BIG', `a frame of ${len} bytes is over the ${this.limit}-byte limit`);
       if (len < SPOP_FRAME_HEADER_MIN) invalid('DOORMAN_ERR_SPOP_FRAME', `a frame of ${len} bytes is shorter than its header`);
       if (input.length - this.at >= len) {

@@ -29,6 +29,8 @@ export interface AdminContext {
   readonly clock: Clock;
   readonly log: Logger;
   readonly services: readonly ServiceInfo[];
+  /** Front-ends that are no service's listener (HAProxy's SPOE agent), by configuration section, as /api/status shows them. */
+  readonly frontEnds?: () => Readonly<Record<string, object>>;
   readonly version: string;
   /** Epoch ms, engine clock. */
   readonly startedAt: number;

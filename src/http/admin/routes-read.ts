@@ -48,6 +48,7 @@ export function readRoutes(app: FastifyInstance, ctx: AdminContext): void {
       uptime_s: Math.max(0, Math.floor((now - ctx.startedAt) / 1000)),
       connections: registry.size,
       services,
+      front_ends: ctx.frontEnds?.() ?? {},
       countries: countryCounts(registry.countsByCountry()),
       engine: { entries: ctx.gate.stats().entries },
       store: storeJson(ctx.gate.stats().storeKind, ctx.gate.stats().store, ctx.control.node),

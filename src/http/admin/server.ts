@@ -54,6 +54,8 @@ export interface AdminServerDeps {
   readonly services: readonly ServiceInfo[];
   /** Epoch ms (engine clock) when the daemon started. */
   readonly startedAt: number;
+  /** Front-ends that are no service's listener, for /api/status's front_ends (read per request). */
+  readonly frontEnds?: () => Readonly<Record<string, object>>;
   /** Where the dashboard lives; default the repository's dashboard/ (tests point elsewhere). */
   readonly dashboardDir?: string;
   /** Re-reads the configuration file and swaps in what may change (POST /api/reload); resolves with the keys changed. */
@@ -124,6 +126,7 @@ export class AdminServer {
       clock: deps.clock,
       log,
       services: deps.services,
+      ...(deps.frontEnds === undefined ? {} : { frontEnds: deps.frontEnds }),
       version: packageVersion(),
       startedAt: deps.startedAt,
       metrics,
