@@ -405,6 +405,8 @@ function frontsOf(config: Config, name: string, protocol: Protocol): string[] {
   if (config.postfix_policy.listen.length > 0 && config.postfix_policy.service === name) out.push('postfix policy');
   if (family !== 'smtp' && config.dovecot_policy.listen !== null) out.push('dovecot');
   if (config.nginx_auth.listen !== null && name === family && config.nginx_auth.backends[family] !== null) out.push('nginx');
+  // HAProxy's frontends are named like the services they guard (the message sends fe_name).
+  if (config.haproxy_spoe.listen.length > 0) out.push('haproxy');
   return out;
 }
 
