@@ -84,8 +84,8 @@ const NOTHING: SpoeAnswer = Object.freeze({ payload: Buffer.alloc(0), refuse: fa
 /**
  * Every connection reads into this one buffer (../listeners/read-buffer.ts)
  * rather than a fresh 64 KiB one per read: the agent keeps nothing of a
- * chunk once receive() returns, and never writes from it. As large as the
- * largest frame any HAProxy may send, so a frame needs at most two reads.
+ * chunk once receive() returns, and never writes from it. 64 KiB: the
+ * largest frame SPOP allows (65,532 bytes) with its length fits one read.
  */
 const SHARED_READ = Buffer.allocUnsafe(64 * 1024);
 const sharedRead = (): Buffer => SHARED_READ;
