@@ -53,8 +53,13 @@ function describe(e: SpopEvent): string {
   }
 }
 
-/** Checks one event's reply bytes, and answers a NOTIFY now and then (the rest stay in flight). */
-function checkEvent(agent: SpopAgentConnection, e: SpopEvent, answer: boolean): void {
+/**
+ * Checks one event's reply bytes. A NOTIFY to answer is put in `toAnswer`:
+ * answered between chunks, a NOTIFY would leave flight before a later one
+ * with the same ids arrives, which fed whole would find it still in flight,
+ * so chunked and whole would rightly differ.
+ */
+function checkEvent(e: SpopEvent, agent: SpopAgentConnection, toAnswer: SpopEvent[] | null): void {
   if (e.kind === 'error') {
     codeOf(e.error, SpopError);
     const d = decodeDisconnect(decodeFrame(e.reply.subarray(4)).payload);
@@ -64,10 +69,16 @@ function checkEvent(agent: SpopAgentConnection, e: SpopEvent, answer: boolean): 
     if (h.maxFrameSize !== e.maxFrameSize || h.maxFrameSize > SPOP_DEFAULT_MAX_FRAME_SIZE) throw new Error(`AGENT-HELLO announces ${h.maxFrameSize}`);
   } else if (e.kind === 'disconnect') {
     if (decodeDisconnect(decodeFrame(e.reply.subarray(4)).payload).status !== SPOP_STATUS.NONE) throw new Error('disconnect not answered with status 0');
-  } else if (answer) {
+  } else if (toAnswer !== null) toAnswer.push(e);
+}
+
+/** Answers NOTIFYs once the input is all in (the rest stay in flight); each ACK must read back. */
+function answerAll(agent: SpopAgentConnection, notifies: readonly SpopEvent[]): void {
+  for (const e of notifies) {
+    if (e.kind !== 'notify') continue;
     const n = e.notify;
     const ack = agent.ack(n.streamId, n.frameId, [{ action: 'set-var', scope: 'sess', name: 'verdict', value: { type: 'string', value: 'ok' } }]);
-    // A later frame of the same chunk may have closed the connection: then there is nothing to write.
+    // The connection may have closed since: then there is nothing to write.
     if (ack === null ? !agent.closed : decodeAck(decodeFrame(ack.subarray(4))).frameId !== n.frameId) throw new Error('ACK does not read back');
   }
 }
@@ -79,6 +90,7 @@ function feed(bytes: Buffer, cuts: Cuts, answer: boolean): string[] {
   let negotiated = -1;
   let ended = false;
   let n = 0;
+  const toAnswer: SpopEvent[] = [];
   for (const chunk of chunksOf(bytes, cuts)) {
     const events = agent.receive(chunk);
     if (ended && events.length > 0) throw new Error('events after the connection ended');
@@ -87,11 +99,12 @@ function feed(bytes: Buffer, cuts: Cuts, answer: boolean): string[] {
       if (last && i !== events.length - 1) throw new Error(`${e.kind} is not the last event`);
       ended ||= last;
       if (e.kind === 'hello') negotiated = e.maxFrameSize;
-      checkEvent(agent, e, answer && n++ % 2 === 0);
+      checkEvent(e, agent, answer && n++ % 2 === 0 ? toAnswer : null);
       words.push(describe(e));
     }
   }
   if (ended !== agent.closed) throw new Error('closed without a closing event, or the reverse');
+  answerAll(agent, toAnswer);
   checkFraming(bytes, words, negotiated);
   return words;
 }
