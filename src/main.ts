@@ -316,30 +316,30 @@ async function openFrontEnds(config: Config, log: Logger, closing: CloseStack, g
     await server.listen();
     for (const l of server.listeners) loads.push(streamLoad('postfix_policy', l));
   }
-  let dovecot: DovecotPolicyServer | null = null;
-  let dovecotPort = 0;
   const dc = config.dovecot_policy;
-  if (dc.listen !== null) {
-    const server = new DovecotPolicyServer(gate, log, dc, events, metrics.decisionTimer('dovecot'));
-    dovecot = server;
-    closing.push('dovecot policy', () => server.close());
-    dovecotPort = await server.listen();
-    const address = describeEndpoint({ host: parseEndpoint(dc.listen).host, port: dovecotPort });
-    loads.push({ listener: 'dovecot_policy', address, max: dc.max_clients, clients: () => server.clients(), full: () => server.full });
-  }
-  let nginx: NginxAuthServer | null = null;
-  let nginxPort = 0;
+  const dovecot = dc.listen === null ? null : new DovecotPolicyServer(gate, log, dc, events, metrics.decisionTimer('dovecot'));
+  const dovecotPort = dovecot === null ? 0 : await openHttpFront(closing, loads, 'dovecot_policy', dc.listen as string, dc.max_clients, dovecot);
   const nc = config.nginx_auth;
-  if (nc.listen !== null) {
-    const server = new NginxAuthServer(gate, log, nc, events, metrics.decisionTimer('nginx'));
-    nginx = server;
-    closing.push('nginx auth_http', () => server.close());
-    nginxPort = await server.listen();
-    const address = describeEndpoint({ host: parseEndpoint(nc.listen).host, port: nginxPort });
-    loads.push({ listener: 'nginx_auth', address, max: nc.max_clients, clients: () => server.clients(), full: () => server.full });
-  }
+  const nginx = nc.listen === null ? null : new NginxAuthServer(gate, log, nc, events, metrics.decisionTimer('nginx'));
+  const nginxPort = nginx === null ? 0 : await openHttpFront(closing, loads, 'nginx_auth', nc.listen as string, nc.max_clients, nginx);
   const spoe = await openSpoeAgent(config, log, closing, gate, events, metrics, loads);
   return { proxies, anvil, policy, dovecot, dovecotPort, nginx, nginxPort, spoe };
+}
+
+/** What the HTTP front-ends (Dovecot's policy endpoint, nginx's auth_http) have in common. */
+interface HttpFront {
+  listen(): Promise<number>;
+  close(): Promise<void>;
+  clients(): Promise<number>;
+  readonly full: number;
+}
+
+/** Binds an HTTP front-end of config section `listener`, closed with the rest; its load goes to the metrics. Resolves with the port bound. */
+async function openHttpFront(closing: CloseStack, loads: ListenerLoad[], listener: string, listen: string, max: number, server: HttpFront): Promise<number> {
+  closing.push(listener, () => server.close());
+  const port = await server.listen();
+  loads.push({ listener, address: describeEndpoint({ host: parseEndpoint(listen).host, port }), max, clients: () => server.clients(), full: () => server.full });
+  return port;
 }
 
 /** HAProxy's SPOE agent (issue 19), when haproxy_spoe.listen names an address. */
