@@ -37,6 +37,15 @@ PACKAGED_FILES=(
 	/usr/share/doc/doorman/doorman.example.yaml
 )
 
+# serves URL PATTERN: the whole answer is fetched first, then searched. A
+# `curl | grep -q` pipeline fails under pipefail whenever grep finds its line
+# and exits before curl has written the rest (curl: (23) Failed writing body).
+serves() {
+	local body
+	body=$(curl -fsS "$1") || return 1
+	grep -q -- "$2" <<<"$body"
+}
+
 # Starts the installed daemon as the unit would (ExecStart as root, inside the
 # unit's capability bounding set) on the packaged configuration; checks it
 # drops to doorman and serves the dashboard and /metrics; stops it. With a
@@ -59,9 +68,9 @@ serve_check() {
 	grep -q '"msg":"doorman ready"' "$log" || { cat "$log" >&2; kill "$pid"; fail "the packaged daemon was not ready within 30 s"; }
 	uid=$("${in[@]}" id -u doorman)
 	[ "$(stat -c %u "/proc/$pid")" = "$uid" ] || fail "the daemon runs as uid $(stat -c %u "/proc/$pid"), not doorman ($uid)"
-	curl -fsS http://127.0.0.1:8025/ | grep -q '<title>Doorman' || fail "the dashboard is not served at http://127.0.0.1:8025/"
-	curl -fsS http://127.0.0.1:8025/metrics | grep -q '^doorman_store_up 1$' || fail "/metrics does not say doorman_store_up 1"
-	curl -fsS http://127.0.0.1:8025/api/status | grep -q '"version":"' || fail "/api/status does not answer"
+	serves http://127.0.0.1:8025/ '<title>Doorman' || fail "the dashboard is not served at http://127.0.0.1:8025/"
+	serves http://127.0.0.1:8025/metrics '^doorman_store_up 1$' || fail "/metrics does not say doorman_store_up 1"
+	serves http://127.0.0.1:8025/api/status '"version":"' || fail "/api/status does not answer"
 	kill -TERM "$pid"
 	wait "$pid" || fail "the daemon did not exit cleanly on SIGTERM (log: $(tail -3 "$log"))"
 	ok "${root:+$root: }the packaged daemon started on the packaged configuration, ran as doorman, served the dashboard and /metrics, and stopped on SIGTERM"
@@ -129,7 +138,7 @@ remove_check() {
 	for f in /etc/doorman /var/lib/doorman /usr/share/doc/doorman; do [ ! -e "$f" ] || fail "$f is still there after purge"; done
 	! getent passwd doorman >/dev/null || fail "purge left the doorman user"
 	! getent group doorman >/dev/null || fail "purge left the doorman group"
-	! dpkg-statoverride --list | grep -q doorman || fail "purge left a statoverride"
+	! grep -q doorman <<<"$(dpkg-statoverride --list)" || fail "purge left a statoverride"
 	ok "purge: configuration, state, user, group and statoverrides are gone"
 }
 

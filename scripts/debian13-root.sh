@@ -125,7 +125,7 @@ $(tail -n 20 "$ROOT.apt.log")"
 chroot "$PARTIAL" apt-get clean
 
 for p in "${STAMPED[@]}"; do
-  chroot "$PARTIAL" dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+  [ "$(chroot "$PARTIAL" dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = 'install ok installed' ] ||
     die "$p is not installed in the root after apt-get install"
 done
 
