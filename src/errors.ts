@@ -149,6 +149,7 @@ export const ERRORS = {
   DOORMAN_ERR_BAN_TTL: { kind: 'input', http: 400, meaning: 'A ban shorter than 1 second or longer than 366 days.' },
   DOORMAN_ERR_COUNTRY: { kind: 'input', http: 400, meaning: 'Not an assigned ISO 3166-1 alpha-2 country code (nor XK).' },
   DOORMAN_ERR_COUNTRY_RULE: { kind: 'input', http: 400, meaning: 'A country rule that does not hold together: both lists or neither, or blocking the only country allowed.' },
+  DOORMAN_ERR_CROWDSEC_BAN: { kind: 'input', http: 409, meaning: 'The ban is CrowdSec\'s: lift it in CrowdSec (cscli decisions delete), which Doorman follows.' },
   DOORMAN_ERR_GUARDRAIL: { kind: 'guardrail', http: 409, meaning: 'The change would ban your own address or an exception network, or block your own country.' },
 
   // The admin API

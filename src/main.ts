@@ -124,7 +124,7 @@ async function build(config: Config, log: Logger, deps: DaemonDeps, closing: Clo
   const metrics = new DoorMetrics(events, {
     registry,
     entries: () => gate.stats().entries,
-    bans: () => control.bans().length,
+    bans: () => control.banCounts(),
     store: () => gate.stats().store,
     // Besides the configured services, a label may hold the protocols Dovecot and Postfix name.
     services: [...new Set([...config.rules.services.keys(), ...PROTOCOLS])],

@@ -27,6 +27,8 @@ export interface ApiBan {
   readonly left_s: number;
   readonly reason: string;
   readonly created_at: string;
+  readonly origin: string;
+  readonly strike: number;
 }
 
 export interface ApiRule {

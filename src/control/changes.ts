@@ -55,7 +55,7 @@ export class ChangeLog {
     const now = this.clock.now();
     await this.state.update((s) => ({
       ...s,
-      bans: [...s.bans.filter((b) => b.until > now && b.target !== ban.target), { target: ban.target, until: ban.until, reason: ban.reason, created_at: ban.createdAt }],
+      bans: [...s.bans.filter((b) => b.until > now && b.target !== ban.target), { target: ban.target, until: ban.until, reason: ban.reason, created_at: ban.createdAt, origin: 'auto', strike: ban.strike }],
     }));
     await this.audit.append({ action: 'ban.auto', target: ban.target, by: 'internal', reason: ban.reason, details: { until: new Date(ban.until).toISOString() } }, now);
   }

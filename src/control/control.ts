@@ -14,7 +14,7 @@
  */
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.js';
-import type { Ban } from '../core/bans.js';
+import type { Ban, BanOrigin } from '../core/bans.js';
 import type { Clock } from '../core/clock.js';
 import type { ConnectionFilter, ConnectionRegistry, ConnectionView } from '../core/connections.js';
 import { normaliseCountry, badCountryMessage } from '../core/country-codes.js';
@@ -129,9 +129,9 @@ export class Control {
    */
   applyState(state: RuntimeState): void {
     const now = this.d.clock.now();
-    if (this.d.fleet) this.d.gate.bans.clear();
+    if (this.d.fleet) this.d.gate.bans.clear('local');
     for (const b of state.bans) {
-      if (b.until > now) this.d.gate.bans.add(b.target, b.until - now, b.reason, now);
+      if (b.until > now) this.d.gate.bans.add(b.target, b.until - now, b.reason, now, { origin: b.origin ?? 'operator', strike: b.strike ?? 1 });
     }
     this.d.gate.setRules(rulesWith(this.d.config, state));
   }
@@ -252,6 +252,13 @@ export class Control {
     return this.d.gate.bans.list(this.d.clock.now());
   }
 
+  /** Bans in force by origin, for the metrics. */
+  banCounts(): Record<BanOrigin, number> {
+    const n: Record<BanOrigin, number> = { operator: 0, auto: 0, crowdsec: 0 };
+    for (const b of this.bans()) n[b.origin]++;
+    return n;
+  }
+
   ban(target: string, ttlMs: number, reason: string, caller: Caller, dryRun = false): Promise<ChangeResult<Ban | null>> {
     return this.changes.exclusive(() => this.banNow(target, ttlMs, reason, caller, dryRun));
   }
@@ -281,8 +288,13 @@ export class Control {
   unban(target: string, caller: Caller): Promise<boolean> {
     return this.changes.exclusive(async () => {
       const net = network(target);
-      const key = this.bans().find((b) => sameTarget(b.target, net))?.target;
-      if (key === undefined) return false;
+      const now = this.d.clock.now();
+      const key = this.d.gate.bans.list(now, 'local').find((b) => sameTarget(b.target, net))?.target;
+      if (key === undefined) {
+        const theirs = this.d.gate.bans.list(now, 'crowdsec').find((b) => sameTarget(b.target, net));
+        if (theirs !== undefined) throw new ControlInputError('DOORMAN_ERR_CROWDSEC_BAN', `the ban on ${theirs.target} is CrowdSec's (${theirs.reason}): lift it there with \`cscli decisions delete --${theirs.target.includes('/') ? 'range' : 'ip'} ${theirs.target}\`, and Doorman follows within one poll`);
+        return false;
+      }
       await this.changes.unban(net, key, caller.address, () => this.d.gate.bans.remove(key));
       return true;
     });

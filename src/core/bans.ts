@@ -1,13 +1,29 @@
 /**
- * Temporary bans of an address or a network, each with an expiry and a
- * reason. Exact addresses are a Map lookup; network bans are few and
- * scanned. Expired bans are dropped when met and by sweep().
+ * Temporary bans of an address or a network, each with an expiry, a reason
+ * and an origin: an operator (the API, the CLI), Doorman's own rules (too
+ * many AUTH failures, …) or CrowdSec's decisions.
  *
- * This is the in-process list; fleet mode will keep bans in Redis behind the
- * same methods.
+ * Bans live in two layers. The local layer holds the operator's and the
+ * automatic bans, which the state file (or the fleet's state in Redis)
+ * keeps; the crowdsec layer holds what CrowdSec's Local API decided, which
+ * CrowdSec keeps. A ban in either refuses; lifting one never lifts the other
+ * (CrowdSec deleting its decision leaves an operator's ban on the same
+ * address in force).
+ *
+ * Lookups cost one Map lookup per layer for an exact address and one per
+ * distinct prefix length for networks (CrowdSec's lists hold thousands of
+ * ranges), whatever the number of bans. Expired bans are dropped when met
+ * and by sweep(); nobody is told of an expiry, since every holder of a copy
+ * (an nftables set's element timeout) expires it by itself.
  */
-import type { ParsedIp } from './ip.js';
-import { hostText, networkContains, parseNetwork, type Network } from './networks.js';
+import { maskWords, type ParsedIp } from './ip.js';
+import { hostText, parseNetwork, type Network } from './networks.js';
+
+/** Who made a ban. */
+export type BanOrigin = 'operator' | 'auto' | 'crowdsec';
+
+/** Where a ban is kept: the local layer (state file) or CrowdSec's. */
+export type BanLayer = 'local' | 'crowdsec';
 
 export interface Ban {
   /** The address or network as given, normalised for exact addresses. */
@@ -15,64 +31,191 @@ export interface Ban {
   readonly until: number;
   readonly reason: string;
   readonly createdAt: number;
+  readonly origin: BanOrigin;
+  /**
+   * The ban's place in its target's recent history: 1 for a first ban, 2 for
+   * a repeat offender's second within the window (a longer ban), and so on.
+   */
+  readonly strike: number;
 }
 
-export class BanList {
-  private readonly exact = new Map<string, Ban>();
-  private readonly nets: Array<{ net: Network; ban: Ban }> = [];
+export interface BanOptions {
+  readonly origin?: BanOrigin;
+  readonly strike?: number;
+}
 
-  /** Bans `target` (an address or a CIDR network) until now + ttlMs; a longer existing ban is kept. */
-  add(target: string, ttlMs: number, reason: string, now: number): Ban {
-    const net = parseNetwork(target);
-    const host = hostText(net);
-    const isHost = host !== null;
-    const key = host ?? net.text;
-    const ban: Ban = { target: key, until: now + ttlMs, reason, createdAt: now };
-    if (isHost) {
-      const old = this.exact.get(key);
-      if (old !== undefined && old.until >= ban.until) return old;
-      this.exact.set(key, ban);
-    } else {
-      const i = this.nets.findIndex((n) => n.ban.target === key);
-      if (i >= 0 && (this.nets[i] as { ban: Ban }).ban.until >= ban.until) return (this.nets[i] as { ban: Ban }).ban;
-      if (i >= 0) this.nets.splice(i, 1);
-      this.nets.push({ net, ban });
-    }
-    return ban;
+/** A change to the ban list, for whoever keeps a copy (an nftables set). */
+export type BanChange =
+  | { readonly kind: 'add'; readonly ban: Ban }
+  | { readonly kind: 'remove'; readonly ban: Ban }
+  /** Every ban of a layer was dropped, before a new list is loaded in its place. */
+  | { readonly kind: 'clear'; readonly layer: BanLayer };
+
+export function layerOf(origin: BanOrigin): BanLayer {
+  return origin === 'crowdsec' ? 'crowdsec' : 'local';
+}
+
+function netKey(words: readonly number[]): string {
+  return `${words[0]}.${words[1]}.${words[2]}.${words[3]}`;
+}
+
+/** One layer's bans: exact addresses by text, networks by prefix length then masked address. */
+class Layer {
+  readonly exact = new Map<string, Ban>();
+  /** Prefix length (128-bit form) → masked network words → ban. Lengths with no ban are deleted. */
+  readonly nets = new Map<number, Map<string, { net: Network; ban: Ban }>>();
+
+  get size(): number {
+    let n = this.exact.size;
+    for (const m of this.nets.values()) n += m.size;
+    return n;
   }
 
-  /** The ban covering `ip` now, or null. `text` is the address as formatted by formatIp. */
   find(ip: ParsedIp, text: string, now: number): Ban | null {
     const b = this.exact.get(text);
     if (b !== undefined) {
       if (b.until > now) return b;
       this.exact.delete(text);
     }
-    for (const n of this.nets) if (n.ban.until > now && networkContains(n.net, ip)) return n.ban;
+    if (this.nets.size === 0) return null;
+    for (const [bits, m] of this.nets) {
+      const k = netKey(maskWords(ip.words, bits));
+      const n = m.get(k);
+      if (n === undefined) continue;
+      if (n.ban.until > now) return n.ban;
+      m.delete(k);
+      if (m.size === 0) this.nets.delete(bits);
+    }
     return null;
   }
 
-  remove(target: string): boolean {
-    if (this.exact.delete(target)) return true;
-    const i = this.nets.findIndex((n) => n.ban.target === target);
-    if (i < 0) return false;
-    this.nets.splice(i, 1);
-    return true;
+  get(net: Network): Ban | undefined {
+    const host = hostText(net);
+    if (host !== null) return this.exact.get(host);
+    return this.nets.get(net.bits)?.get(netKey(net.words))?.ban;
   }
 
-  /** Forgets every ban (before loading a fleet's list in its place). */
-  clear(): void {
-    this.exact.clear();
-    this.nets.length = 0;
+  set(net: Network, ban: Ban): void {
+    const host = hostText(net);
+    if (host !== null) {
+      this.exact.set(host, ban);
+      return;
+    }
+    let m = this.nets.get(net.bits);
+    if (m === undefined) this.nets.set(net.bits, (m = new Map()));
+    m.set(netKey(net.words), { net, ban });
   }
 
-  list(now: number): Ban[] {
-    this.sweep(now);
-    return [...this.exact.values(), ...this.nets.map((n) => n.ban)];
+  delete(net: Network): Ban | undefined {
+    const host = hostText(net);
+    if (host !== null) {
+      const b = this.exact.get(host);
+      this.exact.delete(host);
+      return b;
+    }
+    const m = this.nets.get(net.bits);
+    const k = netKey(net.words);
+    const n = m?.get(k);
+    if (m === undefined || n === undefined) return undefined;
+    m.delete(k);
+    if (m.size === 0) this.nets.delete(net.bits);
+    return n.ban;
+  }
+
+  *all(): IterableIterator<Ban> {
+    yield* this.exact.values();
+    for (const m of this.nets.values()) for (const n of m.values()) yield n.ban;
   }
 
   sweep(now: number): void {
     for (const [k, b] of this.exact) if (b.until <= now) this.exact.delete(k);
-    for (let i = this.nets.length - 1; i >= 0; i--) if ((this.nets[i] as { ban: Ban }).ban.until <= now) this.nets.splice(i, 1);
+    for (const [bits, m] of this.nets) {
+      for (const [k, n] of m) if (n.ban.until <= now) m.delete(k);
+      if (m.size === 0) this.nets.delete(bits);
+    }
+  }
+
+  clear(): void {
+    this.exact.clear();
+    this.nets.clear();
+  }
+}
+
+export class BanList {
+  private readonly local = new Layer();
+  private readonly crowdsec = new Layer();
+  private readonly listeners = new Set<(c: BanChange) => void>();
+
+  private layer(l: BanLayer): Layer {
+    return l === 'crowdsec' ? this.crowdsec : this.local;
+  }
+
+  /**
+   * Bans `target` (an address or a CIDR network) until now + ttlMs, in the
+   * layer of its origin (operator by default); a longer ban already held
+   * there on the same target is kept and returned. Throws on a target that
+   * is no address or network.
+   */
+  add(target: string, ttlMs: number, reason: string, now: number, opts: BanOptions = {}): Ban {
+    const net = parseNetwork(target);
+    const origin = opts.origin ?? 'operator';
+    const layer = this.layer(layerOf(origin));
+    const ban: Ban = { target: hostText(net) ?? net.text, until: now + ttlMs, reason, createdAt: now, origin, strike: opts.strike ?? 1 };
+    const old = layer.get(net);
+    if (old !== undefined && old.until >= ban.until && old.until > now) return old;
+    layer.set(net, ban);
+    this.emit({ kind: 'add', ban });
+    return ban;
+  }
+
+  /** The ban covering `ip` now, or null; the local layer's first. `text` is the address as formatted by formatIp. */
+  find(ip: ParsedIp, text: string, now: number): Ban | null {
+    return this.local.find(ip, text, now) ?? this.crowdsec.find(ip, text, now);
+  }
+
+  /** The ban held on exactly this target (not one covering it), in force or not yet swept. */
+  get(target: string, layer: BanLayer = 'local'): Ban | null {
+    return this.layer(layer).get(parseNetwork(target)) ?? null;
+  }
+
+  /** Lifts the ban on exactly `target` in `layer`; false when there is none. */
+  remove(target: string, layer: BanLayer = 'local'): boolean {
+    const ban = this.layer(layer).delete(parseNetwork(target));
+    if (ban === undefined) return false;
+    this.emit({ kind: 'remove', ban });
+    return true;
+  }
+
+  /** Forgets every ban of a layer (before loading a fleet's or CrowdSec's list in its place). */
+  clear(layer: BanLayer = 'local'): void {
+    this.layer(layer).clear();
+    this.emit({ kind: 'clear', layer });
+  }
+
+  /** The bans in force, local first. */
+  list(now: number, layer?: BanLayer): Ban[] {
+    this.sweep(now);
+    if (layer !== undefined) return [...this.layer(layer).all()];
+    return [...this.local.all(), ...this.crowdsec.all()];
+  }
+
+  /** How many bans each layer holds (expired ones not yet swept included). */
+  sizes(): Record<BanLayer, number> {
+    return { local: this.local.size, crowdsec: this.crowdsec.size };
+  }
+
+  sweep(now: number): void {
+    this.local.sweep(now);
+    this.crowdsec.sweep(now);
+  }
+
+  /** Calls `f` on every add, remove and clear, synchronously; returns the way to stop. */
+  onChange(f: (c: BanChange) => void): () => void {
+    this.listeners.add(f);
+    return () => this.listeners.delete(f);
+  }
+
+  private emit(c: BanChange): void {
+    for (const f of this.listeners) f(c);
   }
 }

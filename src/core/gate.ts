@@ -475,7 +475,7 @@ export class Gatekeeper {
           const limit = f.facts.limits.limits.auth_failure_rate;
           if (limit === null || r.rate <= limit || f.facts.service.dryRun) return null;
           const reason = `${r.rate} AUTH failures in ${this.rateUnitSec}s, over the limit of ${limit}`;
-          const ban = this.bans.add(f.facts.address, f.facts.service.authFailureBanMs, reason, this.clock.now());
+          const ban = this.bans.add(f.facts.address, f.facts.service.authFailureBanMs, reason, this.clock.now(), { origin: 'auto' });
           this.onAutoBan?.(ban);
           return ban;
         }),

@@ -19,7 +19,7 @@ function setup() {
   const m = new DoorMetrics(bus, {
     registry: { countsByService: () => live, admittedByService: () => admitted },
     entries: () => 42,
-    bans: () => bans,
+    bans: () => ({ operator: bans, auto: 2, crowdsec: 0 }),
     services: ['imap', 'smtp', 'pop3'],
     proxied: ['imap', 'pop3'],
   });
@@ -53,7 +53,8 @@ test('metrics: counters from the bus, gauges read at scrape, series present from
   assert.equal(value(t, 'doorman_refusals_by_country_total{service="imap",country="RU"}'), 1);
   assert.equal(value(t, 'doorman_refusals_by_country_total{service="smtp",country="none"}'), 1);
   assert.equal(value(t, 'doorman_engine_entries'), 42);
-  assert.equal(value(t, 'doorman_bans'), 5);
+  assert.equal(value(t, 'doorman_bans{origin="operator"}'), 5);
+  assert.equal(value(t, 'doorman_bans{origin="auto"}'), 2);
   assert.equal(value(t, 'doorman_kicks_total'), 3);
   assert.match(t, /^doorman_process_cpu_user_seconds_total /m, "prom-client's default metrics, prefixed");
   assert.match(t, /^doorman_nodejs_eventloop_lag_seconds /m);
@@ -79,7 +80,7 @@ test('metrics: labels from the network are capped; detach stops counting', async
 test('metrics: the memory store (no status) is up, with no failovers; a fleet store reports its own', async () => {
   const bus = new DoorEventBus();
   let status: { backend: 'redis' | 'memory'; up: boolean; failovers: number; since: number } | null = null;
-  const m = new DoorMetrics(bus, { registry: { countsByService: () => ({}), admittedByService: () => new Map() }, entries: () => 0, bans: () => 0, store: () => status, services: [], proxied: [] });
+  const m = new DoorMetrics(bus, { registry: { countsByService: () => ({}), admittedByService: () => new Map() }, entries: () => 0, bans: () => ({ operator: 0, auto: 0, crowdsec: 0 }), store: () => status, services: [], proxied: [] });
   let t = await m.text();
   assert.equal(value(t, 'doorman_store_up'), 1, 'issue 17: it read 0 on a single host, so the obvious alert fired forever');
   assert.equal(value(t, 'doorman_store_failovers'), 0);
@@ -97,7 +98,7 @@ test('metrics: listeners at their cap: clients and cap read at scrape, refusals 
     { listener: 'anvil', address: '/run/anvil', max: 10, clients: () => clients, full: () => full },
     { listener: 'dovecot_policy', address: '127.0.0.1:8026', max: 256, clients: async () => 7, full: () => 0 },
   ];
-  const m = new DoorMetrics(bus, { registry: { countsByService: () => ({}), admittedByService: () => new Map() }, entries: () => 0, bans: () => 0, services: [], proxied: [], listeners: () => loads });
+  const m = new DoorMetrics(bus, { registry: { countsByService: () => ({}), admittedByService: () => new Map() }, entries: () => 0, bans: () => ({ operator: 0, auto: 0, crowdsec: 0 }), services: [], proxied: [], listeners: () => loads });
   let t = await m.text();
   assert.equal(value(t, 'doorman_listener_clients{listener="anvil",address="/run/anvil"}'), 3);
   assert.equal(value(t, 'doorman_listener_clients{listener="dovecot_policy",address="127.0.0.1:8026"}'), 7, 'an asynchronous count is awaited');
@@ -115,7 +116,7 @@ test('metrics: listeners at their cap: clients and cap read at scrape, refusals 
 
 test('metrics: decision times are served, with the series of every front asked for and no other', async () => {
   const bus = new DoorEventBus();
-  const m = new DoorMetrics(bus, { registry: { countsByService: () => ({}), admittedByService: () => new Map() }, entries: () => 0, bans: () => 0, services: [], proxied: [] });
+  const m = new DoorMetrics(bus, { registry: { countsByService: () => ({}), admittedByService: () => new Map() }, entries: () => 0, bans: () => ({ operator: 0, auto: 0, crowdsec: 0 }), services: [], proxied: [] });
   assert.doesNotMatch(await m.text(), /doorman_decision_seconds/, 'no front-end, no series');
   const anvil = m.decisionTimer('anvil');
   assert.equal(m.decisionTimer('anvil'), anvil, 'one timer per front');

@@ -13,7 +13,7 @@
  *   doorman_refusals_by_country_total{service,country} counter; "none" for no country, at most
  *                                                     MAX_COUNTRIES others, the rest as "other"
  *   doorman_engine_entries                            gauge, keys in the counter table (read at scrape)
- *   doorman_bans                                      gauge, bans in force (read at scrape)
+ *   doorman_bans{origin}                              gauge, bans in force: operator, auto, crowdsec (read at scrape)
  *   doorman_kicks_total                               counter, connections closed by the administrator
  *   doorman_store_up                                  gauge, 1 while the counter store answers (always,
  *                                                     for the memory store)
@@ -36,6 +36,7 @@
  * a label fed from the network (a Dovecot `protocol`, a country) must not
  * grow the series without bound.
  */
+import type { BanOrigin } from '../core/bans.js';
 import { readdir } from 'node:fs/promises';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { StoreStatus } from '../core/ports.js';
@@ -51,7 +52,8 @@ const MAX_RULES = 200;
 export interface MetricsSources {
   readonly registry: Pick<ConnectionRegistry, 'countsByService' | 'admittedByService'>;
   readonly entries: () => number;
-  readonly bans: () => number;
+  /** Bans in force by origin. */
+  readonly bans: () => Readonly<Record<BanOrigin, number>>;
   /** A fleet store's health; null for the memory store. */
   readonly store?: () => StoreStatus | null;
   /** Service names a label may hold (the configured ones, the protocol names); any other is "other". */
@@ -210,10 +212,11 @@ export class DoorMetrics {
     });
     new Gauge({
       name: 'doorman_bans',
-      help: 'Bans in force',
+      help: 'Bans in force, by who made them: operator, auto (a rule of Doorman\'s), crowdsec',
+      labelNames: ['origin'],
       registers,
       collect() {
-        this.set(src.bans());
+        for (const [origin, n] of Object.entries(src.bans())) this.set({ origin }, n);
       },
     });
     if (src.store !== undefined) {

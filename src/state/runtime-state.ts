@@ -22,6 +22,10 @@ const banSchema = z.strictObject({
   until: z.number().int().min(0),
   reason: z.string().max(1000),
   created_at: z.number().int().min(0),
+  /** Absent in files written before 0.2: operator. CrowdSec's bans are CrowdSec's to keep, never here. */
+  origin: z.enum(['operator', 'auto']).optional(),
+  /** Absent: 1. */
+  strike: z.number().int().min(1).max(1000).optional(),
 });
 
 const phasesSchema = z.strictObject({

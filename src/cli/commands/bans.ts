@@ -14,11 +14,12 @@ import { formatDuration, formatTime, plural, renderTable } from '../format.js';
 import { connectionTable } from './connections.js';
 import { describeBan } from './kick.js';
 
-/** Bans as a table: target, time left, until, reason. */
+/** Bans as a table: target, time left, until, who made it (a repeat offender's strike after it), reason. */
 export function banTable(items: readonly ApiBan[], width = Infinity): string {
   if (items.length === 0) return 'no bans\n';
-  const rows = [...items].sort((a, b) => a.left_s - b.left_s).map((b) => [b.target, formatDuration(b.left_s), formatTime(b.until), b.reason]);
-  return renderTable([{ header: 'TARGET' }, { header: 'LEFT', align: 'right' }, { header: 'UNTIL' }, { header: 'REASON', shrink: true, min: 10 }], rows, width);
+  const by = (b: ApiBan) => (b.strike > 1 ? `${b.origin} #${b.strike}` : b.origin);
+  const rows = [...items].sort((a, b) => a.left_s - b.left_s).map((b) => [b.target, formatDuration(b.left_s), formatTime(b.until), by(b), b.reason]);
+  return renderTable([{ header: 'TARGET' }, { header: 'LEFT', align: 'right' }, { header: 'UNTIL' }, { header: 'BY' }, { header: 'REASON', shrink: true, min: 10 }], rows, width);
 }
 
 export function formatBanResult(target: string, ttl: string | number, r: ApiBanResult, width = Infinity): string {

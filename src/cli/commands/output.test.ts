@@ -24,7 +24,7 @@ const conn = (id: string, address: string, more: Partial<ApiConnection> = {}): A
   encrypted: true,
   ...more,
 });
-const BAN = { target: '192.0.2.7', until: '2026-06-20T11:00:00.000Z', left_s: 600, reason: 'flood', created_at: '2026-06-20T10:50:00.000Z' };
+const BAN = { target: '192.0.2.7', until: '2026-06-20T11:00:00.000Z', left_s: 600, reason: 'flood', created_at: '2026-06-20T10:50:00.000Z', origin: 'operator', strike: 1 };
 
 test('connectionTable: one row per connection; IPv6 clients bracketed; no country is -', () => {
   assert.equal(
@@ -74,11 +74,11 @@ test('formatKick: what was kicked, the ban, and a dry run said to change nothing
 test('bans: a table soonest-ending first, or "no bans"; a ban result names the open connections', () => {
   assert.equal(banTable([]), 'no bans\n');
   assert.equal(
-    banTable([{ ...BAN, target: '198.51.100.0/24', left_s: 86_400, reason: 'scanner' }, BAN]),
+    banTable([{ ...BAN, target: '198.51.100.0/24', left_s: 86_400, reason: 'scanner', origin: 'auto', strike: 3 }, BAN]),
     [
-      'TARGET             LEFT  UNTIL                 REASON',
-      '192.0.2.7        10m00s  2026-06-20T11:00:00Z  flood',
-      '198.51.100.0/24   1d00h  2026-06-20T11:00:00Z  scanner',
+      'TARGET             LEFT  UNTIL                 BY        REASON',
+      '192.0.2.7        10m00s  2026-06-20T11:00:00Z  operator  flood',
+      '198.51.100.0/24   1d00h  2026-06-20T11:00:00Z  auto #3   scanner',
       '',
     ].join('\n'),
   );

@@ -54,6 +54,10 @@ export interface BanJson {
   left_s: number;
   reason: string;
   created_at: string;
+  /** operator, auto (a rule of Doorman's) or crowdsec. */
+  origin: string;
+  /** 1 for a first ban; more for a repeat offender's longer ban. */
+  strike: number;
 }
 
 /** `now` is the engine's clock, which set the ban's times. */
@@ -64,6 +68,8 @@ export function banJson(b: Ban, now: number): BanJson {
     left_s: Math.max(0, Math.ceil((b.until - now) / 1000)),
     reason: b.reason,
     created_at: new Date(b.createdAt).toISOString(),
+    origin: b.origin,
+    strike: b.strike,
   };
 }
 
