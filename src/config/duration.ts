@@ -30,3 +30,21 @@ export function durationSchema(def: string, minMs = 1) {
       return ms;
     });
 }
+
+/** A duration key that is off (null) unless set; below `minMs` is refused. */
+export function optionalDurationSchema(minMs = 1) {
+  const floor = minMs % 1000 === 0 ? `${minMs / 1000}s` : `${minMs} ms`;
+  const expected = `${DURATION_EXPECTED}, at least ${floor}, or null for off`;
+  return z
+    .unknown()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === null) return null;
+      const ms = parseDuration(v);
+      if (ms === null || ms < minMs) {
+        ctx.addIssue({ code: 'custom', message: expected });
+        return z.NEVER;
+      }
+      return ms;
+    });
+}

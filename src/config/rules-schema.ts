@@ -9,7 +9,7 @@
  * against them.
  */
 import { z } from 'zod';
-import { durationSchema } from './duration.js';
+import { durationSchema, optionalDurationSchema } from './duration.js';
 import { proxySchema } from './proxy-schema.js';
 import { COUNTRY_CODE_EXPECTED, normaliseCountry } from '../core/country-codes.js';
 import { LIMIT_KEYS, PROTOCOLS, type LimitKey } from '../core/rules.js';
@@ -78,6 +78,43 @@ export const serviceSchema = z.strictObject(
           exempt_logins: z.array(z.string(), { error: 'a list of login names' }).default([]),
         },
         { error: 'a mapping with countries, window, action and exempt_logins' },
+      )
+      .nullable()
+      .default(null),
+    /** A ban made again within `window` lasts `multiplier` times the last, up to max_ban; null: every ban lasts its base. */
+    repeat_offenders: z
+      .strictObject(
+        {
+          window: durationKey('7d'),
+          multiplier: z.number({ error: 'a number from 1 to 100' }).min(1, { error: 'a number from 1 to 100' }).max(100, { error: 'a number from 1 to 100' }).default(4),
+          max_ban: durationKey('7d'),
+        },
+        { error: 'a mapping with window, multiplier and max_ban' },
+      )
+      .nullable()
+      .default(null),
+    /** After a successful login from an address, its AUTH failures ban nobody for this long; null: off. */
+    good_login: optionalDurationSchema(1000),
+    /** A login that fails from more than `addresses` addresses within `window` is refused AUTH (but where it logged in well) until the window passes; null: off. */
+    login_failures: z
+      .strictObject(
+        {
+          addresses: z.number({ error: 'a whole number above 0' }).int({ error: 'a whole number above 0' }).min(1, { error: 'a whole number above 0' }),
+          window: durationKey('1h'),
+        },
+        { error: 'a mapping with addresses and window' },
+      )
+      .nullable()
+      .default(null),
+    /** An unauthenticated address that names more than `recipients` distinct recipients within `window` to the policy service is banned for `ban`; null: off. */
+    recipient_probing: z
+      .strictObject(
+        {
+          recipients: z.number({ error: 'a whole number above 0' }).int({ error: 'a whole number above 0' }).min(1, { error: 'a whole number above 0' }),
+          window: durationKey('1h'),
+          ban: durationKey('1h'),
+        },
+        { error: 'a mapping with recipients, window and ban' },
       )
       .nullable()
       .default(null),

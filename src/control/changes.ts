@@ -13,6 +13,9 @@ import type { RuntimeState, RuntimeStateStore } from '../state/runtime-state.js'
 import { sameTarget } from './guardrails.js';
 import type { Network } from '../core/networks.js';
 
+/** Offences the state keeps at most (the newest): a flood of new addresses cannot grow the file without end. */
+export const MAX_KEPT_OFFENCES = 20_000;
+
 export class ChangeLog {
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -50,12 +53,17 @@ export class ChangeLog {
     return ban;
   }
 
-  /** A ban the gate already put in force, kept so that it outlives a restart. */
-  async keep(ban: Ban): Promise<void> {
+  /**
+   * A ban the gate already put in force, kept so that it outlives a restart,
+   * with its target's offence for the repeat-offender rule; offences older
+   * than `historyMs` are dropped, and past MAX_KEPT_OFFENCES the oldest.
+   */
+  async keep(ban: Ban, historyMs: number): Promise<void> {
     const now = this.clock.now();
     await this.state.update((s) => ({
       ...s,
       bans: [...s.bans.filter((b) => b.until > now && b.target !== ban.target), { target: ban.target, until: ban.until, reason: ban.reason, created_at: ban.createdAt, origin: 'auto', strike: ban.strike }],
+      offenders: [...(s.offenders ?? []).filter((o) => o.target !== ban.target && now - o.at < historyMs), { target: ban.target, strike: ban.strike, at: ban.createdAt }].slice(-MAX_KEPT_OFFENCES),
     }));
     await this.audit.append({ action: 'ban.auto', target: ban.target, by: 'internal', reason: ban.reason, details: { until: new Date(ban.until).toISOString() } }, now);
   }

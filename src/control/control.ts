@@ -133,6 +133,7 @@ export class Control {
     for (const b of state.bans) {
       if (b.until > now) this.d.gate.bans.add(b.target, b.until - now, b.reason, now, { origin: b.origin ?? 'operator', strike: b.strike ?? 1 });
     }
+    this.d.gate.bans.loadOffences(state.offenders ?? []);
     this.d.gate.setRules(rulesWith(this.d.config, state));
   }
 
@@ -281,8 +282,15 @@ export class Control {
    */
   keepAutoBan(ban: Ban): Promise<void> {
     return this.changes
-      .exclusive(() => this.changes.keep(ban))
+      .exclusive(() => this.changes.keep(ban, this.offenceHistoryMs()))
       .catch((err: unknown) => this.d.log.error({ err, target: ban.target }, 'an automatic ban is in force but could not be written to the state file'));
+  }
+
+  /** How long an offence matters: the longest repeat_offenders window of any service (none: not kept). */
+  private offenceHistoryMs(): number {
+    let ms = 0;
+    for (const s of this.d.gate.rules.services.values()) ms = Math.max(ms, s.repeatOffenders?.windowMs ?? 0);
+    return ms;
   }
 
   unban(target: string, caller: Caller): Promise<boolean> {

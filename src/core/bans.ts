@@ -141,10 +141,22 @@ class Layer {
   }
 }
 
+/** A target's last automatic ban: its strike and when it was made. */
+export interface Offence {
+  readonly target: string;
+  readonly strike: number;
+  readonly at: number;
+}
+
+/** Offences remembered at most; the oldest recorded go first. */
+export const MAX_OFFENCES = 100_000;
+
 export class BanList {
   private readonly local = new Layer();
   private readonly crowdsec = new Layer();
   private readonly listeners = new Set<(c: BanChange) => void>();
+  /** Repeat offenders: each target's last automatic ban, oldest first. */
+  private readonly history = new Map<string, Offence>();
 
   private layer(l: BanLayer): Layer {
     return l === 'crowdsec' ? this.crowdsec : this.local;
@@ -207,6 +219,23 @@ export class BanList {
   sweep(now: number): void {
     this.local.sweep(now);
     this.crowdsec.sweep(now);
+  }
+
+  /** The last automatic ban recorded for exactly this target. */
+  offence(target: string): Offence | undefined {
+    return this.history.get(target);
+  }
+
+  recordOffence(o: Offence): void {
+    this.history.delete(o.target);
+    this.history.set(o.target, o);
+    if (this.history.size > MAX_OFFENCES) this.history.delete(this.history.keys().next().value as string);
+  }
+
+  /** Replaces the history (the state file's, or the fleet's). */
+  loadOffences(list: readonly Offence[]): void {
+    this.history.clear();
+    for (const o of [...list].sort((a, b) => a.at - b.at)) this.recordOffence(o);
   }
 
   /** Calls `f` on every add, remove and clear, synchronously; returns the way to stop. */

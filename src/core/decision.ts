@@ -20,7 +20,7 @@ import type { LimitKey } from './rules.js';
  * shared store being away. The rule string says where in the configuration;
  * this says what kind of thing it was, so nobody parses the rule to find out.
  */
-export type RefusalCause = 'ban' | 'country' | LimitKey | 'countries_per_login' | 'store';
+export type RefusalCause = 'ban' | 'country' | LimitKey | 'countries_per_login' | 'login_failures' | 'store';
 
 export interface Refusal {
   /** true: try again later (4xx, NO [UNAVAILABLE], -ERR [SYS/TEMP]); false: do not (5xx, [AUTH]). */
@@ -164,11 +164,16 @@ export function evaluateConnect(f: ClientFacts, counts: { address: KeySnapshot; 
   return v.done(f);
 }
 
-/** At AUTH: bans, the AUTH-phase country rule, AUTH and AUTH-failure rates, countries per login. */
+/**
+ * At AUTH: bans, the AUTH-phase country rule, AUTH and AUTH-failure rates,
+ * countries per login, and a login failing from too many addresses
+ * (`failures`: how many it failed from, when over the rule's limit).
+ */
 export function evaluateAuth(
   f: ClientFacts,
   counts: { address: KeySnapshot; authRate?: number },
   login: { name: string; countriesSeen: number; newCountry: boolean } | null,
+  failures: { name: string; addresses: number } | null = null,
 ): Decision {
   const e = exempt(f);
   if (e) return e;
@@ -190,6 +195,18 @@ export function evaluateAuth(
         reason: `login ${login.name} used from ${login.countriesSeen} countries within ${Math.round(travel.windowMs / 3_600_000)} h (now ${f.country}), over ${travel.countries}`,
         retryAfterSec: 0,
         dry: !travel.refuse || f.service.dryRun,
+      })) ||
+    (failures !== null &&
+      f.service.loginFailures !== null &&
+      failures.addresses > f.service.loginFailures.addresses &&
+      v.add({
+        temporary: true,
+        cause: 'login_failures',
+        rule: `services.${f.service.name}.login_failures`,
+        reason: `login ${failures.name.slice(0, 64)} failed from ${failures.addresses} addresses within ${Math.round(f.service.loginFailures.windowMs / 60_000)} min, over the limit of ${f.service.loginFailures.addresses}`,
+        retryAfterSec: Math.ceil(f.service.loginFailures.windowMs / 1000),
+        limit: f.service.loginFailures.addresses,
+        dry: f.service.dryRun,
       }));
   return v.done(f);
 }

@@ -114,6 +114,11 @@ export class Engine {
     return this.store.touchMember(key, member, this.clock.now(), windowMs);
   }
 
+  /** Reads a touchMember set; see CounterStore.members. */
+  members(key: string, member: string | null, windowMs: number): Awaitable<{ size: number; has: boolean }> {
+    return this.store.members(key, member, this.clock.now(), windowMs);
+  }
+
   lookup(key: string): Awaitable<KeySnapshot> {
     return then(this.store.read(key, this.clock.now()), (s) => s ?? EMPTY_SNAPSHOT);
   }

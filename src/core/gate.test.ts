@@ -302,3 +302,96 @@ test("screen: a store failure is the service's on_store_failure decision, never 
   assert.equal(s.decision.refusal?.temporary, true);
   assert.equal(s.address, '8.8.8.8');
 });
+
+/** Fails `login` from `address` with distinct passwords until a ban is made; returns it. */
+function banned(g: Gatekeeper, address: string, login = 'alice') {
+  for (let i = 0; i < 10; i++) {
+    const b = sync(g.authFailed('imap', address, login, `${address}-${i}-${Math.random()}`));
+    if (b !== null) return b;
+  }
+  assert.fail(`${address} was never banned`);
+}
+
+test('repeat offenders: a ban again within the window lasts multiplier times the last, up to max_ban; the history is what the state keeps', () => {
+  const { clock, g } = gate({ imap: { limits: { auth_failure_rate: 1 }, auth_failure_ban: '10m', repeat_offenders: { window: '1d', multiplier: 4, max_ban: '2h' } } });
+  const kept: Array<[string, number, number]> = [];
+  g.onAutoBan = (b) => kept.push([b.target, b.strike, b.until - b.createdAt]);
+  const first = banned(g, '8.8.8.8');
+  assert.deepEqual([first.strike, first.until - first.createdAt, first.origin], [1, 600_000, 'auto']);
+  clock.advance(600_001 + 60_000);
+  const second = banned(g, '8.8.8.8');
+  assert.deepEqual([second.strike, second.until - second.createdAt], [2, 2_400_000]);
+  assert.match(second.reason, /banned 2 times within 24 h \(repeat offender\)$/);
+  clock.advance(2_400_001 + 60_000);
+  const third = banned(g, '8.8.8.8');
+  assert.deepEqual([third.strike, third.until - third.createdAt], [3, 7_200_000], '160 min capped at max_ban');
+  assert.deepEqual(g.bans.offence('8.8.8.8'), { target: '8.8.8.8', strike: 3, at: third.createdAt });
+  assert.equal(kept.length, 3, 'every automatic ban is told, for the state file');
+  // Past the window, a ban is a first ban again; other addresses never had a history.
+  clock.advance(86_400_000);
+  assert.equal(banned(g, '8.8.8.8').strike, 1);
+  assert.equal(banned(g, '77.88.8.8').strike, 1);
+});
+
+test('repeat offenders: a history loaded from the state (a restart, another node) counts', () => {
+  const { clock, g } = gate({ imap: { limits: { auth_failure_rate: 1 }, auth_failure_ban: '10m', repeat_offenders: { window: '7d', multiplier: 2, max_ban: '7d' } } });
+  g.bans.loadOffences([{ target: '8.8.8.8', strike: 5, at: clock.now() - 3_600_000 }]);
+  const b = banned(g, '8.8.8.8');
+  assert.deepEqual([b.strike, b.until - b.createdAt], [6, 600_000 * 2 ** 5]);
+});
+
+test('without repeat_offenders every ban lasts auth_failure_ban, and the strike stays 1', () => {
+  const { clock, g } = gate({ imap: { limits: { auth_failure_rate: 1 }, auth_failure_ban: '10m' } });
+  banned(g, '8.8.8.8');
+  clock.advance(700_000);
+  const again = banned(g, '8.8.8.8');
+  assert.deepEqual([again.strike, again.until - again.createdAt], [1, 600_000]);
+});
+
+test('good_login: after a good login from an address, its AUTH failures ban nobody until good_login passes', () => {
+  const { clock, g } = gate({ imap: { limits: { auth_failure_rate: 1 }, auth_failure_ban: '10m', good_login: '1h' } });
+  assert.equal(sync(g.authSucceeded('imap', '8.8.8.8', 'ann')).action, 'allow');
+  for (let i = 0; i < 6; i++) assert.equal(sync(g.authFailed('imap', '8.8.8.8', 'bob', `typo${i}`)), null, 'the office of a good login is not banned');
+  assert.notEqual(banned(g, '77.88.8.8'), null, 'another address is');
+  clock.advance(3_600_000);
+  assert.notEqual(banned(g, '8.8.8.8', 'bob'), null, 'once good_login has passed, it is too');
+});
+
+test('good_login off: a good login exempts nothing', () => {
+  const { g } = gate({ imap: { limits: { auth_failure_rate: 1 }, auth_failure_ban: '10m' } });
+  sync(g.authSucceeded('imap', '8.8.8.8', 'ann'));
+  assert.notEqual(banned(g, '8.8.8.8', 'bob'), null);
+});
+
+test('login_failures: a login failing from too many addresses is refused AUTH, but where it logged in well', () => {
+  const { clock, g } = gate({ imap: { login_failures: { addresses: 2, window: '30m' }, good_login: '1d' } });
+  sync(g.authSucceeded('imap', '8.8.4.4', 'carol'));
+  for (const a of ['192.0.2.1', '192.0.2.2']) sync(g.authFailed('imap', a, 'carol', 'x'));
+  assert.equal(sync(g.authAttempt('imap', '192.0.2.9', 'carol')).action, 'allow', '2 addresses: not over 2');
+  sync(g.authFailed('imap', '192.0.2.3', 'carol', 'x'));
+  const d = sync(g.authAttempt('imap', '192.0.2.9', 'carol'));
+  assert.equal(d.refusal?.rule, 'services.imap.login_failures');
+  assert.equal(d.refusal?.reason, 'login carol failed from 3 addresses within 30 min, over the limit of 2');
+  assert.equal(d.refusal?.retryAfterSec, 1800);
+  assert.equal(d.refusal?.temporary, true);
+  assert.equal(sync(g.authAttempt('imap', '8.8.4.4', 'carol')).action, 'allow', 'carol at her own good address is not locked out');
+  assert.equal(sync(g.authAttempt('imap', '192.0.2.9', 'dave')).action, 'allow', 'other logins are not limited');
+  clock.advance(1_800_000);
+  assert.equal(sync(g.authAttempt('imap', '192.0.2.9', 'carol')).action, 'allow', 'the window has passed');
+});
+
+test('recipient_probing: an unauthenticated client naming too many distinct recipients is banned, longer when it repeats', () => {
+  const { clock, g } = gate({ smtp: { recipient_probing: { recipients: 3, window: '1h', ban: '30m' }, repeat_offenders: { window: '1d', multiplier: 2, max_ban: '1d' } } });
+  for (const r of ['a@example.org', 'A@example.org', 'b@example.org', 'c@example.org']) {
+    assert.equal(sync(g.event('smtp', '8.8.8.8', 'rcpt', r)).action, 'allow', `${r}: the same recipient in other case counts once`);
+  }
+  const d = sync(g.event('smtp', '8.8.8.8', 'rcpt', 'd@example.org'));
+  assert.equal(d.refusal?.rule, 'bans');
+  assert.match(d.refusal?.reason ?? '', /4 distinct recipients within 60 min, over the limit of 3 \(recipient probing\)/);
+  assert.equal(sync(g.checkConnect('smtp', '8.8.8.8')).refusal?.rule, 'bans', 'the ban holds for the next session');
+  assert.equal(sync(g.event('smtp', '77.88.8.8', 'rcpt', 'a@example.org')).action, 'allow');
+  clock.advance(1_800_001);
+  for (const r of ['e', 'f', 'g']) sync(g.event('smtp', '8.8.8.8', 'rcpt', `${r}@example.org`));
+  const again = g.bans.list(clock.now()).find((b) => b.target === '8.8.8.8');
+  assert.deepEqual([again?.strike, again && again.until - again.createdAt], [2, 3_600_000]);
+});

@@ -88,6 +88,23 @@ function guarded(f: ClientFacts, v: Awaitable<Decision>): Awaitable<Decision> {
   return v instanceof Promise ? v.catch((err: unknown) => storeFailure(f, err)) : v;
 }
 
+/** Login names are cut to this length where they become a key or a member. */
+const MAX_LOGIN = 256;
+
+/** login_failures: the addresses a login failed from. */
+function loginFailuresKey(service: string, login: string): string {
+  return `${BOOKKEEPING_PREFIX}loginfail:${service}:${login.slice(0, MAX_LOGIN)}`;
+}
+
+/** good_login: the logins accepted from an address, whatever the service (a ban is for every service). */
+function goodLoginKey(address: string): string {
+  return `${BOOKKEEPING_PREFIX}good:${address}`;
+}
+
+function ignoreStoreFailure(err: unknown): void {
+  if (!(err instanceof StoreUnavailableError)) throw err;
+}
+
 /** A decision for an address that is not an IP: nothing can be judged, so nothing is refused. */
 function unjudged(address: string | ClientAddress): Decision {
   const text = typeof address === 'string' ? address : address.text;
@@ -417,12 +434,32 @@ export class Gatekeeper {
    * Postfix enforces itself is counted through the anvil service instead, so
    * nothing is counted twice), then judged.
    */
-  event(serviceName: string, address: string, metric: 'mail' | 'rcpt'): Awaitable<Decision> {
+  event(serviceName: string, address: string, metric: 'mail' | 'rcpt', recipient = ''): Awaitable<Decision> {
     const f = this.facts(serviceName, address, true);
     if (f === null) return unjudged(address);
+    const probing = metric === 'rcpt' && recipient !== '' && f.facts.exception === null && f.facts.ban === null ? f.facts.service.recipientProbing : null;
     const limit = f.facts.limits.limits[metric === 'mail' ? 'message_rate' : 'recipient_rate'];
-    if (limit === null || f.facts.exception !== null) return evaluateEvent(f.facts, metric, 0);
-    return guarded(f.facts, then(this.engine.event(f.key, metric), (r) => evaluateEvent(f.facts, metric, r.rate)));
+    if (probing !== null) return guarded(f.facts, then(this.probe(f.facts, f.key, recipient, probing), (facts) => this.counted(facts, f.key, metric, limit)) as Awaitable<Decision>);
+    return this.counted(f.facts, f.key, metric, limit);
+  }
+
+  private counted(facts: ClientFacts, key: string, metric: 'mail' | 'rcpt', limit: number | null): Awaitable<Decision> {
+    if (limit === null || facts.exception !== null) return evaluateEvent(facts, metric, 0);
+    return guarded(facts, then(this.engine.event(key, metric), (r) => evaluateEvent(facts, metric, r.rate)));
+  }
+
+  /**
+   * recipient_probing: the distinct recipients an unauthenticated client
+   * named within the window; over the limit, the address is banned (longer
+   * for a repeat offender) and the facts carry the ban, so this recipient
+   * is refused with it.
+   */
+  private probe(facts: ClientFacts, key: string, recipient: string, rule: { recipients: number; windowMs: number; banMs: number }): Awaitable<ClientFacts> {
+    return then(this.engine.touchMember(`${BOOKKEEPING_PREFIX}rcpt:${key}`, recipient.toLowerCase().slice(0, 320), rule.windowMs), (m) => {
+      if (m.size <= rule.recipients || facts.service.dryRun) return facts;
+      const reason = `${m.size} distinct recipients within ${Math.round(rule.windowMs / 60_000)} min, over the limit of ${rule.recipients} (recipient probing)`;
+      return { ...facts, ban: this.autoBan(facts, rule.banMs, reason) };
+    });
   }
 
   /**
@@ -430,13 +467,67 @@ export class Gatekeeper {
    * attempt, then bans, the AUTH-phase country rule, the AUTH and
    * AUTH-failure rates.
    */
-  authAttempt(serviceName: string, address: string | ClientAddress): Awaitable<Decision> {
+  authAttempt(serviceName: string, address: string | ClientAddress, login = ''): Awaitable<Decision> {
     const f = this.facts(serviceName, address);
     if (f === null) return unjudged(address);
     if (f.facts.exception !== null) return evaluateAuth(f.facts, { address: EMPTY_SNAPSHOT }, null);
     return guarded(f.facts, then(this.engine.event(f.key, 'auth'), (r) =>
-      then(this.engine.lookup(f.key), (snap) => evaluateAuth(f.facts, { address: snap, authRate: r.rate }, null)),
+      then(this.engine.lookup(f.key), (snap) =>
+        then(this.loginFailedFrom(f.facts, login), (failures) => evaluateAuth(f.facts, { address: snap, authRate: r.rate }, null, failures)),
+      ),
     ) as Awaitable<Decision>);
+  }
+
+  /**
+   * For login_failures: how many addresses `login` failed from within the
+   * window; null when the rule is off, the login unknown, or this address
+   * logged in as `login` well within good_login (the owner is never locked
+   * out by the guessers of their name).
+   */
+  private loginFailedFrom(f: ClientFacts, login: string): Awaitable<{ name: string; addresses: number } | null> {
+    const rule = f.service.loginFailures;
+    if (rule === null || login === '') return null;
+    return then(this.engine.members(loginFailuresKey(f.service.name, login), null, rule.windowMs), (m) => {
+      if (m.size <= rule.addresses) return null;
+      return then(this.engine.members(goodLoginKey(f.address), login, f.service.goodLoginMs ?? rule.windowMs), (good) =>
+        good.has ? null : { name: login, addresses: m.size },
+      );
+    }) as Awaitable<{ name: string; addresses: number } | null>;
+  }
+
+  /**
+   * A login accepted from `address` (Dovecot's after-auth report; Postfix's
+   * sasl_username): for good_login, its AUTH failures ban nobody for a
+   * while. Nothing to do when the service does not set good_login.
+   */
+  goodLogin(serviceName: string, address: string | ClientAddress, login: string): Awaitable<void> {
+    const ms = this.rules.service(serviceName).goodLoginMs;
+    if (ms === null || login === '') return undefined;
+    const ip = typeof address === 'string' ? parseIp(address) : address.ip;
+    if (ip === null) return undefined;
+    const text = typeof address === 'string' ? canonicalText(address, ip) : address.text;
+    const done = then(this.engine.touchMember(goodLoginKey(text), login.slice(0, MAX_LOGIN), ms), () => undefined);
+    // Not recorded without the store: the failures that follow may ban, as without the rule.
+    return done instanceof Promise ? done.catch(ignoreStoreFailure) : done;
+  }
+
+  /**
+   * Makes an automatic ban on the client's address: `baseMs` long, or for a
+   * repeat offender (banned again within repeat_offenders.window) the last
+   * ban's length times the multiplier, up to max_ban. Recorded for the next
+   * time and told to onAutoBan, which keeps it.
+   */
+  private autoBan(f: ClientFacts, baseMs: number, reason: string): Ban {
+    const now = this.clock.now();
+    const ro = f.service.repeatOffenders;
+    const prior = this.bans.offence(f.address);
+    const strike = ro !== null && prior !== undefined && now - prior.at < ro.windowMs ? prior.strike + 1 : 1;
+    const ttl = ro === null ? baseMs : Math.min(baseMs * ro.multiplier ** (strike - 1), Math.max(ro.maxBanMs, baseMs));
+    const why = strike > 1 ? `${reason}; banned ${strike} times within ${Math.round((ro?.windowMs ?? 0) / 3_600_000)} h (repeat offender)` : reason;
+    const ban = this.bans.add(f.address, ttl, why, now, { origin: 'auto', strike });
+    this.bans.recordOffence({ target: ban.target, strike, at: now });
+    this.onAutoBan?.(ban);
+    return ban;
   }
 
   /**
@@ -446,22 +537,25 @@ export class Gatekeeper {
   authSucceeded(serviceName: string, address: string | ClientAddress, login: string): Awaitable<Decision> {
     const f = this.facts(serviceName, address);
     if (f === null) return unjudged(address);
+    const good = this.goodLogin(serviceName, f.facts.address, login);
     const travel = f.facts.service.maxCountriesPerLogin;
     const country = f.facts.country;
     if (travel === null || country === null || login === '' || f.facts.exception !== null) {
-      return evaluateAuth(f.facts, { address: EMPTY_SNAPSHOT }, null);
+      return both(good, evaluateAuth(f.facts, { address: EMPTY_SNAPSHOT }, null));
     }
-    return guarded(f.facts, then(this.engine.touchMember(`logins:${serviceName}:${login}`, country, travel.windowMs), (m) =>
+    return guarded(f.facts, both(good, then(this.engine.touchMember(`logins:${serviceName}:${login}`, country, travel.windowMs), (m) =>
       evaluateAuth(f.facts, { address: EMPTY_SNAPSHOT }, { name: login, countriesSeen: m.size, newCountry: m.added }),
-    ));
+    )));
   }
 
   /**
    * A failed login. The same wrong password again from the same address and
    * login (the office phone with an old password) counts once per rate
    * window, not as a guess each time; distinct failures count against the
-   * address, and over auth_failure_rate the address is banned for
-   * auth_failure_ban. Returns the ban made, if any.
+   * address (and, for login_failures, the address against the login), and
+   * over auth_failure_rate the address is banned for auth_failure_ban
+   * (longer for a repeat offender) — unless someone logged in well from it
+   * within good_login. Returns the ban made, if any.
    */
   authFailed(serviceName: string, address: string | ClientAddress, login: string, pwhash: string): Awaitable<Ban | null> {
     const f = this.facts(serviceName, address);
@@ -470,14 +564,21 @@ export class Gatekeeper {
     // Only the client's own key may be a peak: the other two are bookkeeping, with a login and a password hash in them.
     const counted = then(this.engine.event(seenKey, 'authfail', undefined, { peak: false }), (seen) => {
       if (seen.rate > 1) return null;
-      return then(this.engine.event(`${BOOKKEEPING_PREFIX}login:${f.key}:${login}`, 'authfail', undefined, { peak: false }), () =>
+      const byLogin = f.facts.service.loginFailures;
+      const named =
+        byLogin !== null && login !== ''
+          ? this.engine.touchMember(loginFailuresKey(serviceName, login), f.facts.address, byLogin.windowMs)
+          : undefined;
+      return then(both(named, this.engine.event(`${BOOKKEEPING_PREFIX}login:${f.key}:${login}`, 'authfail', undefined, { peak: false })), () =>
         then(this.engine.event(f.key, 'authfail'), (r) => {
           const limit = f.facts.limits.limits.auth_failure_rate;
           if (limit === null || r.rate <= limit || f.facts.service.dryRun) return null;
           const reason = `${r.rate} AUTH failures in ${this.rateUnitSec}s, over the limit of ${limit}`;
-          const ban = this.bans.add(f.facts.address, f.facts.service.authFailureBanMs, reason, this.clock.now(), { origin: 'auto' });
-          this.onAutoBan?.(ban);
-          return ban;
+          const goodMs = f.facts.service.goodLoginMs;
+          if (goodMs === null) return this.autoBan(f.facts, f.facts.service.authFailureBanMs, reason);
+          return then(this.engine.members(goodLoginKey(f.facts.address), null, goodMs), (good) =>
+            good.size > 0 ? null : this.autoBan(f.facts, f.facts.service.authFailureBanMs, reason),
+          );
         }),
       );
     }) as Awaitable<Ban | null>;

@@ -83,6 +83,12 @@ export interface CounterStore {
    * (One login's countries within a day, for max_countries_per_login.)
    */
   touchMember(key: string, member: string, now: number, windowMs: number): Awaitable<{ size: number; added: boolean }>;
+  /**
+   * Reads the set at `key` as touchMember keeps it, changing nothing: how
+   * many members were touched within `windowMs`, and whether `member` is
+   * one of them (null: no member asked about).
+   */
+  members(key: string, member: string | null, now: number, windowMs: number): Awaitable<{ size: number; has: boolean }>;
   /** Releases every connection `owner` holds; returns how many. The owner is done. */
   releaseOwner(owner: Owner, now: number): Awaitable<number>;
   /**

@@ -57,6 +57,14 @@ export interface ServiceInput {
     readonly action: 'report' | 'refuse';
     readonly exempt_logins: readonly string[];
   } | null;
+  /** ms: window, max_ban */
+  readonly repeat_offenders: { readonly window: number; readonly multiplier: number; readonly max_ban: number } | null;
+  /** ms */
+  readonly good_login: number | null;
+  /** ms: window */
+  readonly login_failures: { readonly addresses: number; readonly window: number } | null;
+  /** ms: window, ban */
+  readonly recipient_probing: { readonly recipients: number; readonly window: number; readonly ban: number } | null;
   /** The guard proxy in front of the service; only whether there is one, and whom it takes PROXY headers from, matter here. */
   readonly proxy: { readonly accept_proxy_from: readonly string[] } | null;
 }
@@ -105,6 +113,12 @@ export interface ServiceRules {
     readonly refuse: boolean;
     readonly exempt: ReadonlySet<string>;
   } | null;
+  /** Automatic bans made again within windowMs grow by multiplier, up to maxBanMs. */
+  readonly repeatOffenders: { readonly windowMs: number; readonly multiplier: number; readonly maxBanMs: number } | null;
+  /** How long a good login exempts its address from AUTH-failure bans. */
+  readonly goodLoginMs: number | null;
+  readonly loginFailures: { readonly addresses: number; readonly windowMs: number } | null;
+  readonly recipientProbing: { readonly recipients: number; readonly windowMs: number; readonly banMs: number } | null;
 }
 
 interface Override {
@@ -168,6 +182,10 @@ export class Rules {
         countries: { connect: country('connect'), auth: country('auth') },
         authFailureBanMs: s.auth_failure_ban,
         maxCountriesPerLogin: m && { countries: m.countries, windowMs: m.window, refuse: m.action === 'refuse', exempt: new Set(m.exempt_logins) },
+        repeatOffenders: s.repeat_offenders && { windowMs: s.repeat_offenders.window, multiplier: s.repeat_offenders.multiplier, maxBanMs: s.repeat_offenders.max_ban },
+        goodLoginMs: s.good_login,
+        loginFailures: s.login_failures && { addresses: s.login_failures.addresses, windowMs: s.login_failures.window },
+        recipientProbing: s.recipient_probing && { recipients: s.recipient_probing.recipients, windowMs: s.recipient_probing.window, banMs: s.recipient_probing.ban },
       });
     }
     const networks = (key: string, list: readonly string[]): Network[] =>
@@ -253,6 +271,10 @@ export class Rules {
         countries: { connect: null, auth: null },
         authFailureBanMs: 3_600_000,
         maxCountriesPerLogin: null,
+        repeatOffenders: null,
+        goodLoginMs: null,
+        loginFailures: null,
+        recipientProbing: null,
       };
       if (this.fallback.size < 64) this.fallback.set(name, f);
     }

@@ -131,7 +131,7 @@ export class DovecotPolicyServer {
       this.log.info({ service, remote: r.remote, check, login_chars: LOGIN_CAP }, 'refused: a login longer than any name');
       return encodeDovecotReply({ status: REFUSE_STATUS, msg: 'login too long' });
     }
-    const d = await (check === 'after-auth' ? this.gate.authSucceeded(service, client, login) : this.gate.authAttempt(service, client));
+    const d = await (check === 'after-auth' ? this.gate.authSucceeded(service, client, login) : this.gate.authAttempt(service, client, login));
     if (d.refusal === null && d.dryRun.length === 0) return CONTINUE_REPLY;
     this.record(d, service, r.client?.text ?? r.remote, { service, remote: r.remote, login, check });
     return d.refusal === null ? CONTINUE_REPLY : encodeDovecotReply({ status: REFUSE_STATUS, msg: d.refusal.reason });

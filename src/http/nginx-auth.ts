@@ -132,7 +132,7 @@ export class NginxAuthServer {
     const next = (atConnect: Decision): Awaitable<NginxAuthAnswer> => {
       if (atConnect.refusal !== null) return this.answer(r, atConnect, fields);
       if (atConnect.dryRun.length > 0) this.record(atConnect, service, r.clientIp, fields);
-      return then(this.gate.authAttempt(service, r.clientIp), (atAuth: Decision) => this.answer(r, atAuth, fields));
+      return then(this.gate.authAttempt(service, r.clientIp, r.user), (atAuth: Decision) => this.answer(r, atAuth, fields));
     };
     const atConnect = this.gate.checkConnect(service, r.clientIp);
     return atConnect instanceof Promise ? atConnect.then(next) : next(atConnect);

@@ -127,7 +127,7 @@ export class PolicyServer implements SessionHost {
         break;
       case 'RCPT': {
         const user = req.get('sasl_username') ?? '';
-        decision = user === '' ? this.gate.event(service, address, 'rcpt') : this.rcptAfterAuth(service, address);
+        decision = user === '' ? this.gate.event(service, address, 'rcpt', req.get('recipient') ?? '') : this.rcptAfterAuth(service, address, user);
         break;
       }
       case 'END-OF-MESSAGE':
@@ -141,8 +141,13 @@ export class PolicyServer implements SessionHost {
     return this.withDeadline(decision, phase, ctx);
   }
 
-  /** An authenticated client's recipient: the AUTH-phase country rule first, then the recipient rate. */
-  private rcptAfterAuth(service: string, address: string): Awaitable<Decision> {
+  /**
+   * An authenticated client's recipient: the login was good (for
+   * good_login), then the AUTH-phase country rule, then the recipient rate.
+   */
+  private rcptAfterAuth(service: string, address: string, user: string): Awaitable<Decision> {
+    const good = this.gate.goodLogin(service, address, user);
+    if (good instanceof Promise) good.catch((err: unknown) => this.log.error({ err, service, address }, 'postfix_policy: a good login was not recorded'));
     const auth = this.gate.checkAuth(service, address);
     const next = (d: Decision): Awaitable<Decision> => (d.action === 'refuse' ? d : this.gate.event(service, address, 'rcpt'));
     return auth instanceof Promise ? auth.then(next) : next(auth);

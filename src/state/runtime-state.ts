@@ -34,9 +34,17 @@ const phasesSchema = z.strictObject({
   auth: countryRuleSchema.nullable().optional(),
 });
 
+const offenceSchema = z.strictObject({
+  target: z.string().min(1).max(64),
+  strike: z.number().int().min(1).max(1000),
+  at: z.number().int().min(0),
+});
+
 export const runtimeStateSchema = z.strictObject({
   version: z.literal(1),
   bans: z.array(banSchema),
+  /** Repeat offenders: each target's last automatic ban (absent in files written before 0.2). */
+  offenders: z.array(offenceSchema).max(100_000).optional(),
   /** Per service: country rules set at run time, in place of the configuration's. */
   countries: z.record(z.string(), phasesSchema),
 });

@@ -131,6 +131,10 @@ export class FailoverStore implements CounterStore {
     return this.run(service, () => this.primary.touchMember(key, member, now, windowMs), () => this.fallback.touchMember(key, member, now, windowMs));
   }
 
+  members(key: string, member: string | null, now: number, windowMs: number): Awaitable<{ size: number; has: boolean }> {
+    return this.run(key, () => this.primary.members(key, member, now, windowMs), () => this.fallback.members(key, member, now, windowMs));
+  }
+
   async releaseOwner(owner: Owner, now: number): Promise<number> {
     const o = owner as FailoverOwner;
     return this.fallback.releaseOwner(o.fallback, now) + (await this.primary.releaseOwner(o.primary, now));

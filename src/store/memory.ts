@@ -162,6 +162,15 @@ export class MemoryStore implements CounterStore {
     return { size: set.size, added };
   }
 
+  members(key: string, member: string | null, now: number, windowMs: number): { size: number; has: boolean } {
+    const set = this.sets.get(key);
+    if (set === undefined) return { size: 0, has: false };
+    let size = 0;
+    for (const at of set.values()) if (now - at < windowMs) size++;
+    const at = member === null ? undefined : set.get(member);
+    return { size, has: at !== undefined && now - at < windowMs };
+  }
+
   releaseOwner(owner: Owner, now: number): number {
     void now;
     const o = owner as MemoryOwner;

@@ -247,3 +247,21 @@ end
 redis.call('PEXPIRE', key, window)
 return { size, added }
 `;
+
+/**
+ * MEMBERS key — now, member, ask (1: is member one of them), window. Reads
+ * what TOUCH keeps, changing nothing: members touched within the window
+ * (TOUCH forgets those at now - window and older), and whether `member` is
+ * one.
+ */
+export const MEMBERS = `
+local key, now, member, ask, window = KEYS[1], tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1', tonumber(ARGV[4])
+local floor = '(' .. string.format('%.0f', now - window)
+local size = redis.call('ZCOUNT', key, floor, '+inf')
+local has = 0
+if ask then
+  local at = redis.call('ZSCORE', key, member)
+  if at and tonumber(at) > now - window then has = 1 end
+end
+return { size, has }
+`;

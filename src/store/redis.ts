@@ -22,7 +22,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { BOOKKEEPING_PREFIX, METRIC_COUNT, METRIC_INDEX, RATE_METRICS, type KeySnapshot, type RateMetric } from '../core/metrics.js';
 import type { RateAlgorithm } from './rate.js';
 import { StoreUnavailableError } from '../errors.js';
-import { ACQUIRE, HIT, READ, RELEASE, RENEW, TOUCH } from './redis-scripts.js';
+import { ACQUIRE, HIT, MEMBERS, READ, RELEASE, RENEW, TOUCH } from './redis-scripts.js';
 import type { AcquireResult, CounterStore, HitResult, Owner, StoreStats } from '../core/ports.js';
 
 export interface RedisStoreOptions {
@@ -47,6 +47,7 @@ interface ScriptClient {
   doormanRead(numKeys: number, ...args: Array<string | number>): Promise<number[] | null>;
   doormanRenew(numKeys: number, ...args: Array<string | number>): Promise<number>;
   doormanTouch(numKeys: number, ...args: Array<string | number>): Promise<[number, number]>;
+  doormanMembers(numKeys: number, ...args: Array<string | number>): Promise<[number, number]>;
 }
 
 class RedisOwner implements Owner {
@@ -183,6 +184,11 @@ export class RedisStore implements CounterStore {
   async touchMember(key: string, member: string, now: number, windowMs: number): Promise<{ size: number; added: boolean }> {
     const [size, added] = await this.call(this.scripts.doormanTouch(1, `${this.prefix}m:${key}`, now, member, windowMs, 64));
     return { size, added: added === 1 };
+  }
+
+  async members(key: string, member: string | null, now: number, windowMs: number): Promise<{ size: number; has: boolean }> {
+    const [size, has] = await this.call(this.scripts.doormanMembers(1, `${this.prefix}m:${key}`, now, member ?? '', member === null ? 0 : 1, windowMs));
+    return { size, has: has === 1 };
   }
 
   async releaseOwner(owner: Owner, now: number): Promise<number> {
@@ -361,4 +367,5 @@ export function defineScripts(client: Client): void {
   client.defineCommand('doormanRead', { lua: READ, readOnly: true });
   client.defineCommand('doormanRenew', { lua: RENEW });
   client.defineCommand('doormanTouch', { lua: TOUCH });
+  client.defineCommand('doormanMembers', { lua: MEMBERS });
 }

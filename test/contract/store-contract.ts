@@ -111,6 +111,20 @@ export function storeContract(maker: StoreMaker): void {
     await s.close();
   });
 
+  test(`${maker.name}: members reads a touchMember set without changing it`, async () => {
+    const s = await make();
+    const hour = 3_600_000;
+    assert.deepEqual(await s.members('~good:imap:192.0.2.1', 'ann', T0, hour), { size: 0, has: false }, 'no set yet');
+    await s.touchMember('~good:imap:192.0.2.1', 'ann', T0, hour);
+    await s.touchMember('~good:imap:192.0.2.1', 'bob', T0 + 10, hour);
+    assert.deepEqual(await s.members('~good:imap:192.0.2.1', 'ann', T0 + 20, hour), { size: 2, has: true });
+    assert.deepEqual(await s.members('~good:imap:192.0.2.1', 'eve', T0 + 20, hour), { size: 2, has: false });
+    assert.deepEqual(await s.members('~good:imap:192.0.2.1', null, T0 + 20, hour), { size: 2, has: false });
+    assert.deepEqual(await s.members('~good:imap:192.0.2.1', 'ann', T0 + hour, hour), { size: 1, has: false }, 'ann (at T0) is an hour old; bob is not');
+    assert.deepEqual(await s.members('~good:imap:192.0.2.1', 'bob', T0 + 20, hour), { size: 2, has: true }, 'reading changed nothing');
+    await s.close();
+  });
+
   test(`${maker.name}: top lists the busiest keys under a prefix`, async () => {
     const s = await make();
     const o = s.createOwner('o');

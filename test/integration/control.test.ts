@@ -180,3 +180,28 @@ test('kick by id honours --service: a connection to another service is not kicke
   assert.equal(r.result.kicked, 1);
   await c.closed();
 });
+
+test('repeat offenders: the history outlives a restart, so the next ban after it is longer', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'doorman-control-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const imap = { limits: { auth_failure_rate: 1 }, auth_failure_ban: '10m', repeat_offenders: { window: '1d', multiplier: 3, max_ban: '1d' } };
+  let d = await start(dir, 1, imap);
+  const first = d;
+  t.after(() => first.stop());
+  await d.gate.authFailed('imap', '192.0.2.51', 'alice', 'h1');
+  const ban = await d.gate.authFailed('imap', '192.0.2.51', 'alice', 'h2');
+  assert.deepEqual([ban?.strike, ban?.origin], [1, 'auto']);
+  const statePath = join(dir, 'state.json');
+  await waitUntil('the offence on disk', () => existsSync(statePath) && /"offenders": \[\s*\{\s*"target": "192\.0\.2\.51",\s*"strike": 1/.test(readFileSync(statePath, 'utf8')));
+  await d.stop();
+  d = await start(dir, 1, imap);
+  t.after(() => d.stop());
+  const kept = d.control.bans().find((b) => b.target === '192.0.2.51');
+  assert.deepEqual([kept?.origin, kept?.strike], ['auto', 1], 'the ban comes back with its origin');
+  // The operator lifts it; the address fails again: the second ban in a day is three times as long.
+  assert.equal(await d.control.unban('192.0.2.51', OPERATOR), true);
+  await d.gate.authFailed('imap', '192.0.2.51', 'alice', 'h3');
+  await d.gate.authFailed('imap', '192.0.2.51', 'alice', 'h4');
+  const again = d.control.bans().find((b) => b.target === '192.0.2.51');
+  assert.deepEqual([again?.strike, again && again.until - again.createdAt], [2, 1_800_000]);
+});
