@@ -12,7 +12,7 @@
  * @typedef {{ id: string, service: string, address: string, why: string, bytes_in: number, bytes_out: number }} Disconnect
  * @typedef {{ service: string, address: string, country: string | null, rule: string, reason: string, by: string }} Refusal
  * @typedef {{ target: string, kicked: number, ban: string | null, reason: string }} KickEvent
- * @typedef {{ target: string, until: string, left_s: number, reason: string, created_at: string }} Ban
+ * @typedef {{ target: string, until: string, left_s: number, reason: string, created_at: string, origin: string, strike: number }} Ban
  * @typedef {{ kind: 'allow' | 'deny', codes: string[], mode: 'enforce' | 'dry-run', source: 'config' | 'runtime' }} Rule
  * @typedef {'connect' | 'auth'} Phase
  * @typedef {{ dry_run: boolean, hits: Connection[] }} ChangeReply

@@ -8,6 +8,13 @@ import * as api from './api.js';
 import { clearErrors, confirmDialog, liveConnectionsCome, runChange, showError, showStatus } from './confirm.js';
 import { emptyNote, formatDuration, formatTime, h } from './format.js';
 
+/** Who made a ban, in words, for the BY column's tooltip. */
+const BY = {
+  operator: 'an administrator (API, CLI or dashboard)',
+  auto: "one of Doorman's rules (AUTH failures, recipient probing); #N: the Nth within the repeat-offender window",
+  crowdsec: "CrowdSec's decision: lift it in CrowdSec, Doorman follows",
+};
+
 /** @typedef {import('./api.js').Ban} Ban */
 
 export class BansView {
@@ -50,12 +57,19 @@ export class BansView {
           null,
           h('td', { class: 'addr' }, ban.target),
           left,
+          h('td', { title: BY[ban.origin] ?? '' }, ban.strike > 1 ? `${ban.origin} #${ban.strike}` : ban.origin),
           h('td', null, ban.reason),
-          h('td', { class: 'act' }, h('button', { type: 'button', class: 'unban small', 'data-target': ban.target, 'aria-label': `Unban ${ban.target}` }, 'Unban')),
+          h(
+            'td',
+            { class: 'act' },
+            ban.origin === 'crowdsec'
+              ? h('span', { class: 'muted', title: `cscli decisions delete --${ban.target.includes('/') ? 'range' : 'ip'} ${ban.target}` }, 'in CrowdSec')
+              : h('button', { type: 'button', class: 'unban small', 'data-target': ban.target, 'aria-label': `Unban ${ban.target}` }, 'Unban'),
+          ),
         );
         return { ban, endsAt: now + ban.left_s * 1000, left, tr };
       });
-    this.els.body.replaceChildren(...(this.items.length > 0 ? this.items.map((i) => i.tr) : [emptyNote('No bans.', 4)]));
+    this.els.body.replaceChildren(...(this.items.length > 0 ? this.items.map((i) => i.tr) : [emptyNote('No bans.', 5)]));
   }
 
   /** Once a second: time left; an expired ban leaves the list. */
@@ -66,7 +80,7 @@ export class BansView {
     if (live.length === this.items.length) return;
     for (const i of this.items) if (!live.includes(i)) i.tr.remove();
     this.items = live;
-    if (live.length === 0) this.els.body.replaceChildren(emptyNote('No bans.', 4));
+    if (live.length === 0) this.els.body.replaceChildren(emptyNote('No bans.', 5));
   }
 
   async banFromForm() {

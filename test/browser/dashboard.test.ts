@@ -212,6 +212,7 @@ test('the dashboard in Chromium: live list with countries, kick, country block, 
     await banRow.waitFor();
     assert.match(await banRow.innerText(), /\b(9 min \d\d s|10 min 00 s)\b/, 'the time left');
     assert.match(await banRow.innerText(), /browser test/);
+    assert.match(await banRow.innerText(), /\boperator\b/, 'who made it');
     const refused = await connect('127.0.0.9');
     await refused.waitFor(/^\* BYE \[UNAVAILABLE\] /);
     await refused.closed();
