@@ -118,6 +118,18 @@ export const serviceSchema = z.strictObject(
       )
       .nullable()
       .default(null),
+    /** The guard proxy: an address whose sessions end with nothing sent, more than `sessions` times within `window`, is banned for `ban`; null: off. */
+    early_leavers: z
+      .strictObject(
+        {
+          sessions: z.number({ error: 'a whole number from 1 to 60' }).int({ error: 'a whole number from 1 to 60' }).min(1, { error: 'a whole number from 1 to 60' }).max(60, { error: 'a whole number from 1 to 60' }),
+          window: durationKey('10m'),
+          ban: durationKey('1h'),
+        },
+        { error: 'a mapping with sessions, window and ban' },
+      )
+      .nullable()
+      .default(null),
     /** Fleet mode, when Redis cannot be reached: count per host in memory (open) or refuse with a temporary failure (closed). */
     on_store_failure: z.enum(['open', 'closed'], { error: 'one of: open, closed' }).default('open'),
     /** The guard proxy in front of this service's server; null: no proxy. */

@@ -395,3 +395,15 @@ test('recipient_probing: an unauthenticated client naming too many distinct reci
   const again = g.bans.list(clock.now()).find((b) => b.target === '8.8.8.8');
   assert.deepEqual([again?.strike, again && again.until - again.createdAt], [2, 3_600_000]);
 });
+
+test('early_leavers: sessions that sent nothing, over the count within the window, ban the address; each session counts once', () => {
+  const { clock, g } = gate({ imap: { early_leavers: { sessions: 3, window: '10m', ban: '1h' } } });
+  for (const s of ['s1', 's2', 's2', 's3']) assert.equal(sync(g.leftEarly('imap', '8.8.8.8', s)), null, s);
+  const ban = sync(g.leftEarly('imap', '8.8.8.8', 's4'));
+  assert.match(ban?.reason ?? '', /^4 sessions that sent nothing within 10 min, over the limit of 3 \(early leavers\)$/);
+  assert.deepEqual([ban?.origin, ban && ban.until - ban.createdAt], ['auto', 3_600_000]);
+  clock.advance(600_000);
+  assert.equal(sync(g.leftEarly('imap', '77.88.8.8', 's1')), null, 'another address has its own count');
+  const off = gate({ imap: {} }).g;
+  for (let i = 0; i < 10; i++) assert.equal(sync(off.leftEarly('imap', '8.8.8.8', `s${i}`)), null, 'off unless set');
+});

@@ -591,6 +591,30 @@ export class Gatekeeper {
       : counted;
   }
 
+  /**
+   * A session the guard proxy admitted ended with nothing sent by the
+   * client (a scanner, a banner grabber). For early_leavers: over the
+   * service's count within its window, the address is banned (longer for a
+   * repeat offender). `session` names the session, so each counts once.
+   */
+  leftEarly(serviceName: string, address: string | ClientAddress, session: string): Awaitable<Ban | null> {
+    const rule = this.rules.service(serviceName).earlyLeavers;
+    if (rule === null) return null;
+    const f = this.facts(serviceName, address);
+    if (f === null || f.facts.exception !== null || f.facts.ban !== null) return null;
+    const counted = then(this.engine.touchMember(`${BOOKKEEPING_PREFIX}early:${f.key}`, session, rule.windowMs), (m) => {
+      if (m.size <= rule.sessions || f.facts.service.dryRun) return null;
+      const reason = `${m.size} sessions that sent nothing within ${Math.round(rule.windowMs / 60_000)} min, over the limit of ${rule.sessions} (early leavers)`;
+      return this.autoBan(f.facts, rule.banMs, reason);
+    });
+    return counted instanceof Promise
+      ? counted.catch((err: unknown) => {
+          ignoreStoreFailure(err);
+          return null;
+        })
+      : counted;
+  }
+
   /** At AUTH (Postfix: a request with sasl_username): the AUTH-phase country rule, bans and rates. */
   checkAuth(serviceName: string, address: string): Awaitable<Decision> {
     const f = this.facts(serviceName, address, true);

@@ -6,7 +6,7 @@ import { Rules, type ServiceInput } from './rules.js';
 const LIMITS = { connections_per_address: 3, connections_per_prefix: null, connection_rate: null, message_rate: null, recipient_rate: null, auth_rate: null, auth_failure_rate: null };
 
 function service(over: Partial<ServiceInput> = {}): ServiceInput {
-  return { mode: 'enforce', limits: LIMITS, prefix: { ipv4: 24, ipv6: 64 }, countries: {}, auth_failure_ban: 3_600_000, max_countries_per_login: null, repeat_offenders: null, good_login: null, login_failures: null, recipient_probing: null, proxy: null, ...over };
+  return { mode: 'enforce', limits: LIMITS, prefix: { ipv4: 24, ipv6: 64 }, countries: {}, auth_failure_ban: 3_600_000, max_countries_per_login: null, repeat_offenders: null, good_login: null, login_failures: null, recipient_probing: null, early_leavers: null, proxy: null, ...over };
 }
 
 const base = Rules.compile(

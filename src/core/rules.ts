@@ -64,6 +64,8 @@ export interface ServiceInput {
   /** ms: window */
   readonly login_failures: { readonly addresses: number; readonly window: number } | null;
   /** ms: window, ban */
+  readonly early_leavers: { readonly sessions: number; readonly window: number; readonly ban: number } | null;
+  /** ms: window, ban */
   readonly recipient_probing: { readonly recipients: number; readonly window: number; readonly ban: number } | null;
   /** The guard proxy in front of the service; only whether there is one, and whom it takes PROXY headers from, matter here. */
   readonly proxy: { readonly accept_proxy_from: readonly string[] } | null;
@@ -119,6 +121,7 @@ export interface ServiceRules {
   readonly goodLoginMs: number | null;
   readonly loginFailures: { readonly addresses: number; readonly windowMs: number } | null;
   readonly recipientProbing: { readonly recipients: number; readonly windowMs: number; readonly banMs: number } | null;
+  readonly earlyLeavers: { readonly sessions: number; readonly windowMs: number; readonly banMs: number } | null;
 }
 
 interface Override {
@@ -186,6 +189,7 @@ export class Rules {
         goodLoginMs: s.good_login,
         loginFailures: s.login_failures && { addresses: s.login_failures.addresses, windowMs: s.login_failures.window },
         recipientProbing: s.recipient_probing && { recipients: s.recipient_probing.recipients, windowMs: s.recipient_probing.window, banMs: s.recipient_probing.ban },
+        earlyLeavers: s.early_leavers && { sessions: s.early_leavers.sessions, windowMs: s.early_leavers.window, banMs: s.early_leavers.ban },
       });
     }
     const networks = (key: string, list: readonly string[]): Network[] =>
@@ -275,6 +279,7 @@ export class Rules {
         goodLoginMs: null,
         loginFailures: null,
         recipientProbing: null,
+        earlyLeavers: null,
       };
       if (this.fallback.size < 64) this.fallback.set(name, f);
     }
