@@ -281,7 +281,7 @@ function suite(c: Combination, SKIP: string | false, title: (t: string) => strin
     const i = track(await ImapTestClient.open('127.0.0.1', imapPort, { localAddress: '127.0.0.9', timeoutMs: HANG_GUARD_MS }));
     assert.match(i.greeting, /Dovecot.* ready/, 'even the banned address: failing open lets everyone in');
     assert.match(r.haproxy.log(), /Server doorman-agents\/doorman is DOWN/);
-    // Seen with 2.6 and 3.0 alike: st=1 (timeout processing) before the check marked Doorman DOWN, st=2 at once after.
+    // Seen with 2.6 and 3.0 alike: st=1 (timeout processing) before the check marked Doorman DOWN, st=2 (no agent connection) at once after.
     for (const line of r.haproxy.log().split('\n').filter((l) => l.startsWith('SPOE: '))) t.diagnostic(line);
   });
 
