@@ -350,6 +350,8 @@ async function openSpoeAgent(config: Config, log: Logger, closing: CloseStack, g
     listen: h.listen,
     message: h.message,
     hostname: h.hostname ?? hostname(),
+    // A service's own refusal words are set on its guard proxy; HAProxy's clients of that service get them too.
+    texts: new Map(Object.entries(config.services).flatMap(([name, s]) => (s.proxy === null ? [] : [[name, s.proxy.texts] as const]))),
     maxClients: h.max_clients,
     requestTimeoutMs: h.request_timeout,
     idleTimeoutMs: h.idle_timeout,

@@ -34,6 +34,7 @@ import { NO_TIMER, type DecisionTimer } from '../observability/latency.js';
 import { SPOP_STATUS, type SpopStatus } from '../protocols/spop.js';
 import { SpopAgentConnection } from '../protocols/spop-agent.js';
 import type { SpopNotify } from '../protocols/spop-messages.js';
+import type { RefusalTexts } from '../protocols/refusals.js';
 import { SpoeVerdicts, readSpoeRequest, type SpoeAnswer, type SpoeRequest } from '../protocols/spoe-verdict.js';
 import { lendReadBuffer } from './read-buffer.js';
 import { StreamListener, parseEndpoint, type Session } from './stream-listener.js';
@@ -44,6 +45,8 @@ export interface SpoeAgentOptions {
   readonly message: string;
   /** The name in SMTP refusal lines. */
   readonly hostname: string;
+  /** Services with refusal texts of their own (their guard proxy's `texts`): HAProxy's clients get the same words. */
+  readonly texts?: ReadonlyMap<string, RefusalTexts>;
   readonly maxClients: number;
   readonly requestTimeoutMs: number;
   readonly idleTimeoutMs: number;
@@ -275,7 +278,7 @@ export class SpoeAgentServer {
     this.opts = opts;
     this.timer = opts.timer ?? NO_TIMER;
     this.record = decisionRecorder(log, events, { by: 'haproxy', refused: 'haproxy: refused', dryRun: 'haproxy: would refuse (dry-run)' });
-    this.verdicts = new SpoeVerdicts(opts.hostname);
+    this.verdicts = new SpoeVerdicts(opts.hostname, opts.texts);
     this.listeners = opts.listen.map((text) => {
       const l: StreamListener<SpoeSession> = new StreamListener<SpoeSession>(
         { name: 'haproxy_spoe', endpoint: parseEndpoint(text), maxClients: opts.maxClients, idleTimeoutMs: opts.idleTimeoutMs },
@@ -371,7 +374,7 @@ export class SpoeAgentServer {
     else this.admit(req.service);
     const rules = this.gate.rules;
     if (!rules.services.has(req.service)) this.unknownService(req.service);
-    return this.verdicts.answer(s, rules.service(req.service).protocol);
+    return this.verdicts.answer(s, rules.service(req.service).protocol, req.service);
   }
 
   private admit(service: string): void {

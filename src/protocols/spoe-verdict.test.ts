@@ -119,3 +119,20 @@ test('an allowed client\'s payload is encoded once per country, protocol and lim
   assert.equal(v.answer(screening(refuse('bans', true, 60)), 'smtp').refuse, true);
   assert.deepEqual(vars(SpoeVerdicts.REFUSE_ONLY), { verdict: 'refuse' });
 });
+
+test('a service with refusal texts of its own (its guard proxy\'s proxy.texts) gets them through SPOE too; the others keep the built-in words', () => {
+  const own = { too_many: 'No more than {limit} at once here', too_many_network: null, rate: null, banned: 'Blocked here, write to postmaster@example.org', country: null, unavailable: null };
+  const v = new SpoeVerdicts('mx.test', new Map([['imap', own]]));
+  // The built-in words first, for a service of the same protocol: what is cached for one must not leak to the other.
+  assert.equal(vars(v.answer(screening(refuse('bans', true, 60)), 'imap', 'imap-other')).text, '* BYE [UNAVAILABLE] Your address is temporarily blocked, try again later');
+  assert.equal(vars(v.answer(screening(refuse('bans', true, 60)), 'imap', 'imap')).text, '* BYE [UNAVAILABLE] Blocked here, write to postmaster@example.org');
+  assert.equal(vars(v.answer(screening(refuse('bans', true, 60)), 'imap', 'imap-other')).text, '* BYE [UNAVAILABLE] Your address is temporarily blocked, try again later');
+  // A kind the service left at null keeps the built-in words.
+  assert.equal(vars(v.answer(screening(refuse('services.imap.countries.connect', false, 0)), 'imap', 'imap')).text, '* BYE [CONTACTADMIN] Access from your country is not allowed');
+  // The line handed over with a per-address limit, {limit} filled in.
+  assert.equal(vars(v.answer(screening(ALLOW, 3), 'imap', 'imap-other')).conn_text, '* BYE [UNAVAILABLE] Too many connections from your address (at most 3 at once), try again later');
+  assert.equal(vars(v.answer(screening(ALLOW, 3), 'imap', 'imap')).conn_text, '* BYE [UNAVAILABLE] No more than 3 at once here');
+  assert.equal(vars(v.answer(screening(ALLOW, 3), 'imap', 'imap-other')).conn_text, '* BYE [UNAVAILABLE] Too many connections from your address (at most 3 at once), try again later');
+  // An allowed client without a limit has no line, so its answer is shared.
+  assert.equal(v.answer(screening({ ...ALLOW, country: 'DE' }), 'imap', 'imap'), v.answer(screening({ ...ALLOW, country: 'DE' }), 'imap', 'imap-other'));
+});

@@ -18,7 +18,9 @@
  *   text         STRING  refused: the line the client must read, in its
  *                        protocol's words (421 4.7.0 …, -ERR [SYS/TEMP] …,
  *                        * BYE [UNAVAILABLE] …), without CRLF; unset for the
- *                        implicit-TLS protocols, which only get a close
+ *                        implicit-TLS protocols, which only get a close. The
+ *                        words are the guard proxy's: the service's own
+ *                        (services.NAME.proxy.texts) where it has them
  *   rule         STRING  refused: the rule that refused (a configuration key, "bans")
  *   retry_after  INT32   refused: seconds before trying again (0: do not)
  *   country      STRING  the client's country when known (ISO code)
@@ -36,7 +38,7 @@
 import type { Refusal } from '../core/decision.js';
 import type { Screening } from '../core/gate.js';
 import type { Protocol } from '../core/rules.js';
-import { refusalKindOf, refusalLine, refusalText, type RefusalKind } from './refusals.js';
+import { refusalKindOf, refusalLine, refusalText, type RefusalKind, type RefusalTexts } from './refusals.js';
 import { encodeAckPayload, spopArg, type SpopAction, type SpopMessage } from './spop-messages.js';
 import { spopInteger, type SpopValue } from './spop.js';
 
@@ -110,12 +112,15 @@ const CACHE_MAX = 1024;
 
 /**
  * Turns screenings into ACK payloads. An allowed client's payload depends
- * only on its country, its protocol and its limit, so it is encoded once per
- * such combination and reused; a refusal's carries its retry-after (a ban's
- * time left), so it is encoded each time, from action objects made once.
+ * only on its country, its protocol, its limit and its service's own texts,
+ * so it is encoded once per such combination and reused; a refusal's carries
+ * its retry-after (a ban's time left), so it is encoded each time, from
+ * action objects made once.
  */
 export class SpoeVerdicts {
   private readonly hostname: string;
+  /** Services with words of their own (services.NAME.proxy.texts); the rest get the built-in ones. */
+  private readonly texts: ReadonlyMap<string, RefusalTexts>;
   /** `verdict` alone: a message that could not be judged, or an allowed client with nothing more to say. */
   static readonly ALLOW: SpoeAnswer = answer([str(SPOE_VAR.verdict, 'allow')], false);
   /** `verdict` alone, refusing: what still fits a tiny negotiated frame. */
@@ -126,24 +131,28 @@ export class SpoeVerdicts {
   private readonly lines = new Map<string, SpopAction | null>();
   private readonly strings = new Map<string, SpopAction>();
 
-  constructor(hostname: string) {
+  /** `texts`: the refusal texts of the services that have their own (fixed until a restart, as the proxies are). */
+  constructor(hostname: string, texts: ReadonlyMap<string, RefusalTexts> = new Map()) {
     this.hostname = hostname;
+    this.texts = texts;
   }
 
-  /** The answer for one screening of a client of a service speaking `protocol`. */
-  answer(s: Screening, protocol: Protocol): SpoeAnswer {
+  /** The answer for one screening of a client of `service`, which speaks `protocol`. */
+  answer(s: Screening, protocol: Protocol, service = ''): SpoeAnswer {
     const d = s.decision;
     const r = d.refusal;
-    if (d.action === 'refuse' && r !== null) return answer(this.refusal(d.country, r, protocol), true);
+    if (d.action === 'refuse' && r !== null) return answer(this.refusal(d.country, r, protocol, service), true);
     if (d.country === null && s.connLimit === null) return SpoeVerdicts.ALLOW;
-    const key = `${d.country ?? ''}|${s.connLimit === null ? '' : `${protocol}|${s.connLimit}`}`;
+    // A service with texts of its own has lines of its own; the others share theirs.
+    const own = s.connLimit !== null && this.texts.has(service) ? service : '';
+    const key = `${d.country ?? ''}|${s.connLimit === null ? '' : `${protocol}|${s.connLimit}|${own}`}`;
     let a = this.allowed.get(key);
     if (a === undefined) {
       const actions: SpopAction[] = [SpoeVerdicts.VERDICT_ALLOW];
       if (d.country !== null) actions.push(this.string(SPOE_VAR.country, d.country));
       if (s.connLimit !== null) {
         actions.push(int(SPOE_VAR.connLimit, s.connLimit));
-        const text = this.line(protocol, 'too_many', true, s.connLimit, SPOE_VAR.connText);
+        const text = this.line(protocol, own, 'too_many', true, s.connLimit, SPOE_VAR.connText);
         if (text !== null) actions.push(text);
       }
       a = answer(actions, false);
@@ -153,21 +162,25 @@ export class SpoeVerdicts {
   }
 
   /** A refusal's actions: the verdict, the line (none for implicit TLS), the rule, the retry-after, the country. */
-  refusal(country: string | null, r: Refusal, protocol: Protocol): SpopAction[] {
+  refusal(country: string | null, r: Refusal, protocol: Protocol, service = ''): SpopAction[] {
     const out: SpopAction[] = [SpoeVerdicts.VERDICT_REFUSE];
-    const text = this.line(protocol, refusalKindOf(r.cause), r.temporary, r.limit ?? null);
+    const text = this.line(protocol, this.texts.has(service) ? service : '', refusalKindOf(r.cause), r.temporary, r.limit ?? null);
     if (text !== null) out.push(text);
     out.push(this.string(SPOE_VAR.rule, r.rule), int(SPOE_VAR.retryAfter, r.retryAfterSec));
     if (country !== null) out.push(this.string(SPOE_VAR.country, country));
     return out;
   }
 
-  /** The refusal line of a kind, as an action setting `name`; null for implicit TLS (only a close). Cached. */
-  private line(protocol: Protocol, kind: RefusalKind, temporary: boolean, limit: number | null, name: string = SPOE_VAR.text): SpopAction | null {
-    const key = `${name}|${protocol}|${kind}|${temporary ? 't' : 'p'}|${limit ?? ''}`;
+  /**
+   * The refusal line of a kind, as an action setting `name`, in the words of
+   * `service` ('' or a service without texts of its own: the built-in ones);
+   * null for implicit TLS (only a close). Cached.
+   */
+  private line(protocol: Protocol, service: string, kind: RefusalKind, temporary: boolean, limit: number | null, name: string = SPOE_VAR.text): SpopAction | null {
+    const key = `${name}|${protocol}|${service}|${kind}|${temporary ? 't' : 'p'}|${limit ?? ''}`;
     let a = this.lines.get(key);
     if (a === undefined) {
-      const bytes = refusalLine(protocol, temporary, refusalText(protocol, kind, null, limit), this.hostname);
+      const bytes = refusalLine(protocol, temporary, refusalText(protocol, kind, this.texts.get(service) ?? null, limit), this.hostname);
       a = bytes === null ? null : str(name, bytes.toString('latin1').replace(/\r\n$/, ''));
       if (this.lines.size < CACHE_MAX) this.lines.set(key, a);
     }

@@ -1,10 +1,20 @@
 /**
- * A private, throw-away HAProxy for integration tests: Debian 12's haproxy
- * (2.6, /usr/sbin/haproxy, built with Lua), run in the foreground (`-db`)
- * on a config of the test's own in a temp dir, with its log on stdout, a
- * stats socket in the dir, and free ports on 127.0.0.1 (and ::1 where IPv6
- * loopback works). The system service is not used: the package's own
- * /etc/haproxy/haproxy.cfg binds no port, and nothing here touches it.
+ * A private, throw-away HAProxy for integration tests, run in the foreground
+ * (`-db`) on a config of the test's own in a temp dir, with its log on
+ * stdout, a stats socket in the dir, and free ports on 127.0.0.1 (and ::1
+ * where IPv6 loopback works). The system service is not used: the package's
+ * own /etc/haproxy/haproxy.cfg binds no port, and nothing here touches it.
+ *
+ * Two generations:
+ * - '2.6': the host's, Debian 12's haproxy (/usr/sbin/haproxy, built with Lua).
+ * - '3.0': Debian 13's, run in the root of ./debian13.ts from
+ *   ROOT/opt/doorman-haproxy-3.0, where scripts/debian13-extras.sh unpacks
+ *   it without installing it, with the two libraries the root lacks
+ *   (libjemalloc2, libopentracing-c-wrapper0t64 and its libopentracing1):
+ *   `chroot ROOT env LD_LIBRARY_PATH=/opt/doorman-haproxy-3.0/usr/lib/TRIPLET
+ *   /opt/doorman-haproxy-3.0/usr/sbin/haproxy …`. Its dir is made inside the
+ *   root (host path ROOT/tmp/haproxy-xxx, HAProxy's /tmp/haproxy-xxx); the
+ *   files name paths as HAProxy sees them (HaproxyLayout.at).
  *
  * renderContribConfig() turns the shipped contrib/haproxy/ files into a
  * config for this instance: the same frontends, rules, SPOE agent and Lua
@@ -12,27 +22,74 @@
  * Each replacement must match what the shipped file says, so a test notices
  * when the file drifts from what it renders.
  *
- * Facts this relies on, seen with 2.6.12-1+deb12u4:
+ * Facts this relies on, seen with 2.6.12-1+deb12u4 and again with
+ * 3.0.11-1+deb13u4:
  * - With -db, HAProxy binds every listener and the stats socket before it
  *   serves; the socket answering `show info` means the listeners are bound.
  *   A port taken fails the start ("cannot bind socket"), exit status 1.
  * - `log stdout format raw` writes each log line to stdout, no syslog.
  * - SIGTERM is a hard stop: every session closed, exit within milliseconds.
+ *   chroot(8) and env(1) exec HAProxy, so the child's pid is HAProxy's.
  * - A server with `check` starts UP and is marked DOWN after its first
  *   failed check (`rise`/`fall` default 2 and 3).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { REPO_ROOT } from './daemon.js';
+import { DEBIAN13_ROOT, debian13Unavailable, ensureProc, inRoot } from './debian13.js';
 import { freePorts, ipv6LoopbackWorks } from './net.js';
 
+/** The host's HAProxy (generation '2.6'). */
 export const HAPROXY_COMMAND = '/usr/sbin/haproxy';
 export const CONTRIB_HAPROXY = join(REPO_ROOT, 'contrib', 'haproxy');
+
+export type HaproxyGeneration = '2.6' | '3.0';
+/** Every generation a HAProxy suite runs against, host first. */
+export const HAPROXY_GENERATIONS: readonly HaproxyGeneration[] = ['2.6', '3.0'];
+
+interface HaproxyGenerationFacts {
+  readonly label: string;
+  /** The root HAProxy runs in; '' for the host. */
+  readonly root: string;
+  /** Where scripts/debian13-extras.sh unpacked it, as HAProxy sees it; '' for the host's package. */
+  readonly opt: string;
+  /** The program, as HAProxy sees it. */
+  readonly binary: string;
+}
+
+const OPT_30 = '/opt/doorman-haproxy-3.0';
+export const HAPROXY_GENERATION: Readonly<Record<HaproxyGeneration, HaproxyGenerationFacts>> = Object.freeze({
+  '2.6': { label: 'HAProxy 2.6 (host)', root: '', opt: '', binary: HAPROXY_COMMAND },
+  '3.0': { label: 'HAProxy 3.0 (Debian 13 root)', root: DEBIAN13_ROOT, opt: OPT_30, binary: `${OPT_30}/usr/sbin/haproxy` },
+});
+
+/**
+ * The environment HAProxy of `generation` runs with: for the unpacked 3.0,
+ * LD_LIBRARY_PATH naming its library dir (usr/lib/x86_64-linux-gnu on amd64;
+ * the triplet is read from the tree rather than guessed from the machine).
+ */
+function haproxyEnv(generation: HaproxyGeneration): NodeJS.ProcessEnv {
+  const { root, opt } = HAPROXY_GENERATION[generation];
+  if (opt === '') return process.env;
+  let dirs: string[] = [];
+  try {
+    dirs = readdirSync(`${root}${opt}/usr/lib`).filter((d) => /-linux-/.test(d)).map((d) => `${opt}/usr/lib/${d}`);
+  } catch {
+    // not unpacked: haproxyUnavailableReason says so
+  }
+  return { ...process.env, LD_LIBRARY_PATH: dirs.join(':') };
+}
+
+/** [command, args] that run HAProxy of `generation` with `args`. */
+function haproxyArgv(generation: HaproxyGeneration, args: readonly string[]): [string, string[]] {
+  const { root, binary } = HAPROXY_GENERATION[generation];
+  return inRoot(root, [binary, ...args]);
+}
 
 /** How long HAProxy gets to answer on its stats socket after it was started. */
 const START_TIMEOUT_MS = 10_000;
@@ -41,35 +98,47 @@ const STOP_TIMEOUT_MS = 5_000;
 /** A port picked as free can be taken before HAProxy binds it; try a few others. */
 const PORT_ATTEMPTS = 5;
 
-let vv: string | null | undefined;
-function buildInfo(): string | null {
-  if (vv === undefined) {
+const vv = new Map<HaproxyGeneration, string | null>();
+function buildInfo(generation: HaproxyGeneration): string | null {
+  let info = vv.get(generation);
+  if (info === undefined) {
+    const [cmd, args] = haproxyArgv(generation, ['-vv']);
     try {
-      vv = execFileSync(HAPROXY_COMMAND, ['-vv'], { encoding: 'latin1', timeout: 10_000 });
+      info = execFileSync(cmd, args, { encoding: 'latin1', timeout: 10_000, env: haproxyEnv(generation), stdio: ['ignore', 'pipe', 'pipe'] });
     } catch {
-      vv = null;
+      info = null;
     }
+    vv.set(generation, info);
   }
-  return vv;
+  return info;
 }
 
-/** Why the private HAProxy cannot run here, or undefined when it can. */
-export function haproxyUnavailableReason(): string | undefined {
-  if (!existsSync(HAPROXY_COMMAND)) return 'haproxy is not installed (apt-get install haproxy)';
-  const info = buildInfo();
-  if (info === null) return `${HAPROXY_COMMAND} -vv failed`;
-  if (!/\+LUA\b/.test(info)) return 'haproxy is built without Lua, which the refusal service needs (Debian\'s package has it)';
+/** Why the private HAProxy of `generation` cannot run here, or undefined when it can. */
+export function haproxyUnavailableReason(generation: HaproxyGeneration = '2.6'): string | undefined {
+  const { label, root, binary } = HAPROXY_GENERATION[generation];
+  if (root !== '') {
+    const why = debian13Unavailable([binary]);
+    if (why !== undefined) return `${label}: ${why} (scripts/debian13-extras.sh unpacks it there; .ci/run runs it)`;
+  } else if (!existsSync(binary)) {
+    return `${label}: haproxy is not installed (apt-get install haproxy)`;
+  }
+  const info = buildInfo(generation);
+  if (info === null) return `${label}: ${binary} -vv failed`;
+  if (!/\+LUA\b/.test(info)) return `${label}: haproxy is built without Lua, which the refusal service needs (Debian's package has it)`;
   return undefined;
 }
 
 /** `haproxy -v`'s version, e.g. "2.6.12-1+deb12u4". */
-export function haproxyVersion(): string {
-  return /HAProxy version (\S+)/.exec(buildInfo() ?? '')?.[1] ?? 'unknown';
+export function haproxyVersion(generation: HaproxyGeneration = '2.6'): string {
+  return /HAProxy version (\S+)/.exec(buildInfo(generation) ?? '')?.[1] ?? 'unknown';
 }
 
 /** Where the instance's frontends listen, and the dir its files are in. */
 export interface HaproxyLayout {
+  /** The dir, as the host sees it. */
   readonly dir: string;
+  /** A path under `dir` as HAProxy sees it (the same on the host; without the root for 3.0): what its files must name. */
+  at(hostPath: string): string;
   /** One port per frontend, in the order asked for. */
   readonly ports: readonly number[];
   /** 127.0.0.1, and ::1 where IPv6 loopback works. */
@@ -77,6 +146,8 @@ export interface HaproxyLayout {
 }
 
 export interface HaproxyOptions {
+  /** Default '2.6', the host's. */
+  readonly generation?: HaproxyGeneration;
   /** Frontend ports wanted. */
   readonly frontends: number;
   /** The files to write in the dir ("haproxy.cfg" is the config), given where things are. */
@@ -86,6 +157,7 @@ export interface HaproxyOptions {
 }
 
 export interface HaproxyInstance extends HaproxyLayout {
+  readonly generation: HaproxyGeneration;
   readonly pid: number;
   /** Everything HAProxy logged so far (stdout: its log; stderr: its alerts and warnings). */
   log(): string;
@@ -126,17 +198,23 @@ function statsCommand(socket: string, cmd: string, timeoutMs = 2000): Promise<st
 
 /** Writes the files, starts HAProxy in the foreground, waits until it serves (and the servers asked for are UP). */
 export async function startHaproxy(o: HaproxyOptions): Promise<HaproxyInstance> {
-  const why = haproxyUnavailableReason();
+  const generation = o.generation ?? '2.6';
+  const why = haproxyUnavailableReason(generation);
   if (why !== undefined) throw new Error(`startHaproxy: ${why}`);
-  const dir = await mkdtemp(join(tmpdir(), 'haproxy-'));
+  const { root, label } = HAPROXY_GENERATION[generation];
+  if (root !== '') ensureProc(root);
+  const dir = await mkdtemp(join(root === '' ? tmpdir() : `${root}/tmp`, 'haproxy-'));
+  const at = (p: string): string => (root === '' ? p : p.slice(root.length));
   const addresses = (await ipv6LoopbackWorks()) ? ['127.0.0.1', '::1'] : ['127.0.0.1'];
+  // The host reaches the socket by its host path.
   const socket = join(dir, 'admin.sock');
   try {
     for (let attempt = 1; ; attempt++) {
       const ports = await freePorts(o.frontends, addresses);
-      const layout = { dir, ports, addresses };
+      const layout = { dir, at, ports, addresses };
       for (const [name, text] of Object.entries(o.files(layout))) await writeFile(join(dir, name), text);
-      const child = spawn(HAPROXY_COMMAND, ['-db', '-f', join(dir, 'haproxy.cfg')], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+      const [cmd, args] = haproxyArgv(generation, ['-db', '-f', at(join(dir, 'haproxy.cfg'))]);
+      const child = spawn(cmd, args, { cwd: dir, env: haproxyEnv(generation), stdio: ['ignore', 'pipe', 'pipe'] });
       let output = '';
       child.stdout?.setEncoding('latin1').on('data', (d: string) => (output += d));
       child.stderr?.setEncoding('latin1').on('data', (d: string) => (output += d));
@@ -145,6 +223,7 @@ export async function startHaproxy(o: HaproxyOptions): Promise<HaproxyInstance> 
       child.once('exit', () => live.delete(child));
       const instance: HaproxyInstance = {
         ...layout,
+        generation,
         pid: child.pid ?? 0,
         log: () => output,
         command: (cmd) => statsCommand(socket, cmd),
@@ -164,7 +243,7 @@ export async function startHaproxy(o: HaproxyOptions): Promise<HaproxyInstance> 
       } catch (err) {
         await stopChild(child, exited);
         if (attempt < PORT_ATTEMPTS && /cannot bind socket|Address already in use/.test(output)) continue;
-        throw new Error(`haproxy: ${(err as Error).message}\n--- output ---\n${output}`);
+        throw new Error(`${label}: ${(err as Error).message}\n--- output ---\n${output}`);
       }
       let stopping: Promise<void> | undefined;
       return {
@@ -249,17 +328,17 @@ function replaceExactly(file: string, text: string, from: string | RegExp, to: s
 
 /** The shipped haproxy.cfg, doorman-spoe.conf and doorman.lua, with Debian's paths and ports replaced by the instance's. */
 export function renderContribConfig(r: ContribRender): Record<string, string> {
-  const { dir, ports, addresses } = r.layout;
+  const { dir, at, ports, addresses } = r.layout;
   const read = (name: string) => readFileSync(join(CONTRIB_HAPROXY, name), 'utf8');
   let cfg = read('haproxy.cfg');
   const f = 'haproxy.cfg';
   // Foreground, unprivileged, logging to stdout (HAProxy's own log is what the tests read).
   cfg = replaceExactly(f, cfg, /^ {4}log \/dev\/log local0$/m, '    log stdout format raw local0 info');
   for (const line of [/^ {4}chroot .*\n/m, /^ {4}user haproxy\n/m, /^ {4}group haproxy\n/m, /^ {4}daemon\n/m]) cfg = replaceExactly(f, cfg, line, '');
-  cfg = replaceExactly(f, cfg, '/run/haproxy/admin.sock', join(dir, 'admin.sock'));
+  cfg = replaceExactly(f, cfg, '/run/haproxy/admin.sock', at(join(dir, 'admin.sock')));
   cfg = replaceExactly(f, cfg, '    stats timeout 30s\n', '    stats timeout 30s\n    noreuseport\n');
-  cfg = replaceExactly(f, cfg, '/etc/haproxy/doorman.lua', join(dir, 'doorman.lua'));
-  cfg = replaceExactly(f, cfg, '/etc/haproxy/doorman-spoe.conf', join(dir, 'doorman-spoe.conf'), 3);
+  cfg = replaceExactly(f, cfg, '/etc/haproxy/doorman.lua', at(join(dir, 'doorman.lua')));
+  cfg = replaceExactly(f, cfg, '/etc/haproxy/doorman-spoe.conf', at(join(dir, 'doorman-spoe.conf')), 3);
   const binds = (port: number) => addresses.map((a) => `    bind ${a}:${port}`).join('\n');
   cfg = replaceExactly(f, cfg, '    bind :::25 v4v6', binds(ports[0] as number));
   cfg = replaceExactly(f, cfg, '    bind :::110 v4v6', binds(ports[1] as number));

@@ -123,6 +123,22 @@ test('country, connection rate, and the per-address limit handed to HAProxy with
   });
 });
 
+test('a service\'s own refusal texts (its guard proxy\'s proxy.texts) are the words HAProxy\'s clients of it get', async (t) => {
+  const proxy = { listen: ['127.0.0.1:0'], backend: '127.0.0.1:10025', proxy_protocol: 'v1', texts: { banned: 'Blocked here, write to postmaster@example.org', country: 'Mail from your country is not taken here' } };
+  const { d, port } = await daemon(t, {}, { smtp: { limits: { connections_per_address: 2 }, countries: { connect: { deny: ['KP'] } }, proxy: { ...proxy, texts: { ...proxy.texts, too_many: 'Two at once, no more' } } } });
+  const h = await haproxy(t, port);
+  await d.control.ban('127.0.0.9', 3_600_000, 'test ban', { address: 'test' });
+  h.notify(1, 1, [{ name: MSG, args: clientArgs('127.0.0.9', 'smtp') }]);
+  assert.equal(ackVars(await h.next()).text, '421 4.7.0 mx.test Blocked here, write to postmaster@example.org');
+  h.notify(2, 1, [{ name: MSG, args: clientArgs('127.0.0.66', 'smtp') }]);
+  assert.equal(ackVars(await h.next()).text, '521 5.7.1 mx.test Mail from your country is not taken here');
+  h.notify(3, 1, [{ name: MSG, args: clientArgs('127.0.0.5', 'smtp') }]);
+  assert.equal(ackVars(await h.next()).conn_text, '421 4.7.0 mx.test Two at once, no more');
+  // imap has no proxy, so no texts of its own: the built-in words.
+  h.notify(4, 1, [{ name: MSG, args: clientArgs('127.0.0.9', 'imap') }]);
+  assert.equal(ackVars(await h.next()).text, '* BYE [UNAVAILABLE] Your address is temporarily blocked, try again later');
+});
+
 test('dry-run: what would be refused is logged and allowed, and no limit is handed to HAProxy', async (t) => {
   const { port, lines } = await daemon(t, {}, { pop3: { mode: 'dry-run', limits: { connections_per_address: 2 }, countries: { connect: { deny: ['KP'] } } } });
   const h = await haproxy(t, port);
