@@ -2,6 +2,7 @@
  * The composition root: config → store and engine → listeners. Everything is
  * built here and nowhere else, so tests can start a whole daemon in-process.
  */
+import { serviceTexts } from './config/rules-schema.js';
 import type { Logger } from 'pino';
 import { EMBEDDED_DEFAULTS, loadConfig, type Config } from './config/load.js';
 import type { Clock } from './core/clock.js';
@@ -263,7 +264,7 @@ async function openFrontEnds(config: Config, log: Logger, closing: CloseStack, g
         proxyProtocol: p.proxy_protocol,
         trusted: NetworkSet.parse(p.accept_proxy_from),
         hostname: p.hostname ?? host,
-        texts: p.texts,
+        texts: serviceTexts(s),
         maxConnections: p.max_connections,
         connectTimeoutMs: p.connect_timeout,
         idleTimeoutMs: p.idle_timeout,
@@ -350,8 +351,11 @@ async function openSpoeAgent(config: Config, log: Logger, closing: CloseStack, g
     listen: h.listen,
     message: h.message,
     hostname: h.hostname ?? hostname(),
-    // A service's own refusal words are set on its guard proxy; HAProxy's clients of that service get them too.
-    texts: new Map(Object.entries(config.services).flatMap(([name, s]) => (s.proxy === null ? [] : [[name, s.proxy.texts] as const]))),
+    // A service's own refusal words (services.NAME.texts, its guard proxy's over them): HAProxy's clients of that service get them too.
+    texts: new Map(Object.entries(config.services).flatMap(([name, s]) => {
+      const t = serviceTexts(s);
+      return Object.values(t).some((v) => v !== null) ? [[name, t] as const] : [];
+    })),
     maxClients: h.max_clients,
     requestTimeoutMs: h.request_timeout,
     idleTimeoutMs: h.idle_timeout,

@@ -10,7 +10,7 @@
  */
 import { z } from 'zod';
 import { durationSchema, optionalDurationSchema } from './duration.js';
-import { proxySchema } from './proxy-schema.js';
+import { proxySchema, refusalTextsSchema, type RefusalTexts } from './proxy-schema.js';
 import { COUNTRY_CODE_EXPECTED, normaliseCountry } from '../core/country-codes.js';
 import { LIMIT_KEYS, PROTOCOLS, type LimitKey } from '../core/rules.js';
 
@@ -132,6 +132,8 @@ export const serviceSchema = z.strictObject(
       .default(null),
     /** Fleet mode, when Redis cannot be reached: count per host in memory (open) or refuse with a temporary failure (closed). */
     on_store_failure: z.enum(['open', 'closed'], { error: 'one of: open, closed' }).default('open'),
+    /** What this service's refused clients are told, on every front-end that words a refusal (guard proxy, HAProxy's SPOE); proxy.texts, where set, win. */
+    texts: refusalTextsSchema.default(() => refusalTextsSchema.parse({})),
     /** The guard proxy in front of this service's server; null: no proxy. */
     proxy: proxySchema.nullable().default(null),
   },
@@ -158,3 +160,10 @@ export const rulesSchemaShape = {
 
 export type ServiceConfig = z.output<typeof serviceSchema>;
 export type OverrideConfig = z.output<typeof overrideSchema>;
+
+/** A service's refusal words: its own `texts`, each overridden by its guard proxy's where that sets one. */
+export function serviceTexts(s: { readonly texts: RefusalTexts; readonly proxy: { readonly texts: RefusalTexts } | null }): RefusalTexts {
+  const out: Record<string, string | null> = { ...s.texts };
+  if (s.proxy !== null) for (const [k, v] of Object.entries(s.proxy.texts)) if (v !== null) out[k] = v;
+  return out as RefusalTexts;
+}

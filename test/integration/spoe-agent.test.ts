@@ -134,9 +134,24 @@ test('a service\'s own refusal texts (its guard proxy\'s proxy.texts) are the wo
   assert.equal(ackVars(await h.next()).text, '521 5.7.1 mx.test Mail from your country is not taken here');
   h.notify(3, 1, [{ name: MSG, args: clientArgs('127.0.0.5', 'smtp') }]);
   assert.equal(ackVars(await h.next()).conn_text, '421 4.7.0 mx.test Two at once, no more');
-  // imap has no proxy, so no texts of its own: the built-in words.
+  // imap sets no texts: the built-in words.
   h.notify(4, 1, [{ name: MSG, args: clientArgs('127.0.0.9', 'imap') }]);
   assert.equal(ackVars(await h.next()).text, '* BYE [UNAVAILABLE] Your address is temporarily blocked, try again later');
+});
+
+test('a service with no guard proxy sets its words with services.NAME.texts; its proxy.texts, where a service has both, win', async (t) => {
+  const { d, port } = await daemon(t, {}, {
+    pop3: { texts: { banned: 'Closed to you for now' } },
+    smtp: { texts: { banned: 'service words', country: 'No mail from there' }, countries: { connect: { deny: ['KP'] } }, proxy: { listen: ['127.0.0.1:0'], backend: '127.0.0.1:10025', proxy_protocol: 'v1', texts: { banned: 'proxy words' } } },
+  });
+  const h = await haproxy(t, port);
+  await d.control.ban('127.0.0.9', 3_600_000, 'test ban', { address: 'test' });
+  h.notify(1, 1, [{ name: MSG, args: clientArgs('127.0.0.9', 'pop3', 110) }]);
+  assert.equal(ackVars(await h.next()).text, '-ERR [SYS/TEMP] Closed to you for now');
+  h.notify(2, 1, [{ name: MSG, args: clientArgs('127.0.0.9', 'smtp') }]);
+  assert.equal(ackVars(await h.next()).text, '421 4.7.0 mx.test proxy words');
+  h.notify(3, 1, [{ name: MSG, args: clientArgs('127.0.0.66', 'smtp') }]);
+  assert.equal(ackVars(await h.next()).text, '521 5.7.1 mx.test No mail from there');
 });
 
 test('dry-run: what would be refused is logged and allowed, and no limit is handed to HAProxy', async (t) => {
