@@ -8,7 +8,8 @@
  * Driven by the ban list's change events, which it only records (./set-plan.ts)
  * and never waits on: a decision never waits for nft. Changes are coalesced
  * for `batch_delay` and each batch is one `nft -f -` run, one transaction
- * (./nft-run.ts says why not `nft -i`); changes that arrive while nft runs
+ * (./nft-run.ts says why not `nft -i`; a batch removing an element that may
+ * be timing out has a second run before it, ./set-plan.ts says why); changes that arrive while nft runs
  * make the next batch. At start, after a `clear` (a fleet reloading its list,
  * CrowdSec's startup stream) and after a failure the sets are resynced:
  * flushed and filled with every ban in force, in one transaction. A failed
@@ -104,7 +105,7 @@ export class NftSetWriter {
     private readonly opts: NftSetOptions,
     private readonly d: Deps,
   ) {
-    this.plan = new SetPlan(opts.names, d.exceptions);
+    this.plan = new SetPlan(opts.names, d.exceptions, opts.timeoutMs);
     this.run = d.run ?? nftRunner(opts.command, opts.timeoutMs);
     this.timers = d.timers ?? realTimers;
     this.unsubscribe = d.bans.onChange((c) => {
@@ -197,9 +198,16 @@ export class NftSetWriter {
     for (const w of batch.withheld) {
       this.d.log.warn({ target: w.target, layer: w.layer }, `firewall: ${w.target} is not written to the nftables set: ${w.why} (the set writer's own check; Doorman's decisions are unchanged)`);
     }
+    if (batch.pre === '' && batch.script === '') {
+      // Changes that cancelled out, or only bans withheld: nothing for nft.
+      this.plan.settle(true);
+      this.wake();
+      return Promise.resolve();
+    }
     const done = async (): Promise<void> => {
       let failed: Error | null = null;
       try {
+        if (batch.pre !== '') await this.run(['-f', '-'], batch.pre);
         if (batch.script !== '') await this.run(['-f', '-'], batch.script);
       } catch (err) {
         failed = err as Error;

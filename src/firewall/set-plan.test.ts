@@ -45,8 +45,9 @@ test('changes after a resync are written as a difference: an add, then an unban'
   bans.add('2001:db8::5', 60_000, 'r', T0);
   assert.deepEqual(lines(step()), ['add element inet filter doorman_v4 { 192.0.2.1 timeout 1m }', 'add element inet filter doorman_v6 { 2001:db8::5 timeout 1m }']);
   bans.remove('192.0.2.1');
-  // Added before it is deleted, so the delete cannot fail on an element the kernel has timed out.
-  assert.deepEqual(lines(step(T0 + 1000)), ['add element inet filter doorman_v4 { 192.0.2.1 timeout 1s }', 'delete element inet filter doorman_v4 { 192.0.2.1 }']);
+  const b = step(T0 + 1000);
+  assert.deepEqual(lines(b), ['delete element inet filter doorman_v4 { 192.0.2.1 }']);
+  assert.equal(b?.pre, '', 'far from its end: a plain delete is safe');
 });
 
 test('a longer ban on the same target replaces the element with the new timeout', () => {
@@ -55,11 +56,7 @@ test('a longer ban on the same target replaces the element with the new timeout'
   bans.add('192.0.2.1', 60_000, 'r', T0);
   step();
   bans.add('192.0.2.1', 120_000, 'r', T0 + 10_000, { origin: 'auto', strike: 2 });
-  assert.deepEqual(lines(step(T0 + 10_000)), [
-    'add element inet filter doorman_v4 { 192.0.2.1 timeout 1s }',
-    'delete element inet filter doorman_v4 { 192.0.2.1 }',
-    'add element inet filter doorman_v4 { 192.0.2.1 timeout 2m }',
-  ]);
+  assert.deepEqual(lines(step(T0 + 10_000)), ['delete element inet filter doorman_v4 { 192.0.2.1 }', 'add element inet filter doorman_v4 { 192.0.2.1 timeout 2m }']);
 });
 
 test('an address banned inside a banned network: the network is rewritten around it, and back', () => {
@@ -69,7 +66,6 @@ test('an address banned inside a banned network: the network is rewritten around
   assert.deepEqual(lines(step()), ['add element inet filter doorman_v4 { 10.0.0.0/8 timeout 1m }']);
   bans.add('10.1.2.3', 120_000, 'r', T0);
   assert.deepEqual(lines(step()), [
-    'add element inet filter doorman_v4 { 10.0.0.0/8 timeout 1s }',
     'delete element inet filter doorman_v4 { 10.0.0.0/8 }',
     'add element inet filter doorman_v4 { 10.0.0.0-10.1.2.2 timeout 1m, 10.1.2.3 timeout 2m, 10.1.2.4-10.255.255.255 timeout 1m }',
   ]);
@@ -79,7 +75,7 @@ test('an address banned inside a banned network: the network is rewritten around
   assert.equal(back[back.length - 1], 'add element inet filter doorman_v4 { 10.0.0.0/8 timeout 1m }');
   // The network lifted: everything of it goes.
   bans.remove('10.0.0.0/8', 'crowdsec');
-  assert.deepEqual(lines(step()), ['add element inet filter doorman_v4 { 10.0.0.0/8 timeout 1s }', 'delete element inet filter doorman_v4 { 10.0.0.0/8 }']);
+  assert.deepEqual(lines(step()), ['delete element inet filter doorman_v4 { 10.0.0.0/8 }']);
 });
 
 test('a network banned over written addresses takes them in', () => {
@@ -88,11 +84,7 @@ test('a network banned over written addresses takes them in', () => {
   bans.add('10.1.2.3', 60_000, 'r', T0);
   step();
   bans.add('10.1.0.0/16', 120_000, 'r', T0);
-  assert.deepEqual(lines(step()), [
-    'add element inet filter doorman_v4 { 10.1.2.3 timeout 1s }',
-    'delete element inet filter doorman_v4 { 10.1.2.3 }',
-    'add element inet filter doorman_v4 { 10.1.0.0/16 timeout 2m }',
-  ]);
+  assert.deepEqual(lines(step()), ['delete element inet filter doorman_v4 { 10.1.2.3 }', 'add element inet filter doorman_v4 { 10.1.0.0/16 timeout 2m }']);
 });
 
 test('changes are batched: many changes before a batch are one script, and cancelling ones write nothing', () => {
@@ -158,18 +150,28 @@ test('a family without a set is not written', () => {
   assert.equal(step(), null);
 });
 
-test('an element whose ban has run out is removed without a delete that could fail, once it is met again', () => {
+test('an element that may be timing out is removed in a run of its own, by an add and a delete that cannot fail', () => {
   const { bans, step } = setup();
   step();
   bans.add('10.0.0.0/8', 10_000, 'r', T0);
   step();
-  // Later, after the kernel has timed it out: an address inside is banned.
+  // Later, when the kernel may or may not have timed it out yet (its timeout began when nft ran): an address inside is banned.
   bans.add('10.1.2.3', 60_000, 'r', T0 + 20_000);
-  assert.deepEqual(lines(step(T0 + 20_000)), [
-    'add element inet filter doorman_v4 { 10.0.0.0/8 timeout 1s }',
-    'delete element inet filter doorman_v4 { 10.0.0.0/8 }',
-    'add element inet filter doorman_v4 { 10.1.2.3 timeout 1m }',
-  ]);
+  const b = step(T0 + 20_000);
+  assert.deepEqual(lines({ script: b?.pre ?? '' } as Batch), ['add element inet filter doorman_v4 { 10.0.0.0/8 timeout 1s }', 'delete element inet filter doorman_v4 { 10.0.0.0/8 }']);
+  // nft 1.0.6 refuses that pair and an overlapping add in one transaction: the add is in the next run.
+  assert.deepEqual(lines(b), ['add element inet filter doorman_v4 { 10.1.2.3 timeout 1m }']);
+});
+
+test('an element long past its end is forgotten, with no delete', () => {
+  const { bans, step } = setup();
+  step();
+  bans.add('10.0.0.0/8', 10_000, 'r', T0);
+  step();
+  bans.add('10.1.2.3', 60_000, 'r', T0 + 60_000);
+  const b = step(T0 + 60_000);
+  assert.equal(b?.pre, '');
+  assert.deepEqual(lines(b), ['add element inet filter doorman_v4 { 10.1.2.3 timeout 1m }']);
 });
 
 test('the plan refuses a second batch before the first is settled', () => {

@@ -7,11 +7,14 @@
  * It mirrors the bans in force (both layers), keyed like the BanList, and
  * the elements written. A change touches a range; a batch recomputes the
  * envelope (./nft-elements.ts) over each touched region, grown until no ban
- * and no written element straddles its edge, and writes only the difference:
- * an element no longer wanted is removed with `add` then `delete` in the
- * same transaction, which succeeds whether or not the kernel has already
- * timed it out (a plain `delete` of an expired element fails the whole
- * batch). A resync (at start, after a `clear`, after a failure) flushes the
+ * and no written element straddles its edge, and writes only the difference.
+ * An element no longer wanted is deleted; but a `delete` of an element the
+ * kernel has already timed out fails the whole transaction, so one that may
+ * be ending while nft runs (within one nft deadline of its end) is removed
+ * first, in a run of its own, by `add` then `delete`, which succeeds either
+ * way; nft 1.0.6 refuses that pair followed by an overlapping `add` in one
+ * transaction ("interval overlaps"), hence two runs. One long past its end
+ * is simply forgotten. A resync (at start, after a `clear`, after a failure) flushes the
  * sets and writes every element in one transaction, so no address in force
  * is ever missing from the set while it runs.
  *
@@ -41,8 +44,11 @@ export interface Withheld {
   readonly why: string;
 }
 
-/** One nft run's worth of changes. */
+/** One batch of changes: at most two nft runs. */
 export interface Batch {
+  /** Run first when not empty: elements that may be timing out, removed whether or not they still are. */
+  readonly pre: string;
+  /** The batch's transaction (empty: nothing to write). */
   readonly script: string;
   readonly resync: boolean;
   /** Elements added (or re-added with a new timeout) and removed. */
@@ -58,11 +64,6 @@ interface Entry extends Piece {
   readonly layer: BanLayer;
 }
 
-/**
- * A written element is taken to be possibly still in the kernel this long
- * after its end: its timeout started when nft ran, after it was computed.
- */
-const AFTERLIFE_MS = 60_000;
 /** Elements per `add element` line of a resync (one transaction whatever the count). */
 const LINE_ELEMENTS = 500;
 
@@ -89,11 +90,17 @@ export class SetPlan {
     private readonly names: SetNames,
     /** The exception networks in force (a reload may change them). */
     private readonly exceptions: () => Iterable<Network>,
+    /**
+     * The deadline of an nft run. An element's timeout starts when nft runs,
+     * at most this long after it was computed, so the kernel drops it at
+     * most this long after its end, and never before.
+     */
+    private readonly runMs = 30_000,
   ) {}
 
-  /** Whether a batch has something to do. */
+  /** Whether a batch has something to do (or to report). */
   get dirty(): boolean {
-    return this.resyncWanted || this.touched.length > 0;
+    return this.resyncWanted || this.touched.length > 0 || this.withheld.length > 0;
   }
 
   /** How many elements were last written (some may have timed out since). */
@@ -169,7 +176,7 @@ export class SetPlan {
       for (let i = 0; i < mine.length; i += LINE_ELEMENTS) lines.push(this.addLine(set, f, mine.slice(i, i + LINE_ELEMENTS), now));
     }
     return {
-      batch: this.batch(lines, true, keep.length, 0),
+      batch: this.batch([], lines, true, keep.length, 0),
       commit: () => {
         this.written.clear();
         this.wideWritten.clear();
@@ -194,12 +201,17 @@ export class SetPlan {
       }
       gone.push(...same.values());
     }
+    const pre: string[] = [];
     const lines: string[] = [];
     for (const p of gone) {
       const f = familyOf(p) as Family;
       const set = this.setOf(f) as string;
-      // add then delete: removed whether or not its timeout has run out.
-      lines.push(`add element ${this.names.table} ${set} { ${elementText(p, f)} timeout 1s }`, `delete element ${this.names.table} ${set} { ${elementText(p, f)} }`);
+      const el = `${this.names.table} ${set} { ${elementText(p, f)} }`;
+      // Still in the kernel when this run's delete reaches it: a plain delete.
+      if (p.until - now > this.runMs) lines.push(`delete element ${el}`);
+      // Perhaps ending meanwhile: add then delete, removed whether or not it still was.
+      else if (p.until + this.runMs > now) pre.push(`add element ${this.names.table} ${set} { ${elementText(p, f)} timeout 1s }`, `delete element ${el}`);
+      // Long gone: forgotten at commit.
     }
     for (const f of [4, 6] as const) {
       const set = this.setOf(f);
@@ -207,7 +219,7 @@ export class SetPlan {
       if (set !== null && mine.length > 0) lines.push(this.addLine(set, f, mine, now));
     }
     return {
-      batch: this.batch(lines, false, fresh.length, gone.length),
+      batch: this.batch(pre, lines, false, fresh.length, gone.length),
       commit: () => {
         for (const p of gone) this.unrecord(p);
         for (const p of fresh) this.record(p);
@@ -215,10 +227,11 @@ export class SetPlan {
     };
   }
 
-  private batch(lines: string[], resync: boolean, added: number, removed: number): Batch {
+  private batch(pre: string[], lines: string[], resync: boolean, added: number, removed: number): Batch {
     const withheld = this.withheld;
     this.withheld = [];
-    return { script: lines.length === 0 ? '' : `${lines.join('\n')}\n`, resync, added, removed, withheld };
+    const text = (l: string[]) => (l.length === 0 ? '' : `${l.join('\n')}\n`);
+    return { pre: text(pre), script: text(lines), resync, added, removed, withheld };
   }
 
   private addLine(set: string, f: Family, pieces: readonly Piece[], now: number): string {
@@ -274,7 +287,7 @@ export class SetPlan {
   private writtenOver(r: Span, now: number): Piece[] {
     const out: Piece[] = [];
     const consider = (p: Piece): void => {
-      if (p.until + AFTERLIFE_MS <= now) this.unrecord(p);
+      if (p.until + this.runMs <= now) this.unrecord(p);
       else if (overlaps(p, r)) out.push(p);
     };
     for (const p of [...this.wideWritten]) consider(p);
