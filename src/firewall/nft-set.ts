@@ -167,7 +167,7 @@ export class NftSetWriter {
   }
 
   private quiet(): boolean {
-    return this.closed || this.running === null && this.batchTimer === null && (this.retryTimer !== null || !this.plan.dirty);
+    return this.closed || (this.running === null && this.batchTimer === null && (this.retryTimer !== null || !this.plan.dirty));
   }
 
   private wake(): void {
