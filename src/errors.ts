@@ -16,7 +16,7 @@
  * configuration's, which every layer raises:
  *   DoormanError (any code), ConfigError (issues), ProtocolError, ListenError,
  *   StoreUnavailableError, ControlInputError, GuardrailError, PrivilegeError,
- *   HttpError.
+ *   HttpError, FirewallError.
  * Beside the concern whose data they carry:
  *   ReloadError                     config/reload.ts         the keys that need a restart
  *   GeoDatabaseError, GeoWatchError geo/errors.ts            the database file's path
@@ -41,6 +41,7 @@ export const ERROR_KINDS = {
   guardrail: 'an operator change refused so that the operator does not lock themselves or an exception network out: nothing was changed',
   http: 'the admin API refused a request',
   geo: 'the country database cannot be used or watched',
+  firewall: 'the nftables sets Doorman copies its bans into (firewall.nft): at start Doorman does not start; later a failure is retried and decisions go on',
   cli: 'a doorman command could not talk to the daemon',
   internal: 'a bug: an error Doorman did not expect, logged with its stack',
 } as const;
@@ -163,6 +164,10 @@ export const ERRORS = {
   // The country database
   DOORMAN_ERR_GEO_DATABASE: { kind: 'geo', meaning: 'A country database cannot be used: missing, unreadable, not a MaxMind DB, not country data, or corrupt.' },
   DOORMAN_ERR_GEO_WATCH: { kind: 'geo', meaning: 'A country database\'s directory cannot be watched, so updates are not seen until it can (tried again).' },
+
+  // The nftables sets (firewall.nft)
+  DOORMAN_ERR_FIREWALL_SET: { kind: 'firewall', meaning: 'At start: a set firewall.nft names does not exist, is not of the address type of its key (ipv4_addr, ipv6_addr) with flags interval and timeout, or nft cannot be run.' },
+  DOORMAN_ERR_FIREWALL_SYNC: { kind: 'firewall', meaning: 'Writing bans to the nftables sets failed: logged and counted, then retried by a full resync after a backoff (1 s doubling to 60 s); decisions never wait for it.' },
 
   // The doorman command, talking to the daemon
   DOORMAN_ERR_ADMIN_OFF: { kind: 'cli', meaning: 'The admin API is off (admin.listen is null): nothing to talk to unless --url names one.' },
@@ -287,6 +292,13 @@ export class PrivilegeError extends DoormanError {
 /** Thrown by an admin API route: answered with its code's status (ERRORS[code].http). */
 export class HttpError extends DoormanError {
   constructor(code: HttpCode, message: string) {
+    super(code, message);
+  }
+}
+
+/** The nftables sets of firewall.nft cannot be used (at start). */
+export class FirewallError extends DoormanError {
+  constructor(code: CodeOf<'firewall'>, message: string) {
     super(code, message);
   }
 }

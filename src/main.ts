@@ -42,6 +42,7 @@ import { hostname } from 'node:os';
 import { CloseStack } from './close-stack.js';
 import { openFleet } from './fleet/open.js';
 import type { OpenedStore } from './store/open.js';
+import { NftSetWriter } from './firewall/nft-set.js';
 
 export interface Daemon {
   /**
@@ -83,6 +84,8 @@ export interface Daemon {
   readonly metricsServer: MetricsServer | null;
   /** Its bound port (0 when off). */
   readonly metricsPort: number;
+  /** The nftables set writer (firewall.nft); null when off. */
+  readonly firewall: NftSetWriter | null;
   /** Closes live connections by id, address or network, optionally banning first (as the operator "internal"). */
   kick(target: string, opts?: { banMs?: number; reason?: string; service?: string }): Promise<{ kicked: readonly ConnectionView[]; ban: Ban | null }>;
   /** Stop accepting, close clients, remove sockets, log final statistics. */
@@ -118,6 +121,8 @@ async function build(config: Config, log: Logger, deps: DaemonDeps, closing: Clo
   const events = new DoorEventBus();
   const registry = new ConnectionRegistry(fleet === null ? '' : `${fleet.node}-`);
   const { control, audit } = await openControl(config, log, clock, closing, gate, registry, events, fleet);
+  // After the state is restored, so the first resync writes the bans in force; before any listener, so a missing set stops the start.
+  const firewall = await openFirewall(config, log, clock, closing, gate);
 
   // Metrics exist whenever the daemon runs (issue 17): made here, then served
   // by the admin API, the metrics-only listener, or both.
@@ -132,6 +137,7 @@ async function build(config: Config, log: Logger, deps: DaemonDeps, closing: Clo
     proxied: proxiedServices(config).map(([name]) => name),
     listeners: () => loads,
     spoeAdmitted: () => fronts.spoe?.admitted ?? null,
+    ...(firewall === null ? {} : { firewall: () => firewall.status() }),
   });
   metrics.attach();
   closing.push('metrics', () => metrics.detach());
@@ -143,7 +149,7 @@ async function build(config: Config, log: Logger, deps: DaemonDeps, closing: Clo
   let admin: AdminServer | null = null;
   let adminPort = 0;
   if (config.admin.listen !== null) {
-    admin = await AdminServer.create({ config: config.admin, control, gate, registry, events, clock, log, metrics, services: serviceInfo(config, fronts.proxies), frontEnds: () => frontEndInfo(fronts), startedAt, reload: (by) => reloadFile(by) });
+    admin = await AdminServer.create({ config: config.admin, control, gate, registry, events, clock, log, metrics, services: serviceInfo(config, fronts.proxies), frontEnds: () => frontEndInfo(fronts), firewall: () => firewall?.status() ?? null, startedAt, reload: (by) => reloadFile(by) });
     // One that failed to bind has closed itself.
     adminPort = await admin.listen();
     const opened = admin;
@@ -154,6 +160,7 @@ async function build(config: Config, log: Logger, deps: DaemonDeps, closing: Clo
   const daemon: Daemon = {
     gate,
     ...fronts,
+    firewall,
     registry,
     events,
     control,
@@ -175,6 +182,8 @@ async function build(config: Config, log: Logger, deps: DaemonDeps, closing: Clo
       }
       await control.reconfigure(next);
       current = next;
+      // The set writer reads the exceptions in force; one added may cover a ban already written.
+      if (changed.includes('exceptions')) firewall?.resync();
       log.level = next.log.level;
       await audit.append({ action: 'config.reload', target: next.source, by, reason: null, details: { changed } }, clock.now());
       log.info({ config: next.source, changed, by }, 'configuration reloaded');
@@ -189,6 +198,26 @@ async function build(config: Config, log: Logger, deps: DaemonDeps, closing: Clo
     reloadFile,
   };
   return daemon;
+}
+
+/**
+ * The nftables sets (issue 20) when firewall.nft names them: checked (a set
+ * missing or made wrong stops the start, naming its key), filled with every
+ * ban in force, then following gate.bans. Closed with the rest; the elements
+ * stay until their timeouts run out.
+ */
+async function openFirewall(config: Config, log: Logger, clock: Clock, closing: CloseStack, gate: Gatekeeper): Promise<NftSetWriter | null> {
+  const f = config.firewall.nft;
+  if (f === null) return null;
+  const names = { table: f.table, v4: f.set_v4, v6: f.set_v6 };
+  const writer = await NftSetWriter.open(
+    { names, command: f.command, batchDelayMs: f.batch_delay, timeoutMs: f.timeout, source: config.source },
+    { bans: gate.bans, exceptions: () => gate.rules.exceptions.networks, clock, log },
+  );
+  closing.push('nftables sets', () => writer.close());
+  const s = writer.status();
+  log.info({ table: f.table, set_v4: f.set_v4, set_v6: f.set_v6, elements: s.elements, state: s.state }, `firewall: bans are written to the nftables sets of ${f.table}`);
+  return writer;
 }
 
 /** Services with a guard proxy in front. */

@@ -165,6 +165,10 @@ export function parseConfig(data: unknown, file: string): Config {
   if (d.listen !== null && d.api_key === null && d.basic === null) {
     throw new ConfigError([{ file, key: 'dovecot_policy.api_key', value: null, expected: 'an api_key or basic credentials: Dovecot sends them, and the endpoint refuses requests without them' }]);
   }
+  const fw = result.data.firewall.nft;
+  if (fw !== null && fw.set_v4 === null && fw.set_v6 === null) {
+    throw new ConfigError([{ file, key: 'firewall.nft', value: { set_v4: null, set_v6: null }, expected: 'set_v4, set_v6 or both naming a set (or firewall.nft: null to turn the sets off)' }]);
+  }
   return Object.freeze({ ...deepFreeze({ ...result.data, source: file }), rules }) as Config;
 }
 

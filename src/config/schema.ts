@@ -230,6 +230,41 @@ export const haproxySpoeSchema = z.strictObject(
 );
 // --- end haproxy_spoe ------------------------------------------------------
 
+// --- firewall: bans copied into nftables sets (issue 20) ----------------
+/** An nft identifier: the scanner's letters, digits and _ (a keyword such as "ip" would not parse: the start check says so). */
+const nftName = (what: string) =>
+  z.string({ error: `the name of ${what}` }).regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, { error: `the name of ${what}: letters, digits and _ (at most 64), not starting with a digit` });
+
+export const nftSetsSchema = z.strictObject(
+  {
+    /** The table holding the sets: its family and name, as nft names it. */
+    table: z
+      .string({ error: 'a family and a table name, such as "inet filter"' })
+      .regex(/^(inet|ip|ip6|bridge|netdev) [A-Za-z_][A-Za-z0-9_]{0,63}$/, { error: 'a family (inet, ip, ip6, bridge, netdev) and a table name, such as "inet filter"' })
+      .default('inet filter'),
+    /** The set of type ipv4_addr (flags interval, timeout) for IPv4 bans and IPv4-mapped IPv6 ones; null: IPv4 bans are not written. */
+    set_v4: nftName('a set of type ipv4_addr, or null').nullable().default('doorman_v4'),
+    /** The set of type ipv6_addr (flags interval, timeout) for IPv6 bans; null: not written. */
+    set_v6: nftName('a set of type ipv6_addr, or null').nullable().default('doorman_v6'),
+    /** The program and any arguments before nft's own: ["nft"], or ["ip", "netns", "exec", "NAME", "nft"]. */
+    command: z.array(z.string({ error: 'a program or argument' }).min(1), { error: 'a list: the program and its first arguments, such as [nft]' }).min(1, { error: 'a list: the program and its first arguments, such as [nft]' }).max(16).default(['nft']),
+    /** How long ban changes are gathered into one nft run. */
+    batch_delay: duration('20ms', 1),
+    /** The deadline of one nft run; past it nft is killed and the run counts as failed. */
+    timeout: duration('30s', 1000),
+  },
+  section('firewall.nft'),
+);
+
+export const firewallSchema = z.strictObject(
+  {
+    /** Bans copied into nftables sets that the admin's ruleset drops; null: off. */
+    nft: nftSetsSchema.nullable().default(null),
+  },
+  section('firewall'),
+);
+// --- end firewall ----------------------------------------------------------
+
 /** Where the admin API listens unless told otherwise; metrics listen here when nothing else serves them. */
 export const ADMIN_DEFAULT_LISTEN = '127.0.0.1:8025';
 
@@ -302,6 +337,7 @@ export const configSchema = z.strictObject({
   metrics: metricsSchema.default(() => metricsSchema.parse({})),
   nginx_auth: nginxAuthSchema.default(() => nginxAuthSchema.parse({})),
   haproxy_spoe: haproxySpoeSchema.default(() => haproxySpoeSchema.parse({})),
+  firewall: firewallSchema.default(() => firewallSchema.parse({})),
   ...rulesSchemaShape,
 });
 
@@ -311,3 +347,4 @@ export type AdminConfig = z.output<typeof adminSchema>;
 export type MetricsConfig = z.output<typeof metricsSchema>;
 export type NginxAuthConfig = z.output<typeof nginxAuthSchema>;
 export type HaproxySpoeConfig = z.output<typeof haproxySpoeSchema>;
+export type NftSetsConfig = z.output<typeof nftSetsSchema>;

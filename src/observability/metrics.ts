@@ -24,6 +24,10 @@
  *                                                     (listener: the configuration section holding the
  *                                                     cap: anvil, postfix_policy, dovecot_policy,
  *                                                     services.NAME.proxy, haproxy_spoe; address: where it listens)
+ *   doorman_firewall_sync_total{result}               counter, nft runs writing the nftables sets: ok, error
+ *                                                     (firewall.nft; read from the writer at scrape)
+ *   doorman_firewall_in_sync                          gauge, 1 while the sets hold every ban (0: changes
+ *                                                     waiting, or retrying after a failure)
  *   doorman_decision_seconds{front}                   histogram, a complete request to its answer, per
  *                                                     front-end: anvil, policy, dovecot, proxy, spoe (./latency.ts)
  *   doorman_process_…, doorman_nodejs_…               prom-client's default metrics, but for
@@ -64,6 +68,8 @@ export interface MetricsSources {
   readonly listeners?: () => readonly ListenerLoad[];
   /** Clients HAProxy's SPOE agent allowed since start, per service (issue 19); read at scrape. */
   readonly spoeAdmitted?: () => ReadonlyMap<string, number> | null;
+  /** The nftables set writer's runs and state (issue 20); null when firewall.nft is off. */
+  readonly firewall?: () => { readonly syncs: { readonly ok: number; readonly error: number }; readonly state: string } | null;
 }
 
 /** A listener with a cap on its clients, as the metrics read it at scrape. */
@@ -243,6 +249,7 @@ export class DoorMetrics {
     }
     this.kicks = new Counter({ name: 'doorman_kicks_total', help: 'Connections closed by the administrator', registers });
     if (src.listeners !== undefined) listenerMetrics(src.listeners, registers);
+    if (src.firewall !== undefined) firewallMetrics(src.firewall, registers);
     // Series exist from the start, so a rate() over a fresh daemon is 0, not absent.
     for (const s of known) this.connectionsTotal.inc({ service: s }, 0);
     this.kicks.inc(0);
@@ -330,6 +337,34 @@ function listenerMetrics(listeners: () => readonly ListenerLoad[], registers: Re
         this.inc({ listener: l.listener, address: l.address }, total - (seen.get(l) ?? 0));
         seen.set(l, total);
       }
+    },
+  });
+}
+
+/** doorman_firewall_*: the nftables set writer's runs, read from its totals at scrape, and whether it is in sync. */
+function firewallMetrics(firewall: NonNullable<MetricsSources['firewall']>, registers: Registry[]): void {
+  const seen = { ok: 0, error: 0 };
+  new Counter({
+    name: 'doorman_firewall_sync_total',
+    help: 'nft runs writing bans to the nftables sets (firewall.nft), by result: ok or error (an error is retried by a full resync)',
+    labelNames: ['result'],
+    registers,
+    collect() {
+      const s = firewall();
+      if (s === null) return;
+      for (const result of ['ok', 'error'] as const) {
+        this.inc({ result }, s.syncs[result] - seen[result]);
+        seen[result] = s.syncs[result];
+      }
+    },
+  });
+  new Gauge({
+    name: 'doorman_firewall_in_sync',
+    help: '1 while the nftables sets hold every ban in force; 0 while changes wait for nft or a failed run waits to be retried',
+    registers,
+    collect() {
+      const s = firewall();
+      if (s !== null) this.set(s.state === 'in_sync' ? 1 : 0);
     },
   });
 }

@@ -31,6 +31,8 @@ export interface AdminContext {
   readonly services: readonly ServiceInfo[];
   /** Front-ends that are no service's listener (HAProxy's SPOE agent), by configuration section, as /api/status shows them. */
   readonly frontEnds?: () => Readonly<Record<string, object>>;
+  /** The nftables set writer's state (issue 20); null or absent: firewall.nft is off. */
+  readonly firewall?: () => object | null;
   readonly version: string;
   /** Epoch ms, engine clock. */
   readonly startedAt: number;
