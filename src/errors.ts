@@ -41,6 +41,7 @@ export const ERROR_KINDS = {
   guardrail: 'an operator change refused so that the operator does not lock themselves or an exception network out: nothing was changed',
   http: 'the admin API refused a request',
   geo: 'the country database cannot be used or watched',
+  crowdsec: "CrowdSec's Local API could not be read: the CrowdSec bans already known stay until they end, and the next poll asks again",
   cli: 'a doorman command could not talk to the daemon',
   internal: 'a bug: an error Doorman did not expect, logged with its stack',
 } as const;
@@ -163,6 +164,15 @@ export const ERRORS = {
   // The country database
   DOORMAN_ERR_GEO_DATABASE: { kind: 'geo', meaning: 'A country database cannot be used: missing, unreadable, not a MaxMind DB, not country data, or corrupt.' },
   DOORMAN_ERR_GEO_WATCH: { kind: 'geo', meaning: 'A country database\'s directory cannot be watched, so updates are not seen until it can (tried again).' },
+
+  // CrowdSec's Local API, read by the bouncer (src/crowdsec/)
+  DOORMAN_ERR_CROWDSEC_KEY_FILE: { kind: 'config', meaning: 'crowdsec.api_key_file cannot be read, or its first line is empty.' },
+  DOORMAN_ERR_CROWDSEC_UNREACHABLE: { kind: 'crowdsec', meaning: 'Nothing answered at crowdsec.lapi_url: refused, reset, unknown host.' },
+  DOORMAN_ERR_CROWDSEC_TIMEOUT: { kind: 'crowdsec', meaning: 'The Local API did not answer in full within crowdsec.request_timeout.' },
+  DOORMAN_ERR_CROWDSEC_KEY: { kind: 'crowdsec', meaning: 'The Local API refused the bouncer key (401 or 403): add one with `cscli bouncers add NAME` and put it in crowdsec.api_key_file.' },
+  DOORMAN_ERR_CROWDSEC_STATUS: { kind: 'crowdsec', meaning: 'The Local API answered with an HTTP status other than 200.' },
+  DOORMAN_ERR_CROWDSEC_TOO_LARGE: { kind: 'crowdsec', meaning: 'The Local API\'s answer is larger than crowdsec.max_response_bytes: nothing of it is used.' },
+  DOORMAN_ERR_CROWDSEC_ANSWER: { kind: 'crowdsec', meaning: 'The Local API\'s answer is not a decisions stream: not JSON, or not {new, deleted} lists.' },
 
   // The doorman command, talking to the daemon
   DOORMAN_ERR_ADMIN_OFF: { kind: 'cli', meaning: 'The admin API is off (admin.listen is null): nothing to talk to unless --url names one.' },

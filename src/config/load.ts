@@ -165,6 +165,13 @@ export function parseConfig(data: unknown, file: string): Config {
   if (d.listen !== null && d.api_key === null && d.basic === null) {
     throw new ConfigError([{ file, key: 'dovecot_policy.api_key', value: null, expected: 'an api_key or basic credentials: Dovecot sends them, and the endpoint refuses requests without them' }]);
   }
+  const cs = result.data.crowdsec;
+  if (cs.api_key !== null && cs.api_key_file !== null) {
+    throw new ConfigError([{ file, key: 'crowdsec.api_key_file', value: cs.api_key_file, expected: 'either crowdsec.api_key or crowdsec.api_key_file, not both' }]);
+  }
+  if (cs.lapi_url !== null && cs.api_key === null && cs.api_key_file === null) {
+    throw new ConfigError([{ file, key: 'crowdsec.api_key_file', value: null, expected: 'a file holding the bouncer key (`cscli bouncers add doorman -o raw`), or crowdsec.api_key: the Local API answers no bouncer without one' }]);
+  }
   return Object.freeze({ ...deepFreeze({ ...result.data, source: file }), rules }) as Config;
 }
 
@@ -213,8 +220,14 @@ function toIssues(issue: z.core.$ZodIssue, data: unknown, file: string): ConfigI
       expected: known.length > 0 ? `no such key; known keys here: ${known.join(', ')}` : 'no such key',
     }));
   }
-  return [{ file, key: path.join('.'), value: valueAt(data, path), expected: issue.message }];
+  const value = valueAt(data, path);
+  // A secret that is wrong (too short) is still someone's secret: the message names the key, not the value.
+  const shown = typeof value === 'string' && SECRET_KEYS.has(path[path.length - 1] ?? '') ? '(a secret, not shown)' : value;
+  return [{ file, key: path.join('.'), value: shown, expected: issue.message }];
 }
+
+/** Keys whose values error messages never show. */
+const SECRET_KEYS = new Set(['api_key', 'token', 'password']);
 
 function valueAt(data: unknown, path: readonly string[]): unknown {
   let v: unknown = data;

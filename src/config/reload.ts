@@ -34,6 +34,8 @@ export function restartOnlyChanges(running: Config, next: Config): string[] {
   for (const section of RESTART_SECTIONS) if (!same(running[section], next[section])) out.push(section);
   // The SPOE agent binds sockets (issue 19).
   if (!same(running.haproxy_spoe, next.haproxy_spoe)) out.push('haproxy_spoe');
+  // The CrowdSec bouncer holds a poll loop and a file open (issue 20).
+  if (!same(running.crowdsec, next.crowdsec)) out.push('crowdsec');
   if (running.log.format !== next.log.format) out.push('log.format');
   const names = new Set([...Object.keys(running.services), ...Object.keys(next.services)]);
   for (const name of [...names].sort()) {

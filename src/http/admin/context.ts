@@ -31,6 +31,8 @@ export interface AdminContext {
   readonly services: readonly ServiceInfo[];
   /** Front-ends that are no service's listener (HAProxy's SPOE agent), by configuration section, as /api/status shows them. */
   readonly frontEnds?: () => Readonly<Record<string, object>>;
+  /** The CrowdSec bouncer as /api/status shows it; absent or null when it is off (issue 20). */
+  readonly crowdsec?: () => Readonly<Record<string, unknown>> | null;
   readonly version: string;
   /** Epoch ms, engine clock. */
   readonly startedAt: number;

@@ -53,6 +53,7 @@ export function readRoutes(app: FastifyInstance, ctx: AdminContext): void {
       engine: { entries: ctx.gate.stats().entries },
       store: storeJson(ctx.gate.stats().storeKind, ctx.gate.stats().store, ctx.control.node),
       bans: control.bans().length,
+      crowdsec: ctx.crowdsec?.() ?? null,
     };
   });
 

@@ -56,6 +56,8 @@ export interface AdminServerDeps {
   readonly startedAt: number;
   /** Front-ends that are no service's listener, for /api/status's front_ends (read per request). */
   readonly frontEnds?: () => Readonly<Record<string, object>>;
+  /** The CrowdSec bouncer's status, when it runs. */
+  readonly crowdsec?: () => Readonly<Record<string, unknown>> | null;
   /** Where the dashboard lives; default the repository's dashboard/ (tests point elsewhere). */
   readonly dashboardDir?: string;
   /** Re-reads the configuration file and swaps in what may change (POST /api/reload); resolves with the keys changed. */
@@ -127,6 +129,7 @@ export class AdminServer {
       log,
       services: deps.services,
       ...(deps.frontEnds === undefined ? {} : { frontEnds: deps.frontEnds }),
+      ...(deps.crowdsec === undefined ? {} : { crowdsec: deps.crowdsec }),
       version: packageVersion(),
       startedAt: deps.startedAt,
       metrics,
