@@ -24,6 +24,8 @@
  *   NginxAuthError                  protocols/nginx-auth.ts  the header at fault
  *   DovecotPolicyError              protocols/dovecot-policy.ts  the body field at fault
  *   AdminError                      cli/admin-client.ts      the command's exit code, the HTTP status
+ *   CrowdsecError                   crowdsec/lapi-client.ts  how CrowdSec's Local API could not be read
+ *   StreamShapeError                crowdsec/stream.ts       (no code) a Local API answer of the wrong shape, made a CrowdsecError by its caller
  *
  * This module imports nothing: src/core/ and the codecs may use it.
  */
