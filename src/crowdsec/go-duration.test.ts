@@ -48,3 +48,10 @@ test('go duration: any string is parsed to null or a whole number of ms, never a
     { numRuns: 3000 },
   );
 });
+
+test('regression (found by fuzzing): nanoseconds past 2^53 are counted exactly, not rounded up a millisecond', () => {
+  assert.equal(parseGoDuration('2501h59m59.263999999s'), 9_007_199_263);
+  assert.equal(parseGoDuration('-2501h59m59.263999999s'), -9_007_199_263);
+  assert.equal(parseGoDuration('2562047h47m16.854775807s'), 9_223_372_036_854, "Go's largest duration");
+  assert.equal(parseGoDuration('2562047h47m16.854775808s'), null, 'one nanosecond over');
+});

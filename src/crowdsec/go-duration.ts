@@ -11,53 +11,58 @@
  * rounded toward zero, which is as fine as Doorman's bans are kept.
  */
 
-const UNIT_NS: ReadonlyMap<string, number> = new Map([
-  ['ns', 1],
-  ['us', 1e3],
-  ['\u00b5s', 1e3],
-  ['\u03bcs', 1e3],
-  ['ms', 1e6],
-  ['s', 1e9],
-  ['m', 60e9],
-  ['h', 3600e9],
+const UNIT_NS: ReadonlyMap<string, bigint> = new Map([
+  ['ns', 1n],
+  ['us', 1000n],
+  ['\u00b5s', 1000n],
+  ['\u03bcs', 1000n],
+  ['ms', 1_000_000n],
+  ['s', 1_000_000_000n],
+  ['m', 60_000_000_000n],
+  ['h', 3_600_000_000_000n],
 ]);
 
 /** Longer text than any duration Go writes (about 25 characters at most): refused unread. */
 export const GO_DURATION_MAX_CHARS = 64;
 
 /** Go's largest duration, about 292 years: a longer one overflows in Go and is refused here too. */
-const MAX_NS = 9_223_372_036_854_775_807;
+const MAX_NS = 9_223_372_036_854_775_807n;
 
 const TERM = /(\d*)(?:\.(\d*))?([a-z\u00b5\u03bc]+)/y;
 
-/** Milliseconds (negative for a time already past), or null when `text` is no Go duration. */
+/**
+ * Milliseconds (negative for a time already past), or null when `text` is
+ * no Go duration. Counted in whole nanoseconds (BigInt), as Go counts them:
+ * a float would round "2501h59m59.263999999s" up a millisecond.
+ */
 export function parseGoDuration(text: string): number | null {
   if (text.length === 0 || text.length > GO_DURATION_MAX_CHARS) return null;
   let i = 0;
-  let sign = 1;
+  let negative = false;
   if (text[0] === '-' || text[0] === '+') {
-    sign = text[0] === '-' ? -1 : 1;
+    negative = text[0] === '-';
     i = 1;
   }
   if (text.slice(i) === '0') return 0;
   if (i === text.length) return null;
-  let ns = 0;
+  let ns = 0n;
   while (i < text.length) {
     TERM.lastIndex = i;
     const m = TERM.exec(text);
     if (m === null) return null;
-    const [whole, int = '', frac, unit = ''] = m;
+    const [whole, int = '', frac = '', unit = ''] = m;
     // Go requires a digit on one side of the point at least: ".5s" and "5.s" pass, ".s" does not.
-    if (int === '' && (frac === undefined || frac === '')) return null;
+    if (int === '' && frac === '') return null;
     const scale = UNIT_NS.get(unit);
     if (scale === undefined) return null;
-    ns += Number(int || '0') * scale;
-    if (frac !== undefined && frac !== '') ns += Number(`0.${frac}`) * scale;
+    ns += BigInt(int || '0') * scale;
+    // The fraction's nanoseconds, rounded down as Go's integer arithmetic leaves them.
+    if (frac !== '') ns += (BigInt(frac) * scale) / 10n ** BigInt(frac.length);
     if (ns > MAX_NS) return null;
     i += whole.length;
   }
-  const ms = Math.trunc(ns / 1e6);
-  return sign < 0 && ms !== 0 ? -ms : ms;
+  const ms = Number(ns / 1_000_000n);
+  return negative && ms !== 0 ? -ms : ms;
 }
 
 /** Go's Duration.String() for whole milliseconds: the inverse of parseGoDuration, for tests and fixtures. */
