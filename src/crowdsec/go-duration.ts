@@ -28,6 +28,9 @@ export const GO_DURATION_MAX_CHARS = 64;
 /** Go's largest duration, about 292 years: a longer one overflows in Go and is refused here too. */
 const MAX_NS = 9_223_372_036_854_775_807n;
 
+/** The common form: hours (at most 7 digits: Go's largest duration has 2562047), minutes and seconds below 60. */
+const COMMON = /^(-)?(?:(\d{1,7})h)?(?:([0-5]?\d)m)?([0-5]?\d)(?:\.(\d{1,9}))?s$/;
+
 const TERM = /(\d*)(?:\.(\d*))?([a-z\u00b5\u03bc]+)/y;
 
 /**
@@ -37,6 +40,15 @@ const TERM = /(\d*)(?:\.(\d*))?([a-z\u00b5\u03bc]+)/y;
  */
 export function parseGoDuration(text: string): number | null {
   if (text.length === 0 || text.length > GO_DURATION_MAX_CHARS) return null;
+  // What Duration.String() writes for a second or more ("3h59m58.123456789s"), read in whole
+  // milliseconds with plain numbers (exact: at most 7 digits of hours); the rest the general way.
+  const f = COMMON.exec(text);
+  // Near Go's largest duration the exact nanoseconds decide: the general way.
+  if (f !== null && Number(f[2] ?? '0') < 2_562_047) {
+    const [, sign, h = '0', m = '0', sec = '0', frac = ''] = f;
+    const ms = Number(h) * 3_600_000 + Number(m) * 60_000 + Number(sec) * 1000 + Number(frac.slice(0, 3).padEnd(3, '0'));
+    return sign === '-' && ms !== 0 ? -ms : ms;
+  }
   let i = 0;
   let negative = false;
   if (text[0] === '-' || text[0] === '+') {
