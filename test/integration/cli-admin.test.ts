@@ -218,9 +218,9 @@ describe('doorman CLI', { concurrency: 3 }, () => {
       ]);
       const rows = ok(list).trimEnd().split('\n');
       assert.equal(rows.length, 3, ok(list));
-      assert.match(rows[0] ?? '', /^TARGET +LEFT +UNTIL +REASON$/, ok(list));
-      assert.match(rows[1] ?? '', /^127\.0\.0\.20 +\d+m\d\ds +\S+Z +flood$/, ok(list));
-      assert.match(rows[2] ?? '', /^127\.0\.0\.30 +(59m\d\ds|1h00m) +\S+Z +brute force$/, ok(list));
+      assert.match(rows[0] ?? '', /^TARGET +LEFT +UNTIL +BY +REASON$/, ok(list));
+      assert.match(rows[1] ?? '', /^127\.0\.0\.20 +\d+m\d\ds +\S+Z +operator +flood$/, ok(list));
+      assert.match(rows[2] ?? '', /^127\.0\.0\.30 +(59m\d\ds|1h00m) +\S+Z +operator +brute force$/, ok(list));
       const j = JSON.parse(ok(listJson)) as { items: Array<{ target: string; left_s: number }> };
       assert.deepEqual(j.items.map((b) => b.target).sort(), ['127.0.0.20', '127.0.0.30']);
       failed(own, 1, /refused: 127\.0\.0\.0\/8 covers your own address 127\.0\.0\.1 \(a guardrail; nothing was changed\)/);
