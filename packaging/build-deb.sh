@@ -80,9 +80,9 @@ install -m 0644 "$repo/contrib/doorman.service" "$root/lib/systemd/system/doorma
 # Documentation, and every licence of what the package carries.
 install -m 0644 "$repo/README.md" "$repo/doorman.example.yaml" "$doc/"
 gzip -9n -c "$repo/CHANGELOG.md" > "$doc/changelog.gz"
-if [ -d "$repo/contrib/grafana" ] || [ -d "$repo/contrib/prometheus" ] || [ -d "$repo/contrib/haproxy" ]; then
+if [ -d "$repo/contrib/grafana" ] || [ -d "$repo/contrib/prometheus" ] || [ -d "$repo/contrib/haproxy" ] || [ -d "$repo/contrib/crowdsec" ]; then
 	install -d "$doc/examples"
-	for d in grafana prometheus haproxy; do
+	for d in grafana prometheus haproxy crowdsec; do
 		if [ -d "$repo/contrib/$d" ]; then cp -R "$repo/contrib/$d" "$doc/examples/"; fi
 	done
 fi

@@ -24,6 +24,8 @@
  *   NginxAuthError                  protocols/nginx-auth.ts  the header at fault
  *   DovecotPolicyError              protocols/dovecot-policy.ts  the body field at fault
  *   AdminError                      cli/admin-client.ts      the command's exit code, the HTTP status
+ *   CrowdsecError                   crowdsec/lapi-client.ts  how CrowdSec's Local API could not be read
+ *   StreamShapeError                crowdsec/stream.ts       (no code) a Local API answer of the wrong shape, made a CrowdsecError by its caller
  *
  * This module imports nothing: src/core/ and the codecs may use it.
  */
@@ -42,6 +44,7 @@ export const ERROR_KINDS = {
   http: 'the admin API refused a request',
   geo: 'the country database cannot be used or watched',
   firewall: 'the nftables sets Doorman copies its bans into (firewall.nft): at start Doorman does not start; later a failure is retried and decisions go on',
+  crowdsec: "CrowdSec's Local API could not be read: the CrowdSec bans already known stay until they end, and the next poll asks again",
   cli: 'a doorman command could not talk to the daemon',
   internal: 'a bug: an error Doorman did not expect, logged with its stack',
 } as const;
@@ -168,6 +171,14 @@ export const ERRORS = {
   // The nftables sets (firewall.nft)
   DOORMAN_ERR_FIREWALL_SET: { kind: 'firewall', meaning: 'At start: a set firewall.nft names does not exist, is not of the address type of its key (ipv4_addr, ipv6_addr) with flags interval and timeout, or nft cannot be run.' },
   DOORMAN_ERR_FIREWALL_SYNC: { kind: 'firewall', meaning: 'Writing bans to the nftables sets failed: logged and counted, then retried by a full resync after a backoff (1 s doubling to 60 s); decisions never wait for it.' },
+  // CrowdSec's Local API, read by the bouncer (src/crowdsec/)
+  DOORMAN_ERR_CROWDSEC_KEY_FILE: { kind: 'config', meaning: 'crowdsec.api_key_file cannot be read, or its first line is empty.' },
+  DOORMAN_ERR_CROWDSEC_UNREACHABLE: { kind: 'crowdsec', meaning: 'Nothing answered at crowdsec.lapi_url: refused, reset, unknown host.' },
+  DOORMAN_ERR_CROWDSEC_TIMEOUT: { kind: 'crowdsec', meaning: 'The Local API did not answer in full within crowdsec.request_timeout.' },
+  DOORMAN_ERR_CROWDSEC_KEY: { kind: 'crowdsec', meaning: 'The Local API refused the bouncer key (401 or 403): add one with `cscli bouncers add NAME` and put it in crowdsec.api_key_file.' },
+  DOORMAN_ERR_CROWDSEC_STATUS: { kind: 'crowdsec', meaning: 'The Local API answered with an HTTP status other than 200.' },
+  DOORMAN_ERR_CROWDSEC_TOO_LARGE: { kind: 'crowdsec', meaning: 'The Local API\'s answer is larger than crowdsec.max_response_bytes: nothing of it is used.' },
+  DOORMAN_ERR_CROWDSEC_ANSWER: { kind: 'crowdsec', meaning: 'The Local API\'s answer is not a decisions stream: not JSON, or not {new, deleted} lists.' },
 
   // The doorman command, talking to the daemon
   DOORMAN_ERR_ADMIN_OFF: { kind: 'cli', meaning: 'The admin API is off (admin.listen is null): nothing to talk to unless --url names one.' },

@@ -43,6 +43,7 @@ import { CloseStack } from './close-stack.js';
 import { openFleet } from './fleet/open.js';
 import type { OpenedStore } from './store/open.js';
 import { NftSetWriter } from './firewall/nft-set.js';
+import { openCrowdsec, type OpenedCrowdsec } from './crowdsec/open.js';
 
 export interface Daemon {
   /**
@@ -78,6 +79,8 @@ export interface Daemon {
   readonly admin: AdminServer | null;
   /** The admin API's bound port (0 when off). */
   readonly adminPort: number;
+  /** The CrowdSec bouncer and signals log; each null when off (issue 20). */
+  readonly crowdsec: OpenedCrowdsec;
   /** The daemon's metrics, whether or not the admin API runs. */
   readonly metrics: DoorMetrics;
   /** The metrics-only listener: on metrics.listen, or on the admin API's default address when both are null; else null. */
@@ -120,7 +123,7 @@ async function build(config: Config, log: Logger, deps: DaemonDeps, closing: Clo
   const { gate, fleet } = core;
   const events = new DoorEventBus();
   const registry = new ConnectionRegistry(fleet === null ? '' : `${fleet.node}-`);
-  const { control, audit } = await openControl(config, log, clock, closing, gate, registry, events, fleet);
+  const { control, audit, bus } = await openControl(config, log, clock, closing, gate, registry, events, fleet);
   // After the state is restored, so the first resync writes the bans in force; before any listener, so a missing set stops the start.
   const firewall = await openFirewall(config, log, clock, closing, gate);
 
@@ -141,6 +144,8 @@ async function build(config: Config, log: Logger, deps: DaemonDeps, closing: Clo
   });
   metrics.attach();
   closing.push('metrics', () => metrics.detach());
+  // CrowdSec (issue 20): its bans are in force before the first client is let in, and its signals log hears every front-end.
+  const crowdsec = await openCrowdsec({ config, gate, events, audit, clock, log, closing, register: metrics.register, fleet: fleet === null || bus === null ? null : { client: fleet.client, bus, node: nodeName(config) } });
   const fronts = await openFrontEnds(config, log, closing, gate, registry, events, metrics, loads);
 
   /** Re-reads the file the daemon started from (./doorman.yaml if it started on the embedded defaults) and reloads it. */
@@ -149,7 +154,15 @@ async function build(config: Config, log: Logger, deps: DaemonDeps, closing: Clo
   let admin: AdminServer | null = null;
   let adminPort = 0;
   if (config.admin.listen !== null) {
-    admin = await AdminServer.create({ config: config.admin, control, gate, registry, events, clock, log, metrics, services: serviceInfo(config, fronts.proxies), frontEnds: () => frontEndInfo(fronts), firewall: () => firewall?.status() ?? null, startedAt, reload: (by) => reloadFile(by) });
+    admin = await AdminServer.create({
+      config: config.admin, control, gate, registry, events, clock, log, metrics,
+      services: serviceInfo(config, fronts.proxies),
+      frontEnds: () => frontEndInfo(fronts),
+      firewall: () => firewall?.status() ?? null,
+      crowdsec: () => crowdsec.bouncer?.status() ?? null,
+      startedAt,
+      reload: (by) => reloadFile(by),
+    });
     // One that failed to bind has closed itself.
     adminPort = await admin.listen();
     const opened = admin;
@@ -166,6 +179,7 @@ async function build(config: Config, log: Logger, deps: DaemonDeps, closing: Clo
     control,
     admin,
     adminPort,
+    crowdsec,
     metrics,
     metricsServer,
     metricsPort,
@@ -274,7 +288,7 @@ async function openControl(config: Config, log: Logger, clock: Clock, closing: C
   if (state.current.bans.length > 0 || Object.keys(state.current.countries).length > 0) {
     log.info({ file: state.path, bans: gate.bans.list(clock.now()).length, country_rules: Object.keys(state.current.countries).length }, 'run-time state restored');
   }
-  return { control, audit };
+  return { control, audit, bus: shared?.bus ?? null };
 }
 
 /** Every front-end the configuration asks for, bound; each one's load is added to `loads` for the metrics. */

@@ -60,6 +60,17 @@ export interface ApiStatus {
   readonly bans?: number;
   /** Front-ends that are no service's listener: haproxy_spoe. */
   readonly front_ends?: Readonly<Record<string, unknown>>;
+  /** The CrowdSec bouncer; null when off. */
+  readonly crowdsec?: {
+    readonly lapi_url: string;
+    readonly role: string;
+    readonly poller?: string;
+    readonly up: boolean | null;
+    readonly last_success: string | null;
+    readonly last_error: { readonly code: string; readonly message: string } | null;
+    readonly bans: number;
+    readonly skipped?: Readonly<Record<string, number>>;
+  } | null;
 }
 
 export interface ApiConnections {

@@ -169,6 +169,13 @@ export function parseConfig(data: unknown, file: string): Config {
   if (fw !== null && fw.set_v4 === null && fw.set_v6 === null) {
     throw new ConfigError([{ file, key: 'firewall.nft', value: { set_v4: null, set_v6: null }, expected: 'set_v4, set_v6 or both naming a set (or firewall.nft: null to turn the sets off)' }]);
   }
+  const cs = result.data.crowdsec;
+  if (cs.api_key !== null && cs.api_key_file !== null) {
+    throw new ConfigError([{ file, key: 'crowdsec.api_key_file', value: cs.api_key_file, expected: 'either crowdsec.api_key or crowdsec.api_key_file, not both' }]);
+  }
+  if (cs.lapi_url !== null && cs.api_key === null && cs.api_key_file === null) {
+    throw new ConfigError([{ file, key: 'crowdsec.api_key_file', value: null, expected: 'a file holding the bouncer key (`cscli bouncers add doorman -o raw`), or crowdsec.api_key: the Local API answers no bouncer without one' }]);
+  }
   return Object.freeze({ ...deepFreeze({ ...result.data, source: file }), rules }) as Config;
 }
 
@@ -217,8 +224,14 @@ function toIssues(issue: z.core.$ZodIssue, data: unknown, file: string): ConfigI
       expected: known.length > 0 ? `no such key; known keys here: ${known.join(', ')}` : 'no such key',
     }));
   }
-  return [{ file, key: path.join('.'), value: valueAt(data, path), expected: issue.message }];
+  const value = valueAt(data, path);
+  // A secret that is wrong (too short) is still someone's secret: the message names the key, not the value.
+  const shown = typeof value === 'string' && SECRET_KEYS.has(path[path.length - 1] ?? '') ? '(a secret, not shown)' : value;
+  return [{ file, key: path.join('.'), value: shown, expected: issue.message }];
 }
+
+/** Keys whose values error messages never show. */
+const SECRET_KEYS = new Set(['api_key', 'token', 'password']);
 
 function valueAt(data: unknown, path: readonly string[]): unknown {
   let v: unknown = data;

@@ -36,6 +36,8 @@ export function restartOnlyChanges(running: Config, next: Config): string[] {
   if (!same(running.haproxy_spoe, next.haproxy_spoe)) out.push('haproxy_spoe');
   // The nftables sets are checked and filled at start (issue 20).
   if (!same(running.firewall, next.firewall)) out.push('firewall');
+  // The CrowdSec bouncer holds a poll loop and a file open (issue 20).
+  if (!same(running.crowdsec, next.crowdsec)) out.push('crowdsec');
   if (running.log.format !== next.log.format) out.push('log.format');
   const names = new Set([...Object.keys(running.services), ...Object.keys(next.services)]);
   for (const name of [...names].sort()) {

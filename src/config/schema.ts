@@ -264,6 +264,38 @@ export const firewallSchema = z.strictObject(
   section('firewall'),
 );
 // --- end firewall ----------------------------------------------------------
+// --- crowdsec: CrowdSec's decisions as bans, Doorman's signals for CrowdSec (issue 20)
+/** A list of words for a Local API filter (origins, scenario words): no commas, no spaces. */
+const lapiWords = (what: string) =>
+  z.array(z.string().regex(/^[^,\s]{1,128}$/, { error: `${what} without commas or spaces` }), { error: `a list of ${what}` }).max(64).default([]);
+
+export const crowdsecSchema = z.strictObject(
+  {
+    /** The Local API, e.g. http://127.0.0.1:8080; null: the bouncer is off. */
+    lapi_url: z
+      .string({ error: 'an http:// or https:// URL such as http://127.0.0.1:8080, or null' })
+      .regex(/^https?:\/\/[^\s/?#@]+(\/[^\s?#]*)?$/, { error: 'an http:// or https:// URL such as http://127.0.0.1:8080 (no user, query or fragment)' })
+      .nullable()
+      .default(null),
+    /** The bouncer key (`cscli bouncers add doorman -o raw`); api_key_file keeps it out of this file. */
+    api_key: z.string({ error: 'a bouncer key' }).min(16, { error: 'a bouncer key of at least 16 characters' }).nullable().default(null),
+    api_key_file: z.string({ error: 'a path to a file holding the bouncer key' }).min(1).nullable().default(null),
+    /** How often the Local API is asked what changed. */
+    poll_interval: duration('10s', 1000),
+    /** The deadline of one request, answer included (a startup answer can be megabytes). */
+    request_timeout: duration('30s', 100),
+    /** The largest answer taken, in bytes (a decision is about 200): a larger one is refused and the bans held stay. */
+    max_response_bytes: int(64 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    /** Only decisions of these origins (crowdsec, cscli, CAPI, lists); empty: all. */
+    origins: lapiWords('origins such as crowdsec, cscli, CAPI'),
+    scenarios_containing: lapiWords('scenario words'),
+    scenarios_not_containing: lapiWords('scenario words'),
+    /** A file Doorman appends one line to per refusal and AUTH failure, for CrowdSec to read (contrib/crowdsec/); null: none. */
+    signals_log: z.string({ error: 'a path for the signals log, or null' }).min(1).nullable().default(null),
+  },
+  section('crowdsec'),
+);
+// --- end crowdsec ----------------------------------------------------------
 
 /** Where the admin API listens unless told otherwise; metrics listen here when nothing else serves them. */
 export const ADMIN_DEFAULT_LISTEN = '127.0.0.1:8025';
@@ -338,6 +370,7 @@ export const configSchema = z.strictObject({
   nginx_auth: nginxAuthSchema.default(() => nginxAuthSchema.parse({})),
   haproxy_spoe: haproxySpoeSchema.default(() => haproxySpoeSchema.parse({})),
   firewall: firewallSchema.default(() => firewallSchema.parse({})),
+  crowdsec: crowdsecSchema.default(() => crowdsecSchema.parse({})),
   ...rulesSchemaShape,
 });
 
@@ -348,3 +381,4 @@ export type MetricsConfig = z.output<typeof metricsSchema>;
 export type NginxAuthConfig = z.output<typeof nginxAuthSchema>;
 export type HaproxySpoeConfig = z.output<typeof haproxySpoeSchema>;
 export type NftSetsConfig = z.output<typeof nftSetsSchema>;
+export type CrowdsecConfig = z.output<typeof crowdsecSchema>;

@@ -1,6 +1,6 @@
 /**
  * What happens at the door, as events: a connection admitted or closed, a
- * client refused, a kick. The admin API streams them (Server-Sent Events)
+ * client refused, a login that failed, a kick. The admin API streams them (Server-Sent Events)
  * and the metrics count them; nothing here waits for a listener, and with
  * none attached an emit costs a Map lookup.
  */
@@ -17,10 +17,20 @@ export interface RefusalEvent {
   readonly by: string;
 }
 
+/** A login that failed (Dovecot's report), for whoever passes it on (CrowdSec's signals log). */
+export interface AuthFailureEvent {
+  readonly service: string;
+  /** The client's address, canonical. */
+  readonly address: string;
+  /** Which front-end was told: dovecot. */
+  readonly by: string;
+}
+
 export interface DoorEvents {
   connect: [ConnectionView];
   disconnect: [{ readonly id: string; readonly service: string; readonly address: string; readonly why: string; readonly bytesIn: number; readonly bytesOut: number }];
   refusal: [RefusalEvent];
+  authFailure: [AuthFailureEvent];
   kick: [{ readonly target: string; readonly kicked: number; readonly ban: string | null; readonly reason: string }];
 }
 

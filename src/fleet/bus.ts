@@ -59,6 +59,9 @@ export class FleetBus {
   private readonly pending = new Map<string, Pending>();
   private readonly listeners = new Map<string, (message: Record<string, unknown>) => void>();
   private timer: NodeJS.Timeout | null = null;
+  /** Channels beyond the bus's own, subscribed at start and again on every reconnection. */
+  private readonly channels = new Set<string>();
+  private started = false;
 
   constructor(o: FleetBusOptions) {
     this.o = o;
@@ -70,9 +73,11 @@ export class FleetBus {
 
   /** Subscribes, beats once, then every lease/3. Channels beyond the bus's own: `extra` (e.g. the state channel). */
   async start(extra: readonly string[]): Promise<void> {
+    for (const c of extra) this.channels.add(c);
+    this.started = true;
     this.o.subscriber.on('message', (channel: string, text: string) => this.onMessage(channel, text));
     const subscribe = () =>
-      this.o.subscriber.subscribe(this.requests, this.replies, ...extra).catch((err: unknown) => {
+      this.o.subscriber.subscribe(this.requests, this.replies, ...this.channels).catch((err: unknown) => {
         this.o.log.error({ err: (err as Error).message }, 'fleet: not subscribed (Redis unreachable); subscribing again when it answers');
       });
     // Again on every reconnection: a subscription that never succeeded is not restored by the client.
@@ -91,6 +96,16 @@ export class FleetBus {
   /** Messages on another channel the bus subscribed to. */
   listen(channel: string, f: (message: Record<string, unknown>) => void): void {
     this.listeners.set(channel, f);
+  }
+
+  /**
+   * Messages on a channel opened after start (the CrowdSec bouncer's):
+   * subscribed now, and again with the rest after a reconnection.
+   */
+  async subscribe(channel: string, f: (message: Record<string, unknown>) => void): Promise<void> {
+    this.listen(channel, f);
+    this.channels.add(channel);
+    if (this.started) await this.o.subscriber.subscribe(channel);
   }
 
   /** Nodes whose heartbeat is fresh. */

@@ -16,7 +16,7 @@ import type { DoorEventBus } from '../core/events.js';
 import type { Gatekeeper } from '../core/gate.js';
 import type { DovecotPolicyConfig } from '../config/schema.js';
 import { NO_TIMER, type DecisionTimer } from '../observability/latency.js';
-import { decisionRecorder, type DecisionRecorder } from '../observability/decisions.js';
+import { decisionRecorder, recordAuthFailure, type DecisionRecorder } from '../observability/decisions.js';
 import { parseHostPort } from '../config/endpoint.js';
 import {
   DOVECOT_FIELDS,
@@ -57,6 +57,7 @@ export class DovecotPolicyServer {
   private readonly log: Logger;
   private readonly sessions = new DovecotSessions();
   private readonly record: DecisionRecorder;
+  private readonly events: DoorEventBus | null;
   private readonly timer: DecisionTimer;
   /** Connections refused since start because max_clients were connected. */
   full = 0;
@@ -70,6 +71,7 @@ export class DovecotPolicyServer {
     this.cfg = cfg;
     this.log = log;
     this.record = decisionRecorder(log, events, { by: 'dovecot', refused: 'refused', dryRun: 'dry-run: would refuse' });
+    this.events = events;
     this.timer = timer;
     // request_timeout bounds a request from its first byte (headers included), and silence on
     // an open connection; max_clients caps connections, the excess closed at accept.
@@ -141,6 +143,7 @@ export class DovecotPolicyServer {
     this.sessions.end(r.sessionId);
     if (reportsFailedGuess(r)) {
       const service = r.protocol || 'imap';
+      recordAuthFailure(this.events, service, r.client?.text ?? r.remote, 'dovecot');
       const ban = await this.gate.authFailed(service, r.client ?? r.remote, r.login ?? '', r.pwhash ?? '');
       if (ban !== null) this.log.warn({ service, remote: r.remote, until: new Date(ban.until).toISOString(), reason: ban.reason }, 'banned');
     }

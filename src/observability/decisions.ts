@@ -1,7 +1,8 @@
 /**
  * What every front-end does with a decision besides answering: a log line
  * for each dry-run rule that would have refused, a log line for a refusal,
- * and the refusal event the admin API's stream and the metrics read. One
+ * and the refusal event the admin API's stream and the metrics read (and,
+ * for a failed login, the authFailure event). One
  * function for the guard proxy, the Postfix policy service and the Dovecot
  * endpoint, each with its own words (the lines admins already grep for).
  */
@@ -35,4 +36,13 @@ export function decisionRecorder(log: Logger, events: DoorEventBus | null, words
       events.emit('refusal', { service, address, country: d.country, rule: r.rule, reason: r.reason, by: words.by });
     }
   };
+}
+
+/**
+ * Tells the bus of a login that failed, as a front-end learnt it (Dovecot's
+ * report), for whoever passes it on (CrowdSec's signals log). With nobody
+ * listening it builds nothing.
+ */
+export function recordAuthFailure(events: DoorEventBus | null, service: string, address: string, by: string): void {
+  if (events !== null && events.listenerCount('authFailure') > 0) events.emit('authFailure', { service, address, by });
 }

@@ -2,6 +2,7 @@
 import { anvilCodec } from './anvil.js';
 import { attrPlainCodec } from './attr.js';
 import { configCodec } from './config.js';
+import { crowdsecCodec } from './crowdsec.js';
 import { dovecotHttpCodec } from './dovecot-http.js';
 import { dovecotCodec } from './dovecot.js';
 import type { FuzzCodec } from './harness.js';
@@ -10,4 +11,4 @@ import { policyCodec } from './policy.js';
 import { proxyCodec } from './proxy.js';
 import { spopCodec } from './spop.js';
 
-export const CODECS: readonly FuzzCodec[] = [attrPlainCodec, anvilCodec, policyCodec, proxyCodec, spopCodec, nginxAuthCodec, dovecotCodec, dovecotHttpCodec, configCodec];
+export const CODECS: readonly FuzzCodec[] = [attrPlainCodec, anvilCodec, policyCodec, proxyCodec, spopCodec, nginxAuthCodec, dovecotCodec, dovecotHttpCodec, configCodec, crowdsecCodec];

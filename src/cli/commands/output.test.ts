@@ -64,6 +64,15 @@ test('formatStatus: header, services sorted, total, bans, engine, countries by c
   );
 });
 
+test('formatStatus: the CrowdSec bouncer, up, down, or following another node', () => {
+  const base: ApiStatus = { connections: 0, services: {} };
+  const cs = { lapi_url: 'http://127.0.0.1:8080', role: 'single', up: true, last_success: '2026-06-20T10:00:00.000Z', last_error: null, bans: 12, skipped: { exception: 0 } };
+  assert.match(formatStatus({ ...base, crowdsec: cs }), /^crowdsec: up, 12 bans$/m);
+  assert.match(formatStatus({ ...base, crowdsec: { ...cs, up: false, last_error: { code: 'DOORMAN_ERR_CROWDSEC_UNREACHABLE', message: 'x' }, skipped: { exception: 2 } } }), /^crowdsec: DOWN \(DOORMAN_ERR_CROWDSEC_UNREACHABLE; last success 2026-06-20T10:00:00Z\), 12 bans, 2 skipped over exceptions$/m);
+  assert.match(formatStatus({ ...base, crowdsec: { ...cs, role: 'follower', poller: 'mx2' } }), /^crowdsec: up, 12 bans, polled by mx2$/m);
+  assert.doesNotMatch(formatStatus({ ...base, crowdsec: null }), /crowdsec/);
+});
+
 test('formatKick: what was kicked, the ban, and a dry run said to change nothing', () => {
   assert.equal(formatKick('192.0.2.7', { dry_run: true, hits: [], kicked: 0, ban: null }, '10m'), 'dry run: no live connection matches 192.0.2.7; would kick none and ban 192.0.2.7 for 10m\nnothing was changed\n');
   const done = formatKick('192.0.2.7', { dry_run: false, hits: [conn('1', '192.0.2.7')], kicked: 1, ban: BAN }, '10m');

@@ -29,6 +29,13 @@ export function formatStatus(s: ApiStatus, width = Infinity): string {
   if (s.store !== undefined && s.store.type !== 'memory') {
     tail.push(`store: ${s.store.type} as node ${s.store.node}${s.store.up === false ? ` (DOWN: counting in ${s.store.backend ?? 'memory'}, ${s.store.failovers ?? 0} failovers)` : ''}`);
   }
+  const cs = s.crowdsec;
+  if (cs !== undefined && cs !== null) {
+    const who = cs.role === 'follower' ? `, polled by ${cs.poller ?? 'another node'}` : cs.role === 'fleet-unreachable' ? ', nobody polls (fleet store unreachable)' : '';
+    const health = cs.up === null ? 'not polled yet' : cs.up ? 'up' : `DOWN (${cs.last_error?.code ?? 'failed'}; last success ${cs.last_success === null ? 'never' : formatTime(cs.last_success)})`;
+    const skipped = cs.skipped?.['exception'] ? `, ${cs.skipped['exception']} skipped over exceptions` : '';
+    tail.push(`crowdsec: ${health}, ${cs.bans} bans${who}${skipped}`);
+  }
   const countries = Object.entries(s.countries ?? {})
     .filter(([, n]) => n > 0)
     .sort(([a, x], [b, y]) => y - x || a.localeCompare(b))

@@ -33,6 +33,8 @@ export interface AdminContext {
   readonly frontEnds?: () => Readonly<Record<string, object>>;
   /** The nftables set writer's state (issue 20); null or absent: firewall.nft is off. */
   readonly firewall?: () => object | null;
+  /** The CrowdSec bouncer as /api/status shows it; absent or null when it is off (issue 20). */
+  readonly crowdsec?: () => Readonly<Record<string, unknown>> | null;
   readonly version: string;
   /** Epoch ms, engine clock. */
   readonly startedAt: number;

@@ -39,7 +39,8 @@ export class EventStream {
   private readonly keepAliveMs: number;
   private readonly maxBuffered: number;
   private keepAlive: NodeJS.Timeout | null = null;
-  private readonly listeners: { [K in keyof DoorEvents]: Listener<K> };
+  /** Failed logins are not streamed: the dashboard shows refusals (and a ban, when failures lead to one). */
+  private readonly listeners: { [K in Exclude<keyof DoorEvents, 'authFailure'>]: Listener<K> };
 
   constructor(bus: DoorEventBus, log: Logger, opts: EventStreamOptions = {}) {
     this.bus = bus;

@@ -54,6 +54,7 @@ export function readRoutes(app: FastifyInstance, ctx: AdminContext): void {
       store: storeJson(ctx.gate.stats().storeKind, ctx.gate.stats().store, ctx.control.node),
       bans: control.bans().length,
       firewall: ctx.firewall?.() ?? null,
+      crowdsec: ctx.crowdsec?.() ?? null,
     };
   });
 

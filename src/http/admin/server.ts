@@ -58,6 +58,8 @@ export interface AdminServerDeps {
   readonly frontEnds?: () => Readonly<Record<string, object>>;
   /** The nftables set writer's state for /api/status's firewall (null: firewall.nft is off). */
   readonly firewall?: () => object | null;
+  /** The CrowdSec bouncer's status, when it runs. */
+  readonly crowdsec?: () => Readonly<Record<string, unknown>> | null;
   /** Where the dashboard lives; default the repository's dashboard/ (tests point elsewhere). */
   readonly dashboardDir?: string;
   /** Re-reads the configuration file and swaps in what may change (POST /api/reload); resolves with the keys changed. */
@@ -130,6 +132,7 @@ export class AdminServer {
       services: deps.services,
       ...(deps.frontEnds === undefined ? {} : { frontEnds: deps.frontEnds }),
       ...(deps.firewall === undefined ? {} : { firewall: deps.firewall }),
+      ...(deps.crowdsec === undefined ? {} : { crowdsec: deps.crowdsec }),
       version: packageVersion(),
       startedAt: deps.startedAt,
       metrics,
