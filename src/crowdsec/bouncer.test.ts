@@ -9,6 +9,9 @@
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { memoryLogger } from '../../test/helpers/log.js';
 import { serviceSchema } from '../config/rules-schema.js';
@@ -20,6 +23,7 @@ import type { AuditEntry, AuditSink } from '../state/audit-log.js';
 import { MemoryStore } from '../store/memory.js';
 import { slidingWindow } from '../store/rate.js';
 import { CrowdsecBouncer } from './bouncer.js';
+import { CrowdsecCache } from './cache.js';
 import { CrowdsecError, fetchStream, type LapiOptions } from './lapi-client.js';
 
 const KEY = 'bouncer-test-key-0123456789';
@@ -162,4 +166,59 @@ test('bouncer: bans applied, kept through garbage and silence, one warning for a
   assert.ok(lines.some((x) => x['msg'] === 'crowdsec: the Local API answers again; the whole list was asked for'));
   assert.equal(JSON.stringify(lines).includes(KEY), false, 'the key is in no log line');
   assert.ok(l.seen.every((s) => s.startsWith('key ')));
+});
+
+test('bouncer, single host: the list is saved when it changes, and a restart while the Local API is down enforces it until it answers', async (t) => {
+  const l = await lapi(t);
+  const { log } = memoryLogger();
+  let now = T0;
+  const clock: Clock = { now: () => now } as Clock;
+  const dir = mkdtempSync(join(tmpdir(), 'doorman-crowdsec-cache-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const cache = new CrowdsecCache(join(dir, 'crowdsec-bans.json'), log);
+  const sink: AuditSink = { append: async () => undefined, recent: async () => [], close: async () => undefined };
+  const open = () => {
+    const rules = Rules.compile({ services: { imap: serviceSchema.parse({}) }, exceptions: [], overrides: [] }, 't');
+    const gate = Gatekeeper.open({ store: new MemoryStore({ rate: slidingWindow(60_000), maxEntries: 1000 }), rules, countries: { country: () => null }, clock, log, rateUnitMs: 60_000, statusUpdateMs: 600_000 });
+    t.after(() => gate.stop());
+    const b = new CrowdsecBouncer({ lapi: opts(l.url, { maxBytes: 1 << 20 }), pollIntervalMs: 1000, tickMs: 1000, gate, audit: sink, clock, log, fleet: null, cache });
+    t.after(() => b.stop());
+    return { gate, b };
+  };
+  const banned = (gate: Gatekeeper, a: string) => gate.bans.find(parseIp(a)!, a, now) !== null;
+
+  const first = open();
+  l.set((_q, res) => res.end(JSON.stringify({ new: [decision(1, '198.51.100.7', '1h'), decision(2, '203.0.113.0/24', '10s')], deleted: null })));
+  await first.b.start();
+  assert.ok(banned(first.gate, '198.51.100.7'));
+  assert.match(readFileSync(join(dir, 'crowdsec-bans.json'), 'utf8'), /198\.51\.100\.7/);
+  await first.b.stop();
+
+  // The Local API is down; 20 s later a new Doorman starts: the saved ban that has not ended is in force, the ended one is not.
+  l.set((_q, res) => res.writeHead(500).end('{}'));
+  now += 20_000;
+  const second = open();
+  await second.b.start();
+  assert.ok(banned(second.gate, '198.51.100.7'), 'the saved ban');
+  assert.equal(banned(second.gate, '203.0.113.9'), false, 'ended while Doorman was down');
+  assert.equal(second.b.status()['up'], false);
+  // It answers: its whole list replaces the saved one.
+  l.set((_q, res) => res.end('{"new":null,"deleted":null}'));
+  now += 1000;
+  await second.b.tick();
+  assert.equal(banned(second.gate, '198.51.100.7'), false);
+  assert.equal(readFileSync(join(dir, 'crowdsec-bans.json'), 'utf8'), '{"version":1,"bans":[]}');
+});
+
+test('crowdsec cache: a missing or broken file is no list', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'doorman-crowdsec-cache-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const { log, lines } = memoryLogger();
+  const c = new CrowdsecCache(join(dir, 'x.json'), log);
+  assert.equal(await c.load(T0), null);
+  writeFileSync(join(dir, 'x.json'), '{"version":1,"bans":[{"t":"not an address","u":1}]}');
+  assert.equal(await c.load(T0), null);
+  writeFileSync(join(dir, 'x.json'), `{"version":1,"bans":[{"t":"not an address","u":${T0 + 1},"r":"x"},{"t":"192.0.2.1","u":${T0 + 1},"r":"y"}]}`);
+  assert.deepEqual(await c.load(T0), [{ t: '192.0.2.1', u: T0 + 1, r: 'y' }]);
+  assert.equal(lines.filter((x) => x['msg'] === 'crowdsec: the saved ban list is not one; waiting for the Local API').length, 1);
 });

@@ -26,6 +26,7 @@ import { overlaps } from '../control/guardrails.js';
 import type { AuditSink } from '../state/audit-log.js';
 import { DecisionSet, replaceLayer, syncTargets, type SnapshotBan } from './decision-set.js';
 import { CrowdsecError, fetchStream, shownUrl, type LapiOptions } from './lapi-client.js';
+import type { CrowdsecCache } from './cache.js';
 import type { Decision, SkipReason, StreamAnswer } from './stream.js';
 
 /** While the Local API keeps failing the same way, one reminder line this often. */
@@ -71,6 +72,8 @@ export interface BouncerOptions {
   readonly clock: Clock;
   readonly log: Logger;
   readonly fleet: FleetLink | null;
+  /** A single host: where the list is saved when it changes, and read at start (./cache.ts). */
+  readonly cache?: CrowdsecCache | null;
   /** Told of each poll's result, for the metrics. */
   readonly onPoll?: (ok: boolean, startup: boolean) => void;
   /** Told of decisions skipped, by why. */
@@ -106,6 +109,12 @@ export class CrowdsecBouncer {
   async start(): Promise<void> {
     // A fleet node enforces what the fleet knows at once, whether or not it will poll and the Local API answers.
     await this.o.fleet?.follow().catch((err: unknown) => this.o.log.warn({ err: (err as Error).message }, 'crowdsec: the fleet\'s list could not be read at start'));
+    // A single host enforces the list it saved last, until the Local API answers with the whole list again.
+    const saved = this.o.fleet === null ? await this.o.cache?.load(this.o.clock.now()) : null;
+    if (saved !== null && saved !== undefined) {
+      const n = replaceLayer(this.o.gate.bans, saved, this.o.clock.now());
+      this.o.log.info({ file: this.o.cache?.path, bans: n }, 'crowdsec: the ban list saved last is in force until the Local API answers');
+    }
     // The daemon waits for the first answer a little, not for a Local API that hangs.
     let late: NodeJS.Timeout | undefined;
     const waited = await Promise.race([this.tick().then(() => true), new Promise<boolean>((resolve) => (late = setTimeout(() => resolve(false), START_WAIT_MS)))]);
@@ -240,6 +249,9 @@ export class CrowdsecBouncer {
 
   /** Fleet mode: the list when it changed (else null), and this poll's health, for the other nodes. */
   private async publish(list: readonly SnapshotBan[] | null): Promise<void> {
+    if (list !== null && this.o.fleet === null && this.o.cache) {
+      await this.o.cache.save(list).catch((err: unknown) => this.o.log.warn({ file: this.o.cache?.path, err: (err as Error).message }, 'crowdsec: the ban list could not be saved; a restart while the Local API is down starts without it'));
+    }
     await this.o.fleet?.publish(list, this.health).catch((err: unknown) => this.o.log.warn({ err: (err as Error).message }, 'crowdsec: not published to the fleet store; the other nodes keep the list they have'));
   }
 

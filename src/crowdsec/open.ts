@@ -13,6 +13,7 @@
  *   doorman_crowdsec_signals_total{result}         counter, signal lines: written, dropped
  */
 import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { CloseStack } from '../close-stack.js';
@@ -26,6 +27,7 @@ import type { AuditSink } from '../state/audit-log.js';
 import type { RedisClient } from '../store/redis-client.js';
 import { packageVersion } from '../version.js';
 import { CrowdsecBouncer } from './bouncer.js';
+import { CrowdsecCache } from './cache.js';
 import { CrowdsecFleet } from './fleet.js';
 import { SignalsLog } from './signals.js';
 
@@ -94,6 +96,7 @@ export async function openCrowdsec(o: {
       clock: o.clock,
       log,
       fleet,
+      cache: fleet === null ? new CrowdsecCache(join(dirname(o.config.state.file), 'crowdsec-bans.json'), log) : null,
       onPoll: (ok) => m.polls.inc({ result: ok ? 'ok' : 'failed' }),
       onSkip: (why, n) => m.skipped.inc({ why }, n),
     });
