@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { FakeClock } from '../core/clock.js';
+import type { Ban } from '../core/bans.js';
 import type { Refusal } from '../core/decision.js';
 import { DoorEventBus, type RefusalEvent } from '../core/events.js';
 import { decisionRecorder } from './decisions.js';
@@ -107,4 +108,25 @@ test('refusal log, fed by the decision recorder: refusals are recorded, allowed 
   assert.equal(got[0]?.service, 'smtp');
   assert.equal(got[0]?.country, 'DE');
   assert.equal(got[0]?.refusal, r, 'the refusal itself, not a copy');
+});
+
+test('refusal log: a ban refusal folds into the last only for the same ban; another ban (another layer, a new strike) is a new record', () => {
+  const clock = new FakeClock();
+  const log = new RefusalLog(clock);
+  const now = clock.now();
+  const local: Ban = { target: '192.0.2.1', until: now + 600_000, reason: 'r', createdAt: now, origin: 'operator', strike: 1 };
+  const ban = (b: Ban): Refusal => ({ temporary: true, cause: 'ban', rule: 'bans', reason: 'banned', retryAfterSec: 600, key: b.target, ban: b });
+  log.record(event('192.0.2.1', ban(local)));
+  // The same ban, re-added as a new object (a fleet's state applied again): the same record.
+  log.record(event('192.0.2.1', ban({ ...local, createdAt: now + 5 })));
+  log.record(event('192.0.2.1', ban({ ...local, target: '192.0.2.0/24', origin: 'crowdsec' })));
+  log.record(event('192.0.2.1', ban({ ...local, until: now + 7_200_000, strike: 2 })));
+  assert.deepEqual(
+    log.recent('192.0.2.1').map((r) => [r.refusal.ban?.origin, r.refusal.ban?.strike, r.times]),
+    [
+      ['operator', 2, 1],
+      ['crowdsec', 1, 1],
+      ['operator', 1, 2],
+    ],
+  );
 });

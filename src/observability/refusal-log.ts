@@ -5,7 +5,8 @@
  *
  * Bounded, whatever comes: at most MAX_ADDRESSES addresses, PER_ADDRESS
  * records each, none older than MAX_AGE_MS shown. A refusal like the
- * address's newest one (same service, front-end and rule) is folded into it
+ * address's newest one (same service, front-end and rule; for a ban, the
+ * same ban) is folded into it
  * (a count, first and last time, the latest counts), so an address refused a
  * thousand times in a row by its ban keeps one record, and the older,
  * different refusals stay readable beside it. The Map is kept in order of
@@ -90,7 +91,7 @@ export class RefusalLog {
     // Re-inserted below, so the Map stays in order of last refusal.
     else this.byAddress.delete(e.address);
     const top = list[list.length - 1];
-    if (top !== undefined && top.service === e.service && top.by === e.by && top.refusal.rule === e.rule && now - top.last < this.maxAgeMs) {
+    if (top !== undefined && top.service === e.service && top.by === e.by && sameKind(top.refusal, e.refusal) && now - top.last < this.maxAgeMs) {
       top.last = now;
       top.times++;
       top.country = e.country;
@@ -108,7 +109,8 @@ export class RefusalLog {
     const list = this.byAddress.get(address);
     if (list === undefined) return [];
     const since = this.clock.now() - this.maxAgeMs;
-    return list.filter((r) => r.last > since).sort((a, b) => b.last - a.last);
+    // Only the newest record is ever folded into, so the list stays in order of last refusal.
+    return list.filter((r) => r.last > since).reverse();
   }
 
   private evict(n: number): void {
@@ -117,4 +119,16 @@ export class RefusalLog {
       this.byAddress.delete(address);
     }
   }
+}
+
+/**
+ * Whether `b` repeats `a`: the same rule and, for a ban, the same ban (by
+ * target, origin and end: a fleet's state re-adds its bans as new objects,
+ * and a repeat offender's next ban is a new record).
+ */
+function sameKind(a: Refusal, b: Refusal): boolean {
+  if (a.rule !== b.rule) return false;
+  const x = a.ban;
+  const y = b.ban;
+  return x === y || (x !== undefined && y !== undefined && x.target === y.target && x.origin === y.origin && x.until === y.until);
 }
