@@ -30,6 +30,8 @@ import type { ConnectionView } from './core/connections.js';
 import type { Ban } from './core/bans.js';
 import { DoorEventBus } from './core/events.js';
 import { Control } from './control/control.js';
+import { WhyDesk } from './control/why.js';
+import { RefusalLog } from './observability/refusal-log.js';
 import { AuditLog } from './state/audit-log.js';
 import { StateStore } from './state/runtime-state.js';
 import { openStatePath } from './state/open-paths.js';
@@ -72,6 +74,8 @@ export interface Daemon {
   readonly events: DoorEventBus;
   /** The operator's controls (kick, ban, country rules, counts, check). */
   readonly control: Control;
+  /** Why an address is refused and how to lift it: this node's refusal record and bans (every node's, asked, in a fleet). */
+  readonly why: WhyDesk;
   /** The admin API and dashboard; null when admin.listen is null. */
   readonly admin: AdminServer | null;
   /** The admin API's bound port (0 when off). */
@@ -116,7 +120,12 @@ async function build(config: Config, log: Logger, deps: DaemonDeps, closing: Clo
   const { gate, fleet } = core;
   const events = new DoorEventBus();
   const registry = new ConnectionRegistry(fleet === null ? '' : `${fleet.node}-`);
-  const { control, audit } = await openControl(config, log, clock, closing, gate, registry, events, fleet);
+  const { control, audit, bus } = await openControl(config, log, clock, closing, gate, registry, events, fleet);
+  // Every front-end's refusals, per address, for `doorman why`: kept whether or not the admin API runs, since other nodes may ask.
+  const refusals = new RefusalLog(clock);
+  events.on('refusal', refusals.onRefusal);
+  closing.push('refusal record', () => events.off('refusal', refusals.onRefusal));
+  const why = new WhyDesk({ node: control.node, gate, refusals, clock, fleet: bus });
 
   // Metrics exist whenever the daemon runs (issue 17): made here, then served
   // by the admin API, the metrics-only listener, or both.
@@ -142,7 +151,7 @@ async function build(config: Config, log: Logger, deps: DaemonDeps, closing: Clo
   let admin: AdminServer | null = null;
   let adminPort = 0;
   if (config.admin.listen !== null) {
-    admin = await AdminServer.create({ config: config.admin, control, gate, registry, events, clock, log, metrics, services: serviceInfo(config, fronts.proxies), frontEnds: () => frontEndInfo(fronts), startedAt, reload: (by) => reloadFile(by) });
+    admin = await AdminServer.create({ config: config.admin, control, why, gate, registry, events, clock, log, metrics, services: serviceInfo(config, fronts.proxies), frontEnds: () => frontEndInfo(fronts), startedAt, reload: (by) => reloadFile(by) });
     // One that failed to bind has closed itself.
     adminPort = await admin.listen();
     const opened = admin;
@@ -156,6 +165,7 @@ async function build(config: Config, log: Logger, deps: DaemonDeps, closing: Clo
     registry,
     events,
     control,
+    why,
     admin,
     adminPort,
     metrics,
@@ -244,7 +254,7 @@ async function openControl(config: Config, log: Logger, clock: Clock, closing: C
   if (state.current.bans.length > 0 || Object.keys(state.current.countries).length > 0) {
     log.info({ file: state.path, bans: gate.bans.list(clock.now()).length, country_rules: Object.keys(state.current.countries).length }, 'run-time state restored');
   }
-  return { control, audit };
+  return { control, audit, bus: shared?.bus ?? null };
 }
 
 /** Every front-end the configuration asks for, bound; each one's load is added to `loads` for the metrics. */
