@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { memoryLogger } from '../../test/helpers/log.js';
 import { serviceSchema } from '../config/rules-schema.js';
 import { BanList } from '../core/bans.js';
 import { FakeClock } from '../core/clock.js';
 import type { Refusal } from '../core/decision.js';
-import { Engine } from '../core/engine.js';
 import { Gatekeeper } from '../core/gate.js';
 import { Rules } from '../core/rules.js';
 import { ControlInputError } from '../errors.js';
@@ -15,11 +14,12 @@ import { MemoryStore } from '../store/memory.js';
 import { slidingWindow } from '../store/rate.js';
 import { WhyDesk, type NodeWhy } from './why.js';
 
-function parts() {
+function parts(t: TestContext) {
   const clock = new FakeClock();
-  const engine = new Engine(new MemoryStore({ rate: slidingWindow(60_000), maxEntries: 100 }), clock, memoryLogger().log, { rateUnitMs: 60_000, statusUpdateMs: 600_000 });
   const rules = Rules.compile({ services: { imap: serviceSchema.parse({ limits: { connections_per_address: 1 } }) }, exceptions: [], overrides: [] }, 't');
-  const gate = new Gatekeeper(engine, rules, new BanList(), { country: () => null }, clock, 60_000);
+  const store = new MemoryStore({ rate: slidingWindow(60_000), maxEntries: 100 });
+  const gate = Gatekeeper.open({ store, rules, bans: new BanList(), clock, log: memoryLogger().log, rateUnitMs: 60_000, statusUpdateMs: 600_000 });
+  t.after(() => gate.stop());
   return { clock, gate, refusals: new RefusalLog(clock) };
 }
 
@@ -41,8 +41,8 @@ function fakeFleet(others: Record<string, unknown>, missing: string[] = []): { b
   return { bus, asked };
 }
 
-test('why, one node: its record and its bans covering the address (networks too), canonical address', async () => {
-  const { clock, gate, refusals } = parts();
+test('why, one node: its record and its bans covering the address (networks too), canonical address', async (t) => {
+  const { clock, gate, refusals } = parts(t);
   const desk = new WhyDesk({ node: 'a', gate, refusals, clock, fleet: null });
   refusals.record({ service: 'imap', address: '2001:db8::9', country: null, rule: limit.rule, reason: limit.reason, by: 'proxy', refusal: limit });
   gate.bans.add('2001:db8::/64', 60_000, 'net', clock.now(), { origin: 'crowdsec' });
@@ -54,8 +54,8 @@ test('why, one node: its record and its bans covering the address (networks too)
   await assert.rejects(desk.ask('2001:db8::/64'), (e: unknown) => e instanceof ControlInputError && e.code === 'DOORMAN_ERR_ADDRESS');
 });
 
-test('why, a fleet: every node asked, answers checked, merged newest first; a bad answer is a missing node, not a crash', async () => {
-  const { clock, gate, refusals } = parts();
+test('why, a fleet: every node asked, answers checked, merged newest first; a bad answer is a missing node, not a crash', async (ctx) => {
+  const { clock, gate, refusals } = parts(ctx);
   refusals.record({ service: 'imap', address: '192.0.2.9', country: null, rule: limit.rule, reason: limit.reason, by: 'proxy', refusal: limit });
   gate.bans.add('192.0.2.9', 60_000, 'fleet ban', clock.now());
   const t = clock.now();
