@@ -18,7 +18,8 @@ import { startDaemon, type Daemon } from '../../src/main.js';
 import { AdminClient } from '../helpers/admin-client.js';
 import { doorman, show } from '../helpers/cli.js';
 import { startFakeBackend } from '../helpers/fake-backend.js';
-import { skipBanner } from '../helpers/guard.js';
+import { execFile } from 'node:child_process';
+import { missingProgram, skipBanner } from '../helpers/guard.js';
 import { memoryLogger } from '../helpers/log.js';
 import { PolicyTestClient } from '../helpers/policy-client.js';
 import { RawClient } from '../helpers/raw-client.js';
@@ -207,6 +208,20 @@ test('why: refusals by the guard proxy and the policy service, both ban layers, 
     const r = await why('not-an-ip');
     assert.equal(r.code, 2, show(r));
   });
+});
+
+const CSCLI = '/usr/bin/cscli';
+const NO_CSCLI = missingProgram(CSCLI) ? `${CSCLI} not found (Debian package crowdsec; bash .ci/run as root installs it): the CrowdSec command \`doorman why\` prints was not checked against cscli` : false;
+if (NO_CSCLI) skipBanner(NO_CSCLI);
+
+test("the CrowdSec command why names is one Debian's cscli has: decisions delete with --ip and --range", { skip: NO_CSCLI }, async () => {
+  // `--help` needs no Local API: the flags are cscli's own, whatever its configuration.
+  const help = await new Promise<string>((resolve, reject) =>
+    execFile(CSCLI, ['decisions', 'delete', '--help'], { timeout: 20_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout))),
+  );
+  assert.match(help, /cscli decisions delete \[options\]/);
+  assert.match(help, /^\s+-i, --ip string\s+Source ip/m);
+  assert.match(help, /^\s+-r, --range string\s+Range source ip/m);
 });
 
 if (!redisAvailable()) {
