@@ -91,6 +91,10 @@ test('lift: countries per login names exempt_logins; the store names on_store_fa
   assert.match(s.lift.how, /add "alice" to services\.imap\.max_countries_per_login\.exempt_logins/);
   const exempt = rules({ imap: { max_countries_per_login: { countries: 2, action: 'refuse', exempt_logins: ['alice'] } } });
   assert.equal(standing(seen(travel), ctx(exempt)).inForce, false);
+  const guessed: Refusal = { temporary: true, cause: 'login_failures', rule: 'services.imap.login_failures', reason: 'r', retryAfterSec: 1800, limit: 20, count: 21, key: 'carol' };
+  const g = standing(seen(guessed, { last: T0 - 60_000 }), ctx(on));
+  assert.deepEqual([g.inForce, g.until, g.lift.command], [true, T0 + 1_740_000, null]);
+  assert.match(g.lift.how, /^the login "carol" failed from more than 20 addresses: .* lifts by itself .*retry after 1800 s/);
   const store: Refusal = { temporary: true, cause: 'store', rule: 'services.imap.on_store_failure', reason: 'r', retryAfterSec: 60 };
   assert.match(standing(seen(store), ctx(on)).lift.how, /Redis.*on_store_failure: open/);
 });

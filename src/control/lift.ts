@@ -10,6 +10,7 @@
  *   a limit, the store                  none: it lifts by itself after the retry-after;
  *                                       exempting the address is `exceptions:` and `doorman reload`
  *   countries per login                 none: `exempt_logins` and `doorman reload`
+ *   a login guessed from many addresses none: it lifts by itself after its window
  *
  * Every command named here exists (src/cli/commands/, cscli 1.4's
  * `decisions delete`); none is invented for what has no command.
@@ -119,6 +120,18 @@ export function standing(r: RefusalSeen, ctx: LiftContext): Standing {
         ? `the login is refused from a new country while it has been used from more than ${f.limit ?? travel.countries} countries in ${Math.round(travel.windowMs / 3_600_000)} h; to exempt it, add ${JSON.stringify(login)} to services.${r.service}.max_countries_per_login.exempt_logins in the configuration and run \`doorman reload\``
         : `the login is no longer refused for this (the rule is off, reports only, or exempts it)`;
       return { inForce, until: null, lift: { command: null, how } };
+    }
+    case 'login_failures': {
+      // A login failed from many addresses: refused everywhere but where it logged in well, until the window passes.
+      const until = r.last + f.retryAfterSec * 1000;
+      return {
+        inForce: until > ctx.now,
+        until,
+        lift: {
+          command: null,
+          how: `the login ${JSON.stringify(f.key ?? '')} failed from more than ${f.limit ?? '?'} addresses: it is refused at any address it has not logged in from well, and lifts by itself once the failures age out of the window (retry after ${f.retryAfterSec} s, at ${iso(until)}); to exempt ${r.address}, add it to exceptions: in the configuration and run \`doorman reload\``,
+        },
+      };
     }
     case 'store': {
       const until = r.last + f.retryAfterSec * 1000;

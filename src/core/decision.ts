@@ -31,11 +31,12 @@ export interface Refusal {
   readonly retryAfterSec: number;
   /** The limit that was passed, for limit rules: a refusal can name it. */
   readonly limit?: number;
-  /** What passed `limit`: the count or rate (the current event included), or the countries a login was used from. */
+  /** What passed `limit`: the count or rate (the current event included), the countries a login was used from, or the addresses it failed from. */
   readonly count?: number;
   /**
    * What was counted: the address, the range smtpd counts it in, the network
-   * (connections_per_prefix) or the login (countries_per_login); for a ban, its target.
+   * (connections_per_prefix) or the login (countries_per_login, login_failures);
+   * for a ban, its target.
    */
   readonly key?: string;
   /** The ban that refused: its layer, origin and strike say who may lift it. */
@@ -222,6 +223,8 @@ export function evaluateAuth(
         reason: `login ${failures.name.slice(0, 64)} failed from ${failures.addresses} addresses within ${Math.round(f.service.loginFailures.windowMs / 60_000)} min, over the limit of ${f.service.loginFailures.addresses}`,
         retryAfterSec: Math.ceil(f.service.loginFailures.windowMs / 1000),
         limit: f.service.loginFailures.addresses,
+        count: failures.addresses,
+        key: failures.name.slice(0, 64),
         dry: f.service.dryRun,
       }));
   return v.done(f);
