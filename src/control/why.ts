@@ -18,7 +18,6 @@ import { layerOf } from '../core/bans.js';
 import type { Clock } from '../core/clock.js';
 import type { Gatekeeper } from '../core/gate.js';
 import { canonicalText, parseIp } from '../core/ip.js';
-import { networkContains, parseNetwork } from '../core/networks.js';
 import { ControlInputError } from '../errors.js';
 import type { FleetBus } from '../fleet/bus.js';
 import type { RefusalLog } from '../observability/refusal-log.js';
@@ -231,12 +230,8 @@ export class WhyDesk {
         lift: s.lift,
       };
     });
-    // Every ban covering the address, networks included, in both layers: an admin question may scan the list.
-    const bans: WhyBan[] = [];
-    for (const b of gate.bans.list(now)) {
-      if (!networkContains(parseNetwork(b.target), ip)) continue;
-      bans.push({ ...banRef(b), nodes: [node], reason: b.reason, createdAt: b.createdAt, lift: banLift(b) });
-    }
+    // Every ban covering the address, networks included, in both layers (a lookup per prefix length, not a scan of CrowdSec's thousands).
+    const bans = gate.bans.covering(ip, address, now).map((b): WhyBan => ({ ...banRef(b), nodes: [node], reason: b.reason, createdAt: b.createdAt, lift: banLift(b) }));
     return { refusals, bans };
   }
 }
