@@ -23,6 +23,14 @@
  * @typedef {{ address: string, country: string | null, count: number }} TopItem
  * @typedef {{ at: string, services: Record<string, number> }} HistoryPoint
  * @typedef {{ service?: string, address?: string, country?: string }} ConnectionFilter
+ * @typedef {{ command: string | null, how: string }} Lift
+ * @typedef {{ target: string, layer: string, origin: string, strike: number, until: string }} BanRef
+ * @typedef {BanRef & { left_s: number, reason: string, created_at: string, nodes: string[], lift: Lift }} WhyBan
+ * @typedef {{ at: string, first_at: string, times: number, node: string, service: string, by: string, country: string | null,
+ *   rule: string, cause: string, reason: string, temporary: boolean, count: number | null, limit: number | null, key: string | null,
+ *   retry_after_s: number, until: string | null, in_force: boolean, ban: BanRef | null, lift: Lift }} WhyRefusal
+ * @typedef {{ address: string, country: string | null, bans: WhyBan[], refusals: WhyRefusal[], missing_nodes: string[],
+ *   record: { addresses: number, per_address: number, max_age_s: number } }} Why
  */
 
 /** A request that takes longer has met a hung server; the page says so instead of waiting forever. */
@@ -153,6 +161,12 @@ export const getPeaks = () => call('GET', '/api/peaks');
  */
 export const getClients = (limit = 10) => call('GET', `/api/clients${query({ limit })}`);
 export const getTop = (/** @type {'connections' | 'refusals'} */ by, limit = 10) => call('GET', `/api/top${query({ by, limit })}`);
+
+/**
+ * An address's bans in force and recent refusals, each with how it is lifted.
+ * @returns {Promise<Why>}
+ */
+export const getWhy = (/** @type {string} */ address) => call('GET', `/api/why${query({ address })}`);
 
 /** @returns {Promise<{ step_s: number, points: HistoryPoint[] }>} */
 export const getHistory = () => call('GET', '/api/history');

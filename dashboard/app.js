@@ -13,6 +13,7 @@ import { CountriesView } from './countries.js';
 import { fillCountryList, formatDuration, formatNumber } from './format.js';
 import { Overview } from './overview.js';
 import { StatsView } from './stats.js';
+import { WhyView } from './why.js';
 
 /** How often what the stream does not carry is polled. */
 const POLL_MS = {
@@ -38,7 +39,8 @@ const table = new ConnectionTable({
   filter: $('conn-filter'),
   kickForm: $('kick-form'),
 });
-const stats = new StatsView({ topConnections: $('top-connections'), topRefusals: $('top-refusals'), engineClients: $('engine-clients'), peaks: $('peaks'), feed: $('refusals') });
+const why = new WhyView({ form: $('why-form'), answer: $('why-answer') });
+const stats = new StatsView({ topConnections: $('top-connections'), topRefusals: $('top-refusals'), engineClients: $('engine-clients'), peaks: $('peaks'), feed: $('refusals'), onWhy: (a) => why.askFor(a) });
 const bans = new BansView({ body: $('bans-body'), form: $('ban-form'), onChange: () => afterChange() });
 const countries = new CountriesView({ body: $('countries-body'), form: $('country-form'), onChange: () => afterChange() });
 

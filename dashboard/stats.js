@@ -30,13 +30,22 @@ const PEAK_LABELS = /** @type {const} */ ([
 ]);
 
 export class StatsView {
-  /** @param {{ topConnections: HTMLOListElement, topRefusals: HTMLOListElement, engineClients: HTMLOListElement, peaks: HTMLElement, feed: HTMLOListElement }} els */
+  /**
+   * @param {{ topConnections: HTMLOListElement, topRefusals: HTMLOListElement, engineClients: HTMLOListElement, peaks: HTMLElement, feed: HTMLOListElement,
+   *   onWhy: (address: string) => void }} els  onWhy: a refused address's "why?" was pressed
+   */
   constructor(els) {
     this.els = els;
     /** @type {Refusal[]} */
     this.pending = [];
     this.frame = 0;
     this.els.feed.replaceChildren(emptyNote('None since this page was opened.'));
+    const why = (/** @type {Event} */ e) => {
+      const btn = /** @type {HTMLElement} */ (e.target).closest('button.why-ask');
+      if (btn instanceof HTMLElement && btn.dataset.address) els.onWhy(btn.dataset.address);
+    };
+    els.feed.addEventListener('click', why);
+    els.topRefusals.addEventListener('click', why);
   }
 
   async loadTop() {
@@ -44,7 +53,7 @@ export class StatsView {
       const [conn, ref, engine] = await Promise.all([api.getTop('connections', TOP_LIMIT), api.getTop('refusals', TOP_LIMIT), api.getClients(TOP_LIMIT)]);
       clearErrors('Top clients');
       this.showTop(this.els.topConnections, conn.items, 'No live connections.', 'connection');
-      this.showTop(this.els.topRefusals, ref.items, 'No refusals in the last hour.', 'refusal');
+      this.showTop(this.els.topRefusals, ref.items, 'No refusals in the last hour.', 'refusal', true);
       // The engine's view includes clients that only Postfix (anvil) or a policy service reported.
       // A network is a per-prefix count, or the range Postfix 3.8+ counts a client in (::/84).
       const counted = engine.items.map((c) => ({ address: `${c.service} ${c.client}${c.kind === 'network' ? ' (network)' : ''}`, country: null, count: c.count }));
@@ -59,14 +68,15 @@ export class StatsView {
    * @param {TopItem[]} items
    * @param {string} empty
    * @param {string} unit
+   * @param {boolean} [ask] a "why?" button on each address
    */
-  showTop(list, items, empty, unit) {
+  showTop(list, items, empty, unit, ask = false) {
     const max = Math.max(1, ...items.map((i) => i.count));
     const rows = items.map((i) =>
       h(
         'li',
         { style: `--share:${((i.count / max) * 100).toFixed(1)}%` },
-        h('span', { class: 'addr' }, i.address),
+        h('span', { class: 'addr' }, i.address, ask ? whyButton(i.address) : null),
         h('span', { class: 'muted' }, countryLabel(i.country)),
         h('span', { class: 'num', 'aria-label': `${i.count} ${unit}${i.count === 1 ? '' : 's'}` }, formatNumber(i.count)),
       ),
@@ -114,10 +124,16 @@ export class StatsView {
         h('span', { class: 'addr' }, r.address),
         r.country ? ` ${countryLabel(r.country)}` : '',
         `: ${r.reason}`,
+        whyButton(r.address),
       ),
     );
     this.pending = [];
     feed.prepend(...items);
     while (feed.children.length > FEED_LENGTH) feed.lastElementChild?.remove();
   }
+}
+
+/** The small button that asks why an address was refused. */
+function whyButton(/** @type {string} */ address) {
+  return h('button', { type: 'button', class: 'why-ask small quiet', 'data-address': address, 'aria-label': `Why was ${address} refused?` }, 'why?');
 }

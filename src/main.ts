@@ -31,6 +31,8 @@ import type { ConnectionView } from './core/connections.js';
 import type { Ban } from './core/bans.js';
 import { DoorEventBus } from './core/events.js';
 import { Control } from './control/control.js';
+import { WhyDesk } from './control/why.js';
+import { RefusalLog } from './observability/refusal-log.js';
 import { AuditLog } from './state/audit-log.js';
 import { StateStore } from './state/runtime-state.js';
 import { openStatePath } from './state/open-paths.js';
@@ -75,6 +77,8 @@ export interface Daemon {
   readonly events: DoorEventBus;
   /** The operator's controls (kick, ban, country rules, counts, check). */
   readonly control: Control;
+  /** Why an address is refused and how to lift it: this node's refusal record and bans (every node's, asked, in a fleet). */
+  readonly why: WhyDesk;
   /** The admin API and dashboard; null when admin.listen is null. */
   readonly admin: AdminServer | null;
   /** The admin API's bound port (0 when off). */
@@ -126,6 +130,11 @@ async function build(config: Config, log: Logger, deps: DaemonDeps, closing: Clo
   const { control, audit, bus } = await openControl(config, log, clock, closing, gate, registry, events, fleet);
   // After the state is restored, so the first resync writes the bans in force; before any listener, so a missing set stops the start.
   const firewall = await openFirewall(config, log, clock, closing, gate);
+  // Every front-end's refusals, per address, for `doorman why`: kept whether or not the admin API runs, since other nodes may ask.
+  const refusals = new RefusalLog(clock);
+  events.on('refusal', refusals.onRefusal);
+  closing.push('refusal record', () => events.off('refusal', refusals.onRefusal));
+  const why = new WhyDesk({ node: control.node, gate, refusals, clock, fleet: bus });
 
   // Metrics exist whenever the daemon runs (issue 17): made here, then served
   // by the admin API, the metrics-only listener, or both.
@@ -155,7 +164,7 @@ async function build(config: Config, log: Logger, deps: DaemonDeps, closing: Clo
   let adminPort = 0;
   if (config.admin.listen !== null) {
     admin = await AdminServer.create({
-      config: config.admin, control, gate, registry, events, clock, log, metrics,
+      config: config.admin, control, why, gate, registry, events, clock, log, metrics,
       services: serviceInfo(config, fronts.proxies),
       frontEnds: () => frontEndInfo(fronts),
       firewall: () => firewall?.status() ?? null,
@@ -177,6 +186,7 @@ async function build(config: Config, log: Logger, deps: DaemonDeps, closing: Clo
     registry,
     events,
     control,
+    why,
     admin,
     adminPort,
     crowdsec,

@@ -111,3 +111,44 @@ export interface ApiCheck {
   readonly connect: ApiDecision;
   readonly auth: ApiDecision;
 }
+
+export interface ApiLift {
+  /** The one command that lifts it, when one does. */
+  readonly command: string | null;
+  readonly how: string;
+}
+
+export interface ApiBanRef {
+  readonly target: string;
+  readonly layer: string;
+  readonly origin: string;
+  readonly strike: number;
+  readonly until: string;
+}
+
+export interface ApiWhy {
+  readonly address: string;
+  readonly country: string | null;
+  readonly bans: ReadonlyArray<ApiBanRef & { readonly left_s: number; readonly reason: string; readonly created_at: string; readonly nodes: readonly string[]; readonly lift: ApiLift }>;
+  readonly refusals: ReadonlyArray<{
+    readonly at: string;
+    readonly first_at: string;
+    readonly times: number;
+    readonly node: string;
+    readonly service: string;
+    readonly by: string;
+    readonly rule: string;
+    readonly cause: string;
+    readonly reason: string;
+    readonly count: number | null;
+    readonly limit: number | null;
+    readonly key: string | null;
+    readonly retry_after_s: number;
+    readonly until: string | null;
+    readonly in_force: boolean;
+    readonly ban: ApiBanRef | null;
+    readonly lift: ApiLift;
+  }>;
+  readonly missing_nodes?: readonly string[];
+  readonly record?: { readonly addresses: number; readonly per_address: number; readonly max_age_s: number };
+}

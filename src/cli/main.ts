@@ -18,6 +18,7 @@ import { registerKick } from './commands/kick.js';
 import { registerReload } from './commands/reload.js';
 import { registerServe } from './commands/serve.js';
 import { registerStatus } from './commands/status.js';
+import { registerWhy } from './commands/why.js';
 
 const program = new Command();
 // Set before any command is added: subcommands copy these settings when created.
@@ -36,6 +37,7 @@ registerKick(program);
 registerBans(program);
 registerCountries(program);
 registerCheck(program);
+registerWhy(program);
 registerReload(program);
 
 // `doorman bans | head` closes stdout early: that is not an error.

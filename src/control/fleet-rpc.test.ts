@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { FleetBus } from '../fleet/bus.js';
-import { serveFleet, type KickArgs } from './fleet-rpc.js';
+import { serveFleet, serveWhy, type KickArgs } from './fleet-rpc.js';
 
 /** A bus that records handlers, so a test can call them as another node would. */
 function fakeBus(): { bus: FleetBus; call(op: string, args: unknown): unknown } {
@@ -38,4 +38,15 @@ test('fleet requests are checked against their schemas before anything runs', ()
     assert.throws(() => call(op, args), (e: unknown) => e instanceof Error && e.message.startsWith(`fleet ${op}: bad request`) && why.test(e.message), `${op} ${JSON.stringify(args).slice(0, 60)}`);
   }
   assert.equal(seen.length, 3, 'nothing ran for a bad request');
+});
+
+test('a fleet `why` question is checked before it is answered', () => {
+  const seen: string[] = [];
+  const { bus, call } = fakeBus();
+  serveWhy(bus, (address) => seen.push(address));
+  call('why', { address: '192.0.2.7' });
+  for (const args of [{}, { address: '' }, { address: 'x'.repeat(65) }, { address: '192.0.2.7', more: 1 }, null]) {
+    assert.throws(() => call('why', args), /^Error: fleet why: bad request/, JSON.stringify(args));
+  }
+  assert.deepEqual(seen, ['192.0.2.7']);
 });

@@ -22,9 +22,12 @@ export const listArgs = z.strictObject({
 });
 export const connectionArgs = z.strictObject({ id: text });
 export const kickArgs = z.strictObject({ target: text, service: text.optional(), reason: text });
+/** The longest IPv6 text is 45 characters (mapped IPv4 included). */
+export const whyArgs = z.strictObject({ address: z.string().min(1).max(64) });
 
 export type ListArgs = z.infer<typeof listArgs>;
 export type KickArgs = z.infer<typeof kickArgs>;
+export type WhyArgs = z.infer<typeof whyArgs>;
 
 /** What a node does for the others. */
 export interface FleetHandlers {
@@ -46,6 +49,11 @@ export function serveFleet(bus: FleetBus, h: FleetHandlers): void {
   });
   bus.handle('connection', (raw) => h.connection(checked(connectionArgs, raw, 'connection').id));
   bus.handle('kick', (raw) => h.kick(checked(kickArgs, raw, 'kick')));
+}
+
+/** Answers the fleet's `why` questions with `f`, each checked against its schema first. */
+export function serveWhy(bus: FleetBus, f: (address: string) => unknown): void {
+  bus.handle('why', (raw) => f(checked(whyArgs, raw, 'why').address));
 }
 
 function checked<T>(schema: z.ZodType<T>, raw: unknown, op: string): T {

@@ -91,3 +91,23 @@ test('bans: find agrees with a plain scan of every network for any addresses and
     }),
   );
 });
+
+test('bans: covering lists every ban in force holding an address, in both layers, as a plain scan finds them', () => {
+  const v4 = fc.tuple(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 })).map((p) => p.join('.'));
+  fc.assert(
+    fc.property(fc.array(fc.tuple(v4, fc.integer({ min: 0, max: 32 }), fc.boolean(), fc.boolean()), { maxLength: 20 }), fc.array(v4, { maxLength: 20 }), (nets, probes) => {
+      const b = new BanList();
+      // Some already expired: covering leaves them out.
+      for (const [a, len, cs, expired] of nets) b.add(`${a}/${len}`, expired ? 1 : 60_000, 'r', T0 - (expired ? 10 : 0), { origin: cs ? 'crowdsec' : 'auto' });
+      const inForce = b.list(T0);
+      for (const p of probes) {
+        const ip = parseIp(p)!;
+        const want = inForce.filter((x) => networkContains(parseNetwork(x.target), ip));
+        const got = b.covering(ip, formatIp(ip), T0);
+        assert.deepEqual(new Set(got), new Set(want), p);
+        const firstCrowdsec = got.findIndex((x) => x.origin === 'crowdsec');
+        assert.ok(firstCrowdsec === -1 || got.slice(firstCrowdsec).every((x) => x.origin === 'crowdsec'), 'local first');
+      }
+    }),
+  );
+});

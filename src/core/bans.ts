@@ -89,6 +89,16 @@ class Layer {
     return null;
   }
 
+  /** Every ban in force covering `ip`: the exact one, then one per prefix length holding it. */
+  covering(ip: ParsedIp, text: string, now: number, out: Ban[]): void {
+    const b = this.exact.get(text);
+    if (b !== undefined && b.until > now) out.push(b);
+    for (const [bits, m] of this.nets) {
+      const n = m.get(netKey(maskWords(ip.words, bits)));
+      if (n !== undefined && n.ban.until > now) out.push(n.ban);
+    }
+  }
+
   get(net: Network): Ban | undefined {
     const host = hostText(net);
     if (host !== null) return this.exact.get(host);
@@ -183,6 +193,18 @@ export class BanList {
   /** The ban covering `ip` now, or null; the local layer's first. `text` is the address as formatted by formatIp. */
   find(ip: ParsedIp, text: string, now: number): Ban | null {
     return this.local.find(ip, text, now) ?? this.crowdsec.find(ip, text, now);
+  }
+
+  /**
+   * Every ban in force covering `ip`, in both layers, local first (find()
+   * gives the one that refuses; this, all of them, for `doorman why`): as
+   * cheap as find(), whatever the number of bans.
+   */
+  covering(ip: ParsedIp, text: string, now: number): Ban[] {
+    const out: Ban[] = [];
+    this.local.covering(ip, text, now, out);
+    this.crowdsec.covering(ip, text, now, out);
+    return out;
   }
 
   /** The ban held on exactly this target (not one covering it), in force or not yet swept. */

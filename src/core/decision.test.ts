@@ -64,17 +64,21 @@ test('connect: exception, ban, country, concurrency, prefix, rate — in that or
   assert.match(ex.exempt ?? '', /exception network 192\.0\.2\.0\/24/);
   const bans = new BanList();
   bans.add('77.88.8.8', 600_000, 'too many AUTH failures', T0);
-  const banned = evaluateConnect(facts(r, 'smtp', '77.88.8.8', 'RU', { ban: bans.find(parseIp('77.88.8.8')!, '77.88.8.8', T0) }), { address: snap(1), prefix: null, prefixText: null });
-  assert.deepEqual(banned.refusal, { temporary: true, cause: 'ban', rule: 'bans', reason: '77.88.8.8 is banned for 600 s more (too many AUTH failures)', retryAfterSec: 600 });
+  const ban = bans.find(parseIp('77.88.8.8')!, '77.88.8.8', T0);
+  const banned = evaluateConnect(facts(r, 'smtp', '77.88.8.8', 'RU', { ban }), { address: snap(1), prefix: null, prefixText: null });
+  // The ban itself travels with the refusal: `doorman why` names its layer, origin and strike.
+  assert.deepEqual(banned.refusal, { temporary: true, cause: 'ban', rule: 'bans', reason: '77.88.8.8 is banned for 600 s more (too many AUTH failures)', retryAfterSec: 600, key: '77.88.8.8', ban });
   const ru = evaluateConnect(facts(r, 'smtp', '77.88.8.8', 'RU'), { address: snap(1), prefix: null, prefixText: null });
   assert.deepEqual(ru.refusal, { temporary: false, cause: 'country', rule: 'services.smtp.countries.connect', reason: 'country RU of 77.88.8.8 is in the deny list for smtp at connect', retryAfterSec: 0 });
   const many = evaluateConnect(facts(r, 'smtp', '8.8.8.8', 'US'), { address: snap(4), prefix: null, prefixText: null });
   assert.equal(many.refusal?.rule, 'services.smtp.limits.connections_per_address');
   assert.equal(many.refusal?.reason, '4 connections from 8.8.8.8, over the limit of 3');
+  assert.deepEqual([many.refusal?.count, many.refusal?.limit, many.refusal?.key], [4, 3, '8.8.8.8'], 'the count that tripped it, its limit and what was counted');
   const net = evaluateConnect(facts(r, 'smtp', '8.8.8.8', 'US'), { address: snap(1), prefix: snap(11), prefixText: '8.8.8.0/24' });
   assert.equal(net.refusal?.reason, '11 connections from network 8.8.8.0/24, over the limit of 10');
+  assert.deepEqual([net.refusal?.count, net.refusal?.limit, net.refusal?.key], [11, 10, '8.8.8.0/24'], 'a prefix refusal names the network counted');
   const fast = evaluateConnect(facts(r, 'smtp', '8.8.8.8', 'US'), { address: snap(1, { conn: 31 }), prefix: null, prefixText: null });
-  assert.deepEqual(fast.refusal, { temporary: true, cause: 'connection_rate', rule: 'services.smtp.limits.connection_rate', reason: 'connection rate of 8.8.8.8 is 31/60s, over the limit of 30', retryAfterSec: 60, limit: 30 });
+  assert.deepEqual(fast.refusal, { temporary: true, cause: 'connection_rate', rule: 'services.smtp.limits.connection_rate', reason: 'connection rate of 8.8.8.8 is 31/60s, over the limit of 30', retryAfterSec: 60, limit: 30, count: 31, key: '8.8.8.8' });
 });
 
 test('no country (special-purpose or unknown address) is never country-blocked, even by an allow list', () => {
@@ -120,7 +124,9 @@ test('auth: country at AUTH only, rates, and logins seen from too many countries
   assert.equal(evaluateAuth(facts(r, 'submission', '8.8.8.8', 'US'), { address: snap(1) }, null).refusal?.rule, 'services.submission.countries.auth');
   assert.equal(evaluateAuth(facts(r, 'submission', '5.1.1.1', 'DE'), { address: snap(1, { authfail: 6 }) }, null).refusal?.rule, 'services.submission.limits.auth_failure_rate');
   const third = { name: 'alice', countriesSeen: 3, newCountry: true };
-  assert.equal(evaluateAuth(facts(r, 'submission', '5.1.1.1', 'AT'), { address: snap(1) }, third).refusal?.rule, 'services.submission.max_countries_per_login');
+  const travelled = evaluateAuth(facts(r, 'submission', '5.1.1.1', 'AT'), { address: snap(1) }, third).refusal;
+  assert.equal(travelled?.rule, 'services.submission.max_countries_per_login');
+  assert.deepEqual([travelled?.count, travelled?.limit, travelled?.key], [3, 2, 'alice'], 'the countries seen against the limit, and the login counted');
   assert.equal(evaluateAuth(facts(r, 'submission', '5.1.1.1', 'AT'), { address: snap(1) }, { ...third, name: 'traveller' }).action, 'allow');
   assert.equal(evaluateAuth(facts(r, 'submission', '5.1.1.1', 'AT'), { address: snap(1) }, { ...third, newCountry: false }).action, 'allow', 'a country already seen is fine');
 });

@@ -31,6 +31,16 @@ export interface Refusal {
   readonly retryAfterSec: number;
   /** The limit that was passed, for limit rules: a refusal can name it. */
   readonly limit?: number;
+  /** What passed `limit`: the count or rate (the current event included), the countries a login was used from, or the addresses it failed from. */
+  readonly count?: number;
+  /**
+   * What was counted: the address, the range smtpd counts it in, the network
+   * (connections_per_prefix) or the login (countries_per_login, login_failures);
+   * for a ban, its target.
+   */
+  readonly key?: string;
+  /** The ban that refused: its layer, origin and strike say who may lift it. */
+  readonly ban?: Ban;
 }
 
 export interface Decision {
@@ -89,7 +99,7 @@ function exempt(f: ClientFacts): Decision | null {
 function banCheck(f: ClientFacts): Check | null {
   if (f.ban === null) return null;
   const left = Math.max(1, Math.ceil((f.ban.until - f.now) / 1000));
-  return { temporary: true, cause: 'ban', rule: 'bans', reason: `${f.address} is banned for ${left} s more (${f.ban.reason})`, retryAfterSec: left, dry: false };
+  return { temporary: true, cause: 'ban', rule: 'bans', reason: `${f.address} is banned for ${left} s more (${f.ban.reason})`, retryAfterSec: left, key: f.ban.target, ban: f.ban, dry: false };
 }
 
 function countryCheck(f: ClientFacts, rule: CountryRule | null, phase: string): Check | null {
@@ -133,6 +143,8 @@ function countCheck(f: ClientFacts, key: 'connections_per_address' | 'connection
     reason: `${value} ${LIMIT_WORDS[key]} ${who}, over the limit of ${limit}`,
     retryAfterSec: 60,
     limit,
+    count: value,
+    key: who,
     dry: f.service.dryRun,
   };
 }
@@ -147,6 +159,8 @@ function rateCheck(f: ClientFacts, key: LimitKey, value: number): Check | null {
     reason: `${LIMIT_WORDS[key]} ${f.client} is ${value}/${f.rateUnitSec}s, over the limit of ${limit}`,
     retryAfterSec: f.rateUnitSec,
     limit,
+    count: value,
+    key: f.client,
     dry: f.service.dryRun,
   };
 }
@@ -194,6 +208,9 @@ export function evaluateAuth(
         rule: `services.${f.service.name}.max_countries_per_login`,
         reason: `login ${login.name} used from ${login.countriesSeen} countries within ${Math.round(travel.windowMs / 3_600_000)} h (now ${f.country}), over ${travel.countries}`,
         retryAfterSec: 0,
+        limit: travel.countries,
+        count: login.countriesSeen,
+        key: login.name,
         dry: !travel.refuse || f.service.dryRun,
       })) ||
     (failures !== null &&
@@ -206,6 +223,8 @@ export function evaluateAuth(
         reason: `login ${failures.name.slice(0, 64)} failed from ${failures.addresses} addresses within ${Math.round(f.service.loginFailures.windowMs / 60_000)} min, over the limit of ${f.service.loginFailures.addresses}`,
         retryAfterSec: Math.ceil(f.service.loginFailures.windowMs / 1000),
         limit: f.service.loginFailures.addresses,
+        count: failures.addresses,
+        key: failures.name.slice(0, 64),
         dry: f.service.dryRun,
       }));
   return v.done(f);

@@ -6,6 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { ConnectionView } from './connections.js';
+import type { Refusal } from './decision.js';
 
 export interface RefusalEvent {
   readonly service: string;
@@ -13,8 +14,10 @@ export interface RefusalEvent {
   readonly country: string | null;
   readonly rule: string;
   readonly reason: string;
-  /** Which front-end refused: proxy, policy, dovecot. */
+  /** Which front-end refused: proxy, policy, dovecot, nginx, haproxy. */
   readonly by: string;
+  /** The refusal whole (its cause, counts, retry-after, ban), for the refusal record behind `doorman why`. */
+  readonly refusal: Refusal;
 }
 
 /** A login that failed (Dovecot's report), for whoever passes it on (CrowdSec's signals log). */

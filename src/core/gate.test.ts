@@ -374,6 +374,7 @@ test('login_failures: a login failing from too many addresses is refused AUTH, b
   assert.equal(d.refusal?.reason, 'login carol failed from 3 addresses within 30 min, over the limit of 2');
   assert.equal(d.refusal?.retryAfterSec, 1800);
   assert.equal(d.refusal?.temporary, true);
+  assert.deepEqual([d.refusal?.count, d.refusal?.limit, d.refusal?.key], [3, 2, 'carol'], 'for `doorman why`: the addresses it failed from, the limit, the login');
   assert.equal(sync(g.authAttempt('imap', '8.8.4.4', 'carol')).action, 'allow', 'carol at her own good address is not locked out');
   assert.equal(sync(g.authAttempt('imap', '192.0.2.9', 'dave')).action, 'allow', 'other logins are not limited');
   clock.advance(1_800_000);

@@ -1,10 +1,11 @@
 /**
  * What every front-end does with a decision besides answering: a log line
  * for each dry-run rule that would have refused, a log line for a refusal,
- * and the refusal event the admin API's stream and the metrics read (and,
- * for a failed login, the authFailure event). One
- * function for the guard proxy, the Postfix policy service and the Dovecot
- * endpoint, each with its own words (the lines admins already grep for).
+ * and the refusal event the admin API's stream, the metrics and the refusal
+ * record behind `doorman why` read (and, for a failed login, the
+ * authFailure event). One function for every front-end, each with its own
+ * words (the lines admins already grep for). An allowed decision costs
+ * nothing here beyond a look at its empty dry-run list.
  */
 import type { Logger } from 'pino';
 import type { Decision } from '../core/decision.js';
@@ -33,7 +34,7 @@ export function decisionRecorder(log: Logger, events: DoorEventBus | null, words
     log.info({ ...fields, rule: r.rule, reason: r.reason, country: d.country }, words.refused);
     // Checked first: with nobody listening, a refusal costs no event object.
     if (events !== null && events.listenerCount('refusal') > 0) {
-      events.emit('refusal', { service, address, country: d.country, rule: r.rule, reason: r.reason, by: words.by });
+      events.emit('refusal', { service, address, country: d.country, rule: r.rule, reason: r.reason, by: words.by, refusal: r });
     }
   };
 }

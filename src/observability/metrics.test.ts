@@ -3,7 +3,15 @@ import { test } from 'node:test';
 import { DoorEventBus } from '../core/events.js';
 import { DoorMetrics } from './metrics.js';
 
-const refusal = (service: string, country: string | null, rule = 'bans') => ({ service, address: '192.0.2.9', country, rule, reason: 'r', by: 'proxy' });
+const refusal = (service: string, country: string | null, rule = 'bans') => ({
+  service,
+  address: '192.0.2.9',
+  country,
+  rule,
+  reason: 'r',
+  by: 'proxy',
+  refusal: { temporary: true, cause: 'ban' as const, rule, reason: 'r', retryAfterSec: 60 },
+});
 
 /** The value of one series in exposition text, or undefined. */
 function value(text: string, series: string): number | undefined {

@@ -5,7 +5,8 @@
  * real client connections from distinct loopback addresses, some of them
  * given a country by a fake lookup. Everything is done through the page, as
  * a person would: reading the live list, kicking a connection, blocking a
- * country, banning and unbanning, with each confirmation dialog. A
+ * country, banning and unbanning, with each confirmation dialog, and asking
+ * why an address was refused. A
  * screenshot is kept under test-artifacts/.
  *
  * Without /usr/bin/chromium the file skips with a loud banner (`bash .ci/run`
@@ -114,7 +115,7 @@ async function confirm(page: Page, hitsText: RegExp): Promise<string> {
   return text;
 }
 
-test('the dashboard in Chromium: live list with countries, kick, country block, ban and unban', { skip: SKIP, timeout: 30_000 }, async (t) => {
+test('the dashboard in Chromium: live list with countries, kick, country block, ban and unban, why refused', { skip: SKIP, timeout: 30_000 }, async (t) => {
   const started = Date.now();
   const { daemon, page, connect, errors } = await rig(t);
 
@@ -223,6 +224,38 @@ test('the dashboard in Chromium: live list with countries, kick, country block, 
     assert.match(await page.locator('#bans-body').innerText(), /No bans\./);
     const admitted = await connect('127.0.0.9');
     await admitted.waitFor(IMAP_GREETING);
+  });
+
+  await t.test('why refused: from the feed and from the form, with the rule and the one command that lifts it', async () => {
+    // The country block above refused 127.0.0.7: its entry in the feed asks why.
+    await page.locator('#refusals li', { hasText: '127.0.0.7' }).first().getByRole('button', { name: 'Why was 127.0.0.7 refused?' }).click();
+    const answer = page.locator('#why-answer');
+    await answer.locator('.why-head', { hasText: '127.0.0.7' }).waitFor();
+    assert.equal(await page.locator('#why-form input[name="address"]').inputValue(), '127.0.0.7');
+    const item = answer.locator('.why-item[data-cause="country"]');
+    assert.match(await item.innerText(), /imap refused by proxy: services\.imap\.countries\.connect/);
+    assert.equal(await item.locator('code.cmd').innerText(), 'doorman unblock RU --service imap --phase connect');
+
+    // A ban in CrowdSec's layer (as its bouncer would put it), asked from the form: CrowdSec's own command, not unban.
+    daemon.gate.bans.add('127.0.0.11', 3_600_000, 'crowdsecurity/postfix-spam', Date.now(), { origin: 'crowdsec' });
+    const refused = await connect('127.0.0.11');
+    await refused.waitFor(/^\* BYE \[UNAVAILABLE\] /);
+    await page.locator('#why-form input[name="address"]').fill('127.0.0.11');
+    await page.locator('#why-form').getByRole('button', { name: 'Why?' }).click();
+    const ban = answer.locator('.why-item.ban[data-layer="crowdsec"]');
+    await ban.waitFor();
+    assert.match(await ban.innerText(), /crowdsec layer, by CrowdSec\) for (59 min \d\d s|1 h 00 min) more/);
+    assert.equal(await ban.locator('code.cmd').innerText(), 'cscli decisions delete --ip 127.0.0.11');
+    assert.equal(await answer.locator('.why-item[data-cause="ban"] code.cmd').innerText(), 'cscli decisions delete --ip 127.0.0.11', 'the refusal it made says the same');
+
+    // 127.0.0.9 was banned and unbanned above: its refusal is shown as past.
+    await page.locator('#why-form input[name="address"]').fill('127.0.0.9');
+    await page.locator('#why-form').getByRole('button', { name: 'Why?' }).click();
+    const past = answer.locator('.why-item.past[data-cause="ban"]');
+    await past.waitFor();
+    assert.match(await past.innerText(), /no longer in force/);
+    assert.equal(await past.locator('code').count(), 0, 'nothing left to lift, no command');
+    daemon.gate.bans.remove('127.0.0.11', 'crowdsec');
   });
 
   await t.test("the API's refusals are shown as the API words them (409 guardrail)", async () => {

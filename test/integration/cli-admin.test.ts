@@ -20,7 +20,7 @@ import { freePort } from '../helpers/postfix.js';
 import { RawClient } from '../helpers/raw-client.js';
 
 const TOKEN = 'cli-test-token-0123456789abcdef';
-const ADMIN_COMMANDS = ['status', 'connections', 'kick', 'ban', 'unban', 'bans', 'block', 'unblock', 'countries', 'check'];
+const ADMIN_COMMANDS = ['status', 'connections', 'kick', 'ban', 'unban', 'bans', 'block', 'unblock', 'countries', 'check', 'why'];
 
 let backend: FakeBackend;
 let daemon: DoormanProcess;

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../../core/clock.js';
 import type { ConnectionRegistry } from '../../core/connections.js';
 import type { Control } from '../../control/control.js';
+import type { WhyDesk } from '../../control/why.js';
 import type { Gatekeeper } from '../../core/gate.js';
 import type { HistorySampler } from '../../observability/history.js';
 import type { DoorMetrics } from '../../observability/metrics.js';
@@ -23,6 +24,8 @@ export interface ServiceInfo {
 
 export interface AdminContext {
   readonly control: Control;
+  /** Why an address is refused, and how to lift it (every node's answer in a fleet). */
+  readonly why: WhyDesk;
   readonly gate: Gatekeeper;
   readonly registry: ConnectionRegistry;
   /** The engine's clock: bans and peaks are stamped with it. */

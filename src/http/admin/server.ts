@@ -19,6 +19,7 @@ import type { ConnectionRegistry } from '../../core/connections.js';
 import type { DoorEventBus, RefusalEvent } from '../../core/events.js';
 import type { Gatekeeper } from '../../core/gate.js';
 import type { Control } from '../../control/control.js';
+import type { WhyDesk } from '../../control/why.js';
 import { ListenError } from '../../errors.js';
 import { packageVersion } from '../../version.js';
 import { HistorySampler } from '../../observability/history.js';
@@ -33,6 +34,7 @@ import { EventStream } from './events-stream.js';
 import { connectionRoutes } from './routes-connections.js';
 import { readRoutes } from './routes-read.js';
 import { ruleRoutes } from './routes-rules.js';
+import { whyRoutes } from './routes-why.js';
 import { parseHostPort } from '../../config/endpoint.js';
 
 /** The largest body is a country list: 300 codes are under 2 KiB. */
@@ -43,6 +45,8 @@ const REQUEST_TIMEOUT_MS = 10_000;
 export interface AdminServerDeps {
   readonly config: Pick<AdminConfig, 'listen' | 'token' | 'token_file'>;
   readonly control: Control;
+  /** GET /api/why: the daemon's refusal record and bans, asked of every node in a fleet. */
+  readonly why: WhyDesk;
   readonly gate: Gatekeeper;
   readonly registry: ConnectionRegistry;
   readonly events: DoorEventBus;
@@ -125,6 +129,7 @@ export class AdminServer {
     installErrorHandlers(app, log);
     const ctx: AdminContext = {
       control: deps.control,
+      why: deps.why,
       gate: deps.gate,
       registry: deps.registry,
       clock: deps.clock,
@@ -142,6 +147,7 @@ export class AdminServer {
     readRoutes(app, ctx);
     connectionRoutes(app, ctx);
     ruleRoutes(app, ctx);
+    whyRoutes(app, ctx);
     const reload = deps.reload;
     if (reload !== undefined) {
       app.post('/api/reload', { schema: { body: { anyOf: [{ type: 'null' }, f.strict({}, [])] } } }, async (req) => {

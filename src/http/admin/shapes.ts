@@ -8,6 +8,7 @@ import type { ConnectionView } from '../../core/connections.js';
 import type { Decision } from '../../core/decision.js';
 import type { DoorEvents } from '../../core/events.js';
 import type { Peak } from '../../core/peaks.js';
+import type { Lift, WhyAnswer, WhyBanRef } from '../../control/why.js';
 
 export interface ConnectionJson {
   id: string;
@@ -105,4 +106,42 @@ type DisconnectEvent = DoorEvents['disconnect'][0];
 
 export function disconnectJson(e: DisconnectEvent): { id: string; service: string; address: string; why: string; bytes_in: number; bytes_out: number } {
   return { id: e.id, service: e.service, address: e.address, why: e.why, bytes_in: e.bytesIn, bytes_out: e.bytesOut };
+}
+
+type LiftJson = { command: string | null; how: string };
+type BanRefJson = { target: string; layer: string; origin: string; strike: number; until: string };
+
+/** GET /api/why's answer: the address's bans in force and its recent refusals, each with how it is lifted. */
+export function whyJson(w: WhyAnswer, now: number) {
+  const time = (ms: number) => new Date(ms).toISOString();
+  const ref = (b: WhyBanRef): BanRefJson => ({ target: b.target, layer: b.layer, origin: b.origin, strike: b.strike, until: time(b.until) });
+  const lift = (l: Lift): LiftJson => ({ command: l.command, how: l.how });
+  return {
+    address: w.address,
+    country: w.country,
+    bans: w.bans.map((b) => ({ ...ref(b), left_s: Math.max(0, Math.ceil((b.until - now) / 1000)), reason: b.reason, created_at: time(b.createdAt), nodes: [...b.nodes], lift: lift(b.lift) })),
+    refusals: w.refusals.map((r) => ({
+      at: time(r.last),
+      first_at: time(r.first),
+      times: r.times,
+      node: r.node,
+      service: r.service,
+      by: r.by,
+      country: r.country,
+      rule: r.rule,
+      cause: r.cause,
+      reason: r.reason,
+      temporary: r.temporary,
+      count: r.count,
+      limit: r.limit,
+      key: r.key,
+      retry_after_s: r.retryAfterSec,
+      until: r.until === null ? null : time(r.until),
+      in_force: r.inForce,
+      ban: r.ban === null ? null : ref(r.ban),
+      lift: lift(r.lift),
+    })),
+    missing_nodes: [...w.missing],
+    record: { addresses: w.bounds.addresses, per_address: w.bounds.perAddress, max_age_s: Math.round(w.bounds.maxAgeMs / 1000) },
+  };
 }
