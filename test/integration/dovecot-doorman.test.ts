@@ -89,6 +89,31 @@ for (const generation of DOVECOT_GENERATIONS) {
     assert.equal(other.status, 'OK', 'another address is not affected');
   });
 
+  test(title('good_login: a good login shields its address from AUTH-failure bans; login_failures: a name guessed from many addresses is refused but where it logged in well'), { skip: SKIP }, async (t) => {
+    const { imap, doorman } = await rig(t, generation, {
+      imap: { limits: { auth_failure_rate: 1 }, auth_failure_ban: '10m', good_login: '1h', login_failures: { addresses: 2, window: '1h' } },
+    });
+    const office = '9.9.9.8';
+    assert.equal((await (await imap(office)).login('alice', 'secret')).status, 'OK');
+    // Dovecot asks after the password and before its OK (check_after_auth): the good login is recorded by now.
+    // alice's name guessed from three other addresses, one failure each.
+    for (const a of ['9.9.9.1', '9.9.9.2', '9.9.9.3']) assert.equal((await (await imap(a)).login('alice', 'guess')).status, 'NO');
+    let refused: { status: string; text: string } | null = null;
+    for (let i = 10; i < 20 && refused === null; i++) {
+      const r = await (await imap(`9.9.9.${i}`)).login('alice', 'secret');
+      if (r.status === 'NO') refused = r;
+    }
+    assert.ok(refused !== null, 'a new address is refused alice once her name failed from 3');
+    assert.equal(refused.text, '[ALERT] login alice failed from 3 addresses within 60 min, over the limit of 2');
+    assert.equal((await (await imap(office)).login('alice', 'secret')).status, 'OK', 'alice at the office still logs in');
+    for (const pass of ['typo-1', 'typo-2']) assert.equal((await (await imap(office)).login('bob', pass, 15_000)).status, 'NO');
+    // Over auth_failure_rate: refused while the rate is over (a minute), but not banned.
+    const meanwhile = await (await imap(office)).login('bob', 'secret', 15_000);
+    assert.equal(meanwhile.status, 'NO');
+    assert.match(meanwhile.text, /^\[ALERT\] AUTH failure rate of 9\.9\.9\.8 is 2\/60s, over the limit of 1$/);
+    assert.doesNotMatch(doorman.output(), /"msg":"banned"/, 'no ban for the office of a good login');
+  });
+
   test(title('logins from a client on ::1 are judged by Doorman under ::1: the one over auth_rate is refused'), { skip: SKIP }, async (t) => {
     const { imap6, dovecot, doorman } = await rig(t, generation, { imap: { limits: { auth_rate: 1 } } });
     if (!dovecot.addresses.includes('::1')) {
