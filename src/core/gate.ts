@@ -458,7 +458,9 @@ export class Gatekeeper {
     return then(this.engine.touchMember(`${BOOKKEEPING_PREFIX}rcpt:${key}`, recipient.toLowerCase().slice(0, 320), rule.windowMs), (m) => {
       if (m.size <= rule.recipients || facts.service.dryRun) return facts;
       const reason = `${m.size} distinct recipients within ${Math.round(rule.windowMs / 60_000)} min, over the limit of ${rule.recipients} (recipient probing)`;
-      return { ...facts, ban: this.autoBan(facts, rule.banMs, reason) };
+      const ban = this.autoBan(facts, rule.banMs, reason);
+      // Judged as of the ban's making, so the time left reads as the ban's length.
+      return { ...facts, ban, now: ban.createdAt };
     });
   }
 

@@ -80,9 +80,9 @@ async function startPair(
   return { cleanups, dirs, doorman, postfix, sessions };
 }
 
-async function rig(t: TestContext, generation: PostfixGeneration) {
+async function rig(t: TestContext, generation: PostfixGeneration, smtpService: Record<string, unknown> = { countries: { connect: { deny: ['RU'] } }, limits: { recipient_rate: 2 } }) {
   const { doorman, postfix, sessions } = await startPair(t, generation, {
-    services: { smtp: { countries: { connect: { deny: ['RU'] } }, limits: { recipient_rate: 2 } } },
+    services: { smtp: smtpService },
     readyCheck: 'tcp',
     mainCf: (policy) => ({
       smtpd_client_restrictions: policy,
@@ -179,6 +179,28 @@ for (const generation of POSTFIX_GENERATIONS) {
     const third = await s.command('RCPT TO:<three@example.org>');
     assert.equal(third.code, 450);
     assert.match(third.text, /4\.7\.1 <three@example\.org>: Recipient address rejected: recipient rate of 8\.8\.8\.8 is 3\/60s, over the limit of 2/);
+  });
+
+  test(title('recipient_probing: a client naming too many distinct recipients is banned, and its next session refused at connect'), { skip: SKIP }, async (t) => {
+    const { smtp, doorman } = await rig(t, generation, { recipient_probing: { recipients: 3, window: '1h', ban: '1h' } });
+    const s = await smtp();
+    await s.command('EHLO test.example');
+    assert.equal((await s.command('XCLIENT ADDR=8.8.4.4 NAME=[UNAVAILABLE]')).code, 220);
+    await s.command('EHLO test.example');
+    assert.equal((await s.command('MAIL FROM:<sender@example.com>')).code, 250);
+    for (const r of ['a', 'b', 'c', 'A']) assert.equal((await s.command(`RCPT TO:<${r}@example.org>`)).code, 250, `${r}: a, b, c, and a again in capitals, are 3 distinct`);
+    const fourth = await s.command('RCPT TO:<d@example.org>');
+    assert.equal(fourth.code, 450);
+    assert.match(fourth.text, /4\.7\.1 <d@example\.org>: Recipient address rejected: 8\.8\.4\.4 is banned for 3600 s more \(4 distinct recipients within 60 min, over the limit of 3 \(recipient probing\)\)/);
+    const next = await smtp();
+    await next.command('EHLO test.example');
+    const refused = await next.command('XCLIENT ADDR=8.8.4.4 NAME=[UNAVAILABLE]');
+    assert.equal(refused.code, 421, 'refused at connect, and the session closed');
+    assert.match(refused.text, /8\.8\.4\.4 is banned/);
+    const other = await smtp();
+    await other.command('EHLO test.example');
+    assert.equal((await other.command('XCLIENT ADDR=8.8.8.8 NAME=[UNAVAILABLE]')).code, 220, 'another client is not');
+    await doorman.waitForLog((l) => l['msg'] === 'refused' && l['rule'] === 'bans' && l['address'] === '8.8.4.4', 2000);
   });
 
   for (const address of ['127.0.0.1', '::1']) {
