@@ -24,6 +24,8 @@ import { z } from 'zod';
 export const REQUEST_MAX = 64 * 1024 * 1024;
 /** nft's output is capped at 256 Ki characters (./nft-run.ts); JSON escaping at most doubles it, UTF-8 at most triples a character. */
 export const RESPONSE_MAX = 2 * 1024 * 1024;
+/** An error in an answer: nft's first lines (./nft-run.ts keeps 600 characters) or the whitelist's reason. */
+export const ERROR_MAX = 4096;
 
 export const HELLO = 'doorman-nft-helper';
 export const VERSION = 1;
@@ -42,7 +44,7 @@ export const helloSchema = z.strictObject({
 
 export const responseSchema = z.union([
   z.strictObject({ id: z.number().int().min(1), ok: z.literal(true), out: z.string() }),
-  z.strictObject({ id: z.number().int().min(1), ok: z.literal(false), error: z.string().max(4096), refused: z.boolean() }),
+  z.strictObject({ id: z.number().int().min(1), ok: z.literal(false), error: z.string().max(ERROR_MAX), refused: z.boolean() }),
 ]);
 export type HelperResponse = z.output<typeof responseSchema>;
 

@@ -26,7 +26,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { realpathSync } from 'node:fs';
-import { encodeFrame, FrameDecoder, FrameError, HELLO, helperOptionsSchema, REQUEST_MAX, requestSchema, VERSION, type HelperOptions, type HelperRequest } from './helper-frames.js';
+import { encodeFrame, ERROR_MAX, FrameDecoder, FrameError, HELLO, helperOptionsSchema, REQUEST_MAX, requestSchema, VERSION, type HelperOptions, type HelperRequest } from './helper-frames.js';
 import { nftRunner, type NftRunner } from './nft-run.js';
 import { checkScript } from './nft-script.js';
 
@@ -78,13 +78,13 @@ export function serveHelper(opts: HelperOptions, io: HelperIo, run: NftRunner = 
     watchFrame();
     const check = checkScript(req.script, names);
     let answer: unknown;
-    if (!check.ok) answer = { id: req.id, ok: false, error: check.error, refused: true };
+    if (!check.ok) answer = { id: req.id, ok: false, error: check.error.slice(0, ERROR_MAX), refused: true };
     else {
       try {
         const out = check.kind === 'list' ? await run(check.args, '') : await run(['-f', '-'], req.script);
         answer = { id: req.id, ok: true, out };
       } catch (err) {
-        answer = { id: req.id, ok: false, error: (err as Error).message.slice(0, 4096), refused: false };
+        answer = { id: req.id, ok: false, error: (err as Error).message.slice(0, ERROR_MAX), refused: false };
       }
     }
     io.write(encodeFrame(answer));
