@@ -113,9 +113,12 @@ test('a helper that dies fails the run in hand and every later one at once, sayi
   await h.close();
 });
 
-test('SIGTERM ends an idle helper', async () => {
+test("SIGTERM and SIGINT, which systemd's stop and ^C send the whole group, are left to the daemon: the helper serves on until its input closes", async () => {
   const h = await started();
   process.kill(h.pid as number, 'SIGTERM');
+  process.kill(h.pid as number, 'SIGINT');
+  process.kill(h.pid as number, 'SIGHUP');
+  assert.match(await h.run(['-f', '-'], 'flush set inet filter doorman_v4\n'), /^argv:-f -/);
   assert.equal(await h.close(), 0);
 });
 

@@ -18,11 +18,14 @@
  *
  * It ends when its standard input ends (the daemon stopped or died: the pipe
  * closes with the process) once the run in hand is answered, dropping any
- * request queued behind it; on SIGTERM or SIGINT likewise (systemd's stop
- * signals the whole unit); and at once on a protocol error (a frame over the
- * cap, not JSON, not a request, or a frame begun and not finished within
- * FRAME_MS), saying why on standard error with exit code 2. It sets no timer
- * but those and nft's deadline, so an idle helper sleeps in a read.
+ * request queued behind it; and at once on a protocol error (a frame over
+ * the cap, not JSON, not a request, or a frame begun and not finished within
+ * FRAME_MS), saying why on standard error with exit code 2. SIGTERM, SIGINT
+ * and SIGHUP are the daemon's business: systemd's stop and a terminal's ^C
+ * signal the whole group, and a helper that left at once would have the
+ * daemon report it gone while it shuts down; the daemon closes it as it
+ * stops. It sets no timer but those and nft's deadline, so an idle helper
+ * sleeps in a read.
  */
 import { fileURLToPath } from 'node:url';
 import { realpathSync } from 'node:fs';
@@ -135,18 +138,16 @@ function main(): void {
     process.stderr.write('doorman nft helper: started without its options (one JSON word: table, v4, v6, command, timeoutMs); the daemon starts it\n');
     process.exit(2);
   }
+  // The group's signals are for the daemon, which ends the helper by closing its input (see the top).
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => undefined);
   // The daemon gone, a write fails: nothing left to serve.
   process.stdout.on('error', () => process.exit(0));
-  const helper = serveHelper(parsed.data, {
+  serveHelper(parsed.data, {
     input: process.stdin,
     write: (frame) => process.stdout.write(frame),
     warn: (line) => process.stderr.write(`${line}\n`),
     exit: (code) => process.exit(code),
   });
-  process.on('SIGTERM', () => helper.stop());
-  process.on('SIGINT', () => helper.stop());
-  // A terminal hanging up is the daemon's business (a reload), not a reason to stop writing its sets.
-  process.on('SIGHUP', () => undefined);
 }
 
 /** Run as a program, not imported (tests import serveHelper). */
