@@ -45,6 +45,7 @@ import { CloseStack } from './close-stack.js';
 import { openFleet } from './fleet/open.js';
 import type { OpenedStore } from './store/open.js';
 import { NftSetWriter } from './firewall/nft-set.js';
+import { openNft } from './firewall/nft-run.js';
 import { openCrowdsec, type OpenedCrowdsec } from './crowdsec/open.js';
 
 export interface Daemon {
@@ -234,13 +235,16 @@ async function openFirewall(config: Config, log: Logger, clock: Clock, closing: 
   const f = config.firewall.nft;
   if (f === null) return null;
   const names = { table: f.table, v4: f.set_v4, v6: f.set_v6 };
+  // As root with run_as.user, nft runs in a helper started now, which keeps root when the daemon gives it up.
+  const nft = await openNft({ names, command: f.command, timeoutMs: f.timeout, source: config.source, runAsUser: config.run_as.user, uid: process.getuid?.(), log });
+  closing.push('nft helper', () => nft.close());
   const writer = await NftSetWriter.open(
     { names, command: f.command, batchDelayMs: f.batch_delay, timeoutMs: f.timeout, source: config.source },
-    { bans: gate.bans, exceptions: () => gate.rules.exceptions.networks, clock, log },
+    { bans: gate.bans, exceptions: () => gate.rules.exceptions.networks, clock, log, run: nft.run },
   );
   closing.push('nftables sets', () => writer.close());
   const s = writer.status();
-  log.info({ table: f.table, set_v4: f.set_v4, set_v6: f.set_v6, elements: s.elements, state: s.state }, `firewall: bans are written to the nftables sets of ${f.table}`);
+  log.info({ table: f.table, set_v4: f.set_v4, set_v6: f.set_v6, elements: s.elements, state: s.state, nft: nft.via, helper_pid: nft.helperPid }, `firewall: bans are written to the nftables sets of ${f.table}`);
   return writer;
 }
 

@@ -49,14 +49,6 @@ export function checkRunAs(config: Config, uid: number): { uid: number; gid: num
     throw new PrivilegeError('DOORMAN_ERR_RUN_AS', `${config.source}: run_as: ${(err as Error).message}`);
   }
   if (target === 0) throw new PrivilegeError('DOORMAN_ERR_RUN_AS', `${config.source}: run_as.user is root; name an unprivileged user`);
-  const fw = config.firewall.nft;
-  if (fw !== null && fw.command.length === 1 && /(^|\/)nft$/.test(fw.command[0] as string)) {
-    // Writing a set takes CAP_NET_ADMIN, which setuid() takes away with root: every write would fail after the drop.
-    throw new PrivilegeError(
-      'DOORMAN_ERR_RUN_AS',
-      `${config.source}: firewall.nft: nft needs CAP_NET_ADMIN, which Doorman gives up when it becomes run_as.user; start Doorman as its user with that capability instead (systemd: User= and AmbientCapabilities=CAP_NET_ADMIN; see the README, "Firewall sets"), or set firewall.nft.command to a program that runs nft with it`,
-    );
-  }
   return { uid: target, gid };
 }
 

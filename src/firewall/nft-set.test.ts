@@ -183,6 +183,27 @@ test('the start check names the key of a set that is missing or made wrong', asy
   await assert.rejects(NftSetWriter.open(OPTS, { ...base, run: noNft }), /firewall\.nft\.command: cannot run nft: ENOENT/);
 });
 
+test('refused by the kernel without CAP_NET_ADMIN, or kept from netlink, the start says what to give Doorman, naming firewall.nft', async () => {
+  const base = { bans: new BanList(), exceptions: () => [], clock: { now: () => 0 }, log: pino({ level: 'silent' }), timers: handTimers().timers };
+  // What nft 1.0.6 prints when the capability is missing (seen under setpriv without net_admin).
+  const eperm = async (): Promise<string> => {
+    throw new Error('nft -j -t list set inet filter doorman_v4 exited 1: Operation not permitted (you must be root) | netlink: Error: cache initialization failed: Operation not permitted');
+  };
+  await assert.rejects(NftSetWriter.open(OPTS, { ...base, run: eperm, netAdmin: () => false }), (e: FirewallError) => {
+    assert.equal(e.code, 'DOORMAN_ERR_FIREWALL_SET');
+    assert.match(e.message, /^\/etc\/doorman\/doorman\.yaml: firewall\.nft: nft may not read or write the sets: Doorman runs without CAP_NET_ADMIN \(.*Operation not permitted.*\); give it the capability \(the packaged unit: a drop-in, systemctl edit doorman: CapabilityBoundingSet=CAP_NET_ADMIN and RestrictAddressFamilies=AF_NETLINK; see the README, "Firewall sets"\)$/);
+    return true;
+  });
+  // With the capability held, the kernel's refusal is about something else: the set's own message stays.
+  await assert.rejects(NftSetWriter.open(OPTS, { ...base, run: eperm, netAdmin: () => true }), /firewall\.nft\.set_v4: the set inet filter doorman_v4 cannot be read/);
+  await assert.rejects(NftSetWriter.open(OPTS, { ...base, run: eperm, netAdmin: () => null }), /firewall\.nft\.set_v4: the set inet filter doorman_v4 cannot be read/);
+  // libnftables' words when socket(AF_NETLINK) is refused, as RestrictAddressFamilies= refuses it.
+  const noNetlink = async (): Promise<string> => {
+    throw new Error('nft -j -t list set inet filter doorman_v4 exited 1: mnl.c:67: Unable to initialize Netlink socket: Address family not supported by protocol');
+  };
+  await assert.rejects(NftSetWriter.open(OPTS, { ...base, run: noNetlink, netAdmin: () => true }), /\/etc\/doorman\/doorman\.yaml: firewall\.nft: nft cannot open a netlink socket \(.*\); allow AF_NETLINK \(the packaged unit: a drop-in, .*RestrictAddressFamilies=AF_NETLINK/);
+});
+
 test("nft's JSON listing is read strictly", () => {
   assert.deepEqual(parseSetListing(listing('ipv4_addr', ['interval', 'timeout'])), { type: 'ipv4_addr', flags: ['interval', 'timeout'] });
   assert.deepEqual(parseSetListing(listing('ipv4_addr', [])), { type: 'ipv4_addr', flags: [] });

@@ -27,7 +27,7 @@ import type { BanList } from '../core/bans.js';
 import type { Clock } from '../core/clock.js';
 import type { Network } from '../core/networks.js';
 import { FirewallError } from '../errors.js';
-import { nftRunner, type NftRunner } from './nft-run.js';
+import { holdsNetAdmin, nftRunner, type NftRunner } from './nft-run.js';
 import { SetPlan, type SetNames } from './set-plan.js';
 
 /** The first retry after a failure; each next one waits twice as long, up to RETRY_MAX_MS. */
@@ -81,6 +81,8 @@ interface Deps {
   readonly log: Logger;
   readonly run?: NftRunner;
   readonly timers?: Timers;
+  /** Whether the process holds CAP_NET_ADMIN (default: read from /proc), to word a refusal by the kernel. */
+  readonly netAdmin?: () => boolean | null;
 }
 
 export class NftSetWriter {
@@ -121,7 +123,7 @@ export class NftSetWriter {
    */
   static async open(opts: NftSetOptions, d: Deps): Promise<NftSetWriter> {
     const run = d.run ?? nftRunner(opts.command, opts.timeoutMs);
-    await checkSets(opts, run);
+    await checkSets(opts, run, d.netAdmin ?? holdsNetAdmin);
     const w = new NftSetWriter(opts, { ...d, run });
     await w.flushNow();
     return w;
@@ -259,8 +261,9 @@ export function setDefinition(names: SetNames): string {
 }
 
 /** Each configured set exists, holds addresses of its family and has flags interval and timeout. */
-async function checkSets(opts: NftSetOptions, run: NftRunner): Promise<void> {
+async function checkSets(opts: NftSetOptions, run: NftRunner, netAdmin: () => boolean | null): Promise<void> {
   const { names, source } = opts;
+  const dropIn = 'systemctl edit doorman: CapabilityBoundingSet=CAP_NET_ADMIN and RestrictAddressFamilies=AF_NETLINK; see the README, "Firewall sets"';
   for (const [family, set, key] of [[4, names.v4, 'firewall.nft.set_v4'], [6, names.v6, 'firewall.nft.set_v6']] as const) {
     if (set === null) continue;
     const want = family === 4 ? 'ipv4_addr' : 'ipv6_addr';
@@ -271,6 +274,13 @@ async function checkSets(opts: NftSetOptions, run: NftRunner): Promise<void> {
     } catch (err) {
       const what = (err as Error).message;
       if (/^cannot run /.test(what)) throw new FirewallError('DOORMAN_ERR_FIREWALL_SET', `${source}: firewall.nft.command: ${what}; name the nft program (e.g. [/usr/sbin/nft])`);
+      // The kernel's refusals say nothing of the set: name what is missing instead.
+      if (/Operation not permitted/.test(what) && netAdmin() === false) {
+        throw new FirewallError('DOORMAN_ERR_FIREWALL_SET', `${source}: firewall.nft: nft may not read or write the sets: Doorman runs without CAP_NET_ADMIN (${what}); give it the capability (the packaged unit: a drop-in, ${dropIn})`);
+      }
+      if (/Netlink socket/i.test(what)) {
+        throw new FirewallError('DOORMAN_ERR_FIREWALL_SET', `${source}: firewall.nft: nft cannot open a netlink socket (${what}); allow AF_NETLINK (the packaged unit: a drop-in, ${dropIn})`);
+      }
       throw new FirewallError('DOORMAN_ERR_FIREWALL_SET', `${source}: ${key}: the set ${names.table} ${set} cannot be read (${what}); ${hint}`);
     }
     const found = parseSetListing(out);

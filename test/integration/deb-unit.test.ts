@@ -28,6 +28,7 @@ import { AnvilTestClient } from '../helpers/anvil-client.js';
 import { startDoorman } from '../helpers/daemon.js';
 import { postfixUnavailableReason, prepareQueueDir, startPostfix } from '../helpers/postfix.js';
 import { skipBanner } from '../helpers/skip.js';
+import { setprivBounding, unitSettings } from '../helpers/systemd-unit.js';
 import { SmtpTestClient } from '../helpers/smtp.js';
 import { until } from '../helpers/guard.js';
 
@@ -44,26 +45,6 @@ function unavailable(): string | undefined {
   }
   if (!existsSync(SETPRIV)) return `${SETPRIV} not found (Debian package util-linux)`;
   return undefined;
-}
-
-/** The unit's [Service] settings, every value of a key in order. */
-function unitSettings(text: string): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  let section = '';
-  for (const raw of text.split('\n')) {
-    const line = raw.trim();
-    if (line === '' || line.startsWith('#') || line.startsWith(';')) continue;
-    const head = /^\[(.+)\]$/.exec(line);
-    if (head) {
-      section = head[1] as string;
-      continue;
-    }
-    const eq = line.indexOf('=');
-    if (section !== 'Service' || eq < 0) continue;
-    const key = line.slice(0, eq);
-    out.set(key, [...(out.get(key) ?? []), line.slice(eq + 1)]);
-  }
-  return out;
 }
 
 function one(settings: Map<string, string[]>, key: string): string {
@@ -114,7 +95,7 @@ test('the packaged unit, on the packaged configuration, serves a real private/an
     state: { file: join(stateDir, 'state.json'), audit_log: join(stateDir, 'audit.log') },
     admin: { listen: '127.0.0.1:0' },
   };
-  const bounding = ['-all', ...caps.map((c) => `+${c.replace(/^CAP_/, '').toLowerCase()}`)].join(',');
+  const bounding = setprivBounding(caps);
   const doorman = await startDoorman(config, {
     command: (configPath) => [
       SETPRIV, '--bounding-set', bounding, '--no-new-privs', '--',

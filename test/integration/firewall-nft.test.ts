@@ -14,132 +14,28 @@
  * deleted after the tests, whether they pass or not.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseConfig } from '../../src/config/load.js';
 import { startDaemon, type Daemon } from '../../src/main.js';
 import { AdminClient } from '../helpers/admin-client.js';
 import { memoryLogger } from '../helpers/log.js';
+import { Netns, netnsMissing, Prober, RULESET } from '../helpers/nft-netns.js';
 import { skipBanner } from '../helpers/skip.js';
 import { isolated } from '../helpers/state.js';
 
-function missing(): string | undefined {
-  if (process.getuid?.() !== 0) return 'not root (network namespaces and nft need it)';
-  if (spawnSync('nft', ['--version']).status !== 0) return 'nft is not installed (Debian package nftables)';
-  if (spawnSync('ip', ['-V']).status !== 0) return 'ip is not installed (Debian package iproute2)';
-  return undefined;
-}
-const why = missing();
+const why = netnsMissing();
 if (why !== undefined) skipBanner(`${why}: the nftables set tests (test/integration/firewall-nft.test.ts) did not run`);
 const skip = why ?? false;
 
 const NS = `doorman-nft-${process.pid}`;
 const TOKEN = 'firewall-test-token-0123456789';
-/** The table and sets as the README tells the admin to write them, with the drop rules. */
-const RULESET = `
-table inet filter {
-  set doorman_v4 { type ipv4_addr; flags interval, timeout; }
-  set doorman_v6 { type ipv6_addr; flags interval, timeout; }
-  chain input {
-    type filter hook input priority 0; policy accept;
-    ip saddr @doorman_v4 drop
-    ip6 saddr @doorman_v6 drop
-  }
-}
-`;
-const SERVER4 = '192.0.2.1';
-const SERVER6 = '2001:db8::1';
 /** Client addresses, all on the namespace's loopback interface. */
 const ADDRS4 = ['192.0.2.66', '192.0.2.77', '192.0.2.88', '192.0.2.99', '198.51.100.9', '198.51.100.10', '203.0.113.5'];
 const ADDRS6 = ['2001:db8::66', '2001:db8::77', '2001:db8:1::9'];
-/** A connect that is not answered in this time counts as dropped; one that is answered comes back in a few ms. */
-const DROPPED_AFTER_MS = 1500;
-
-/** A node process inside the namespace: a listener on every address, and connects from any address on demand. */
-const HELPER = `
-const net = require('node:net');
-const server = net.createServer((s) => s.destroy());
-server.listen({ host: '::', port: 0 }, () => process.stdout.write(JSON.stringify({ port: server.address().port }) + '\\n'));
-require('node:readline').createInterface({ input: process.stdin }).on('line', (line) => {
-  const { id, from, to, port, ms } = JSON.parse(line);
-  const s = net.connect({ host: to, port, localAddress: from });
-  const answer = (result) => { clearTimeout(timer); s.destroy(); process.stdout.write(JSON.stringify({ id, result }) + '\\n'); };
-  const timer = setTimeout(() => answer('dropped'), ms);
-  s.once('connect', () => answer('connected'));
-  s.once('error', (e) => answer(e.code));
-});
-process.stdin.on('end', () => process.exit(0));
-`;
-
-function sh(args: readonly string[], input?: string): string {
-  const r = spawnSync(args[0] as string, args.slice(1), { input, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${args.join(' ')}: exit ${r.status}: ${r.stderr}`);
-  return r.stdout;
-}
-const nft = (args: readonly string[], input?: string) => sh(['ip', 'netns', 'exec', NS, 'nft', ...args], input);
-
-/** The namespace's connecting client. */
-class Prober {
-  private readonly waiting = new Map<number, (r: string) => void>();
-  private id = 0;
-  port = 0;
-  private constructor(private readonly child: ChildProcess) {}
-
-  static async start(dir: string): Promise<Prober> {
-    const file = join(dir, 'helper.cjs');
-    writeFileSync(file, HELPER);
-    const child = spawn('ip', ['netns', 'exec', NS, process.execPath, file], { stdio: ['pipe', 'pipe', 'inherit'] });
-    const p = new Prober(child);
-    const ready = new Promise<void>((resolve, reject) => {
-      child.once('exit', (code) => reject(new Error(`the namespace's helper exited ${code}`)));
-      createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-        const m = JSON.parse(line) as { port?: number; id?: number; result?: string };
-        if (m.port !== undefined) {
-          p.port = m.port;
-          resolve();
-        } else p.waiting.get(m.id as number)?.(m.result as string);
-      });
-    });
-    await ready;
-    return p;
-  }
-
-  /** 'connected', 'dropped' (no answer in DROPPED_AFTER_MS) or an error code. */
-  connect(from: string): Promise<string> {
-    const id = ++this.id;
-    const to = from.includes(':') ? SERVER6 : SERVER4;
-    return new Promise((resolve) => {
-      this.waiting.set(id, resolve);
-      this.child.stdin?.write(`${JSON.stringify({ id, from, to, port: this.port, ms: DROPPED_AFTER_MS })}\n`);
-    });
-  }
-
-  stop(): void {
-    this.child.stdin?.end();
-    this.child.kill();
-  }
-}
-
-/** The elements of a set as nft lists them now: text → timeout (s). */
-function elements(set: string): Map<string, number> {
-  const data = JSON.parse(nft(['-j', 'list', 'set', 'inet', 'filter', set])) as { nftables: Array<{ set?: { elem?: unknown[] } }> };
-  const out = new Map<string, number>();
-  for (const item of data.nftables) {
-    for (const e of item.set?.elem ?? []) {
-      const el = (e as { elem?: { val: unknown; timeout?: number } }).elem;
-      if (el === undefined) continue;
-      const v = el.val as string | { prefix?: { addr: string; len: number }; range?: [string, string] };
-      const text = typeof v === 'string' ? v : v.prefix !== undefined ? `${v.prefix.addr}/${v.prefix.len}` : `${v.range?.[0]}-${v.range?.[1]}`;
-      out.set(text, el.timeout ?? 0);
-    }
-  }
-  return out;
-}
 
 describe('nftables sets in a network namespace', { skip }, () => {
   let dir = '';
@@ -147,20 +43,18 @@ describe('nftables sets in a network namespace', { skip }, () => {
   let api: AdminClient;
   let probe: Prober;
   let lines: Array<Record<string, unknown>>;
+  let ns: Netns;
   const cleanups: Array<() => void> = [];
+  const nft = (args: readonly string[], input?: string) => ns.nft(args, input);
+  const elements = (set: string) => ns.elements(set);
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'doorman-nft-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    sh(['ip', 'netns', 'add', NS]);
+    ns = Netns.create(NS, ADDRS4, ADDRS6);
     // Registered at once: the namespace goes however the rest of the setup or the tests end.
-    cleanups.push(() => void spawnSync('ip', ['netns', 'del', NS]));
-    // On the namespace's loopback interface: no module needed (some kernels have no dummy), and the input hook sees it.
-    sh(['ip', '-n', NS, 'link', 'set', 'lo', 'up']);
-    for (const a of [SERVER4, ...ADDRS4]) sh(['ip', '-n', NS, 'addr', 'add', `${a}/32`, 'dev', 'lo']);
-    for (const a of [SERVER6, ...ADDRS6]) sh(['ip', '-n', NS, 'addr', 'add', `${a}/128`, 'dev', 'lo']);
-    nft(['-f', '-'], RULESET);
-    probe = await Prober.start(dir);
+    cleanups.push(() => ns.delete());
+    probe = await Prober.start(NS, dir);
     cleanups.push(() => probe.stop());
     const base = isolated(dir);
     const config = parseConfig(
