@@ -23,7 +23,12 @@ import type { Awaitable } from './awaitable.js';
 
 /** Country of an address: an ISO code, or null for none (special-purpose, unknown). */
 export interface CountryOf {
-  country(ip: string): string | null;
+  /**
+   * `text` is the address in canonical form (formatIp's); `ip`, when given,
+   * is the same address as the gatekeeper parsed it, for a source that can
+   * read it as it is rather than parse the text again.
+   */
+  country(text: string, ip?: ParsedIp): string | null;
 }
 
 export const NO_COUNTRIES: CountryOf = { country: () => null };
@@ -198,7 +203,7 @@ export class Gatekeeper {
   /** The country of an address (any form), or null. */
   countryOf(address: string): string | null {
     const ip = parseIp(address);
-    return ip === null ? null : this.geo.country(formatIp(ip));
+    return ip === null ? null : this.geo.country(formatIp(ip), ip);
   }
 
   /**
@@ -224,7 +229,7 @@ export class Gatekeeper {
       service,
       address: text,
       client,
-      country: this.geo.country(text),
+      country: this.geo.country(text, ip),
       exception: this.rules.exceptions.match(ip)?.text ?? null,
       ban: this.bans.find(ip, text, now),
       limits: this.rules.limitsFor(service, ip),
