@@ -216,6 +216,16 @@ test('an address parsed where it came in is judged as its text is: the auth call
   assert.equal(sync(text.authAttempt('imap', 'not-an-ip')).exempt, '"not-an-ip" is not an IP address');
 });
 
+test('admit: a ClientAddress parsed at accept is judged and counted as its text is', () => {
+  const rules = { imap: { limits: { connections_per_address: 1 }, countries: { connect: { deny: ['RU'] } } } };
+  const text = gate(rules).g;
+  const parsed = gate(rules).g;
+  const [ot, op] = [text.createOwner('proxy'), parsed.createOwner('proxy')];
+  for (const a of ['8.8.8.8', '::ffff:8.8.8.8', '77.88.8.8', '2001:DB8::7']) {
+    assert.deepEqual(sync(parsed.admit('imap', clientAddress(a) as ClientAddress, op)), sync(text.admit('imap', a, ot)), a);
+  }
+});
+
 test('the country source is given the canonical text and the address as the gatekeeper parsed it', () => {
   const { engine } = gate({});
   const asked: [string, ParsedIp | undefined][] = [];

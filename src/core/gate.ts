@@ -363,11 +363,12 @@ export class Gatekeeper {
    * banned flood does not fill the table; then the connection is counted
    * under its address (and network, for a prefix limit) as held by `owner`,
    * and judged on counts that include it. A refused connection is given back
-   * at once but stays in the connection rate, as in anvil.
+   * at once but stays in the connection rate, as in anvil. `address` is
+   * text, or the ClientAddress the proxy parsed at accept, taken as it is.
    */
-  admit(serviceName: string, address: string, owner: Owner): Awaitable<Admission> {
+  admit(serviceName: string, address: string | ClientAddress, owner: Owner): Awaitable<Admission> {
     const f = this.facts(serviceName, address);
-    if (f === null) return { decision: unjudged(address), address, keys: [] };
+    if (f === null) return { decision: unjudged(address), address: typeof address === 'string' ? address : address.text, keys: [] };
     const pre = evaluateConnect(f.facts, NO_COUNTS);
     if (pre.action === 'refuse') return { decision: pre, address: f.facts.address, keys: [] };
     const net = this.networkOf(f.facts.service, f.facts.limits, f.ip, f.bits);

@@ -24,7 +24,7 @@ import type { Protocol } from '../core/rules.js';
 import type { ConnectionRegistry } from '../core/connections.js';
 import type { DoorEventBus } from '../core/events.js';
 import type { Admission, Gatekeeper } from '../core/gate.js';
-import { parseIp } from '../core/ip.js';
+import { clientAddress, type ClientAddress } from '../core/ip.js';
 import type { NetworkSet } from '../core/networks.js';
 import type { ProtocolError } from '../errors.js';
 import { encodeProxyV1, encodeProxyV2, ProxyHeaderParser } from '../protocols/proxy-protocol.js';
@@ -78,8 +78,12 @@ function forgetSession(this: Socket): void {
 class GuardSession implements Session {
   readonly guard: GuardListener;
   readonly socket: Socket;
-  /** The client as judged: the socket's peer, or a trusted proxy's header's source. */
-  address = '';
+  /**
+   * The client as judged: parsed once, where it came in (the socket, or a
+   * trusted proxy's header); the text as it came when it is no IP address,
+   * which the gatekeeper leaves unjudged.
+   */
+  client: ClientAddress | string = '';
   /** The client's port. */
   port = 0;
   /** Where the client connected to, from a trusted proxy's header; null: ask the socket (a getsockname) when the header is built. */
@@ -99,6 +103,12 @@ class GuardSession implements Session {
     socket.on('close', forgetSession);
     // Never an unhandled 'error' (a reset while the decision is pending): the relay adds its own.
     socket.on('error', destroySocket);
+  }
+
+  /** The client's address as text (a log line's). */
+  get address(): string {
+    const c = this.client;
+    return typeof c === 'string' ? c : c.text;
   }
 
   checkIdle(now: number): void {
@@ -220,14 +230,13 @@ export class GuardListener implements RelayHost {
       socket.destroy();
       return session;
     }
-    session.address = remote;
     session.port = socket.remotePort ?? 0;
-    if (this.opts.trusted.size > 0) {
-      const ip = parseIp(remote);
-      if (ip !== null && this.opts.trusted.match(ip) !== null) {
-        this.readHeader(session);
-        return session;
-      }
+    // Parsed here, once: the trusted-proxy match and the gatekeeper take it as it is.
+    const client = clientAddress(remote) ?? remote;
+    session.client = client;
+    if (this.opts.trusted.size > 0 && typeof client !== 'string' && this.opts.trusted.match(client.ip) !== null) {
+      this.readHeader(session);
+      return session;
     }
     this.judge(session);
     return session;
@@ -267,7 +276,8 @@ export class GuardListener implements RelayHost {
       s.pause();
       const h = r.header;
       if (h.proxied && h.source !== undefined && h.destination !== undefined) {
-        p.address = h.source.address;
+        // The header's source is where this client came in: parsed once, here.
+        p.client = clientAddress(h.source.address) ?? h.source.address;
         p.port = h.source.port;
         p.localAddress = h.destination.address;
         p.localPort = h.destination.port;
@@ -283,7 +293,7 @@ export class GuardListener implements RelayHost {
     let a: ReturnType<Gatekeeper['admit']>;
     p.started = this.timer.start();
     try {
-      a = this.gate.admit(this.opts.service, p.address, this.owner);
+      a = this.gate.admit(this.opts.service, p.client, this.owner);
     } catch (err) {
       this.timer.stop(p.started);
       this.log.error({ err, client: p.address }, 'proxy: decision failed; client told to try later');
