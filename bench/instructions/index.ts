@@ -13,7 +13,9 @@
  * rounds is the figure. The two builds run at once, one per core (counts do
  * not depend on timing). BENCH_WORKLOAD=fronts runs ./fronts.ts instead: the
  * same round as bytes through the anvil and policy sessions, so what the
- * front-ends add per request is counted too.
+ * front-ends add per request is counted too. BENCH_WORKLOAD=guard runs
+ * ./guard.ts: a client at the guard proxy's door, with the real country
+ * database, refused there.
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -32,6 +34,7 @@ const RUN_TIMEOUT_MS = 20 * 60_000;
 const WORKLOADS: Record<string, { file: string; round: string }> = {
   gate: { file: 'workload.js', round: 'anvil connect, policy CONNECT check, one counted RCPT, disconnect' },
   fronts: { file: 'fronts.js', round: "the same as bytes through the anvil and policy services' sessions (framing, decoding, replies)" },
+  guard: { file: 'guard.js', round: "a client accepted by the guard proxy, its country looked up in the embedded database, refused by a country rule in IMAP's words" },
 };
 
 function callgrind(root: string, rounds: number, out: string, workload: string): Promise<number> {
