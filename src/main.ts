@@ -331,7 +331,7 @@ async function openFrontEnds(config: Config, log: Logger, closing: CloseStack, g
       proxies.push(g);
       closing.push(`proxy ${service} ${listen}`, () => g.close());
       await g.listen();
-      loads.push({ listener: `services.${service}.proxy`, address: g.address, max: p.max_connections, clients: () => g.sockets.size, full: () => g.full });
+      loads.push(streamLoad(`services.${service}.proxy`, g.listener));
     }
   }
   let anvil: AnvilServer | null = null;

@@ -7,7 +7,7 @@ import { BanList } from './bans.js';
 import { FakeClock } from './clock.js';
 import { Engine } from './engine.js';
 import { Gatekeeper } from './gate.js';
-import { clientAddress, type ClientAddress } from './ip.js';
+import { clientAddress, type ClientAddress, type ParsedIp } from './ip.js';
 import type { Owner } from './ports.js';
 import { slidingWindow } from '../store/rate.js';
 import { Rules } from './rules.js';
@@ -214,6 +214,31 @@ test('an address parsed where it came in is judged as its text is: the auth call
   }
   assert.equal(sync(parsed.authAttempt('imap', parse('::ffff:77.88.8.8'))).refusal?.rule, 'bans', 'banned under its canonical text');
   assert.equal(sync(text.authAttempt('imap', 'not-an-ip')).exempt, '"not-an-ip" is not an IP address');
+});
+
+test('admit: a ClientAddress parsed at accept is judged and counted as its text is', () => {
+  const rules = { imap: { limits: { connections_per_address: 1 }, countries: { connect: { deny: ['RU'] } } } };
+  const text = gate(rules).g;
+  const parsed = gate(rules).g;
+  const [ot, op] = [text.createOwner('proxy'), parsed.createOwner('proxy')];
+  for (const a of ['8.8.8.8', '::ffff:8.8.8.8', '77.88.8.8', '2001:DB8::7']) {
+    assert.deepEqual(sync(parsed.admit('imap', clientAddress(a) as ClientAddress, op)), sync(text.admit('imap', a, ot)), a);
+  }
+});
+
+test('the country source is given the canonical text and the address as the gatekeeper parsed it', () => {
+  const { engine } = gate({});
+  const asked: [string, ParsedIp | undefined][] = [];
+  const rules = Rules.compile({ services: { smtp: serviceSchema.parse({ countries: { connect: { deny: ['RU'] } } }) }, exceptions: [], overrides: [] }, 't');
+  const g = new Gatekeeper(engine, rules, new BanList(), { country: (text, ip) => (asked.push([text, ip]), null) }, new FakeClock(), 60_000);
+  sync(g.checkConnect('smtp', '::FFFF:77.88.8.8'));
+  sync(g.authAttempt('smtp', clientAddress('2001:DB8::7') as ClientAddress));
+  assert.equal(g.countryOf('2001:db8:0:0::8'), null);
+  assert.deepEqual(asked, [
+    ['77.88.8.8', { words: [0, 0, 0xffff, 0x4d580808], family: 4 }],
+    ['2001:db8::7', { words: [0x20010db8, 0, 0, 7], family: 6 }],
+    ['2001:db8::8', { words: [0x20010db8, 0, 0, 8], family: 6 }],
+  ]);
 });
 
 // screen(): a session HAProxy holds, asked about through SPOE, never reported closed.

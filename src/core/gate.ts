@@ -23,7 +23,12 @@ import type { Awaitable } from './awaitable.js';
 
 /** Country of an address: an ISO code, or null for none (special-purpose, unknown). */
 export interface CountryOf {
-  country(ip: string): string | null;
+  /**
+   * `text` is the address in canonical form (formatIp's); `ip`, when given,
+   * is the same address as the gatekeeper parsed it, for a source that can
+   * read it as it is rather than parse the text again.
+   */
+  country(text: string, ip?: ParsedIp): string | null;
 }
 
 export const NO_COUNTRIES: CountryOf = { country: () => null };
@@ -215,7 +220,7 @@ export class Gatekeeper {
   /** The country of an address (any form), or null. */
   countryOf(address: string): string | null {
     const ip = parseIp(address);
-    return ip === null ? null : this.geo.country(formatIp(ip));
+    return ip === null ? null : this.geo.country(formatIp(ip), ip);
   }
 
   /**
@@ -241,7 +246,7 @@ export class Gatekeeper {
       service,
       address: text,
       client,
-      country: this.geo.country(text),
+      country: this.geo.country(text, ip),
       exception: this.rules.exceptions.match(ip)?.text ?? null,
       ban: this.bans.find(ip, text, now),
       limits: this.rules.limitsFor(service, ip),
@@ -375,11 +380,12 @@ export class Gatekeeper {
    * banned flood does not fill the table; then the connection is counted
    * under its address (and network, for a prefix limit) as held by `owner`,
    * and judged on counts that include it. A refused connection is given back
-   * at once but stays in the connection rate, as in anvil.
+   * at once but stays in the connection rate, as in anvil. `address` is
+   * text, or the ClientAddress the proxy parsed at accept, taken as it is.
    */
-  admit(serviceName: string, address: string, owner: Owner): Awaitable<Admission> {
+  admit(serviceName: string, address: string | ClientAddress, owner: Owner): Awaitable<Admission> {
     const f = this.facts(serviceName, address);
-    if (f === null) return { decision: unjudged(address), address, keys: [] };
+    if (f === null) return { decision: unjudged(address), address: typeof address === 'string' ? address : address.text, keys: [] };
     const pre = evaluateConnect(f.facts, NO_COUNTS);
     if (pre.action === 'refuse') return { decision: pre, address: f.facts.address, keys: [] };
     const net = this.networkOf(f.facts.service, f.facts.limits, f.ip, f.bits);

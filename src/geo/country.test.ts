@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { buildCountryMmdb, buildMmdb } from '../../test/helpers/mmdb-writer.js';
+import { clientAddress } from '../core/ip.js';
 import { openCountryLookup, type CountryLookupEvent } from './country.js';
 import { GeoDatabaseError } from './errors.js';
 
@@ -75,7 +76,31 @@ test('the embedded CC0 database: real answers, and none for special-purpose addr
     ['8.8.8', null],
   ] as const) {
     assert.equal(lookup.country(ip), want, ip);
+    // As the gatekeeper asks, with the address it parsed: the same answer.
+    const c = clientAddress(ip);
+    if (c !== null) assert.equal(lookup.country(c.text, c.ip), want, `${ip}, parsed`);
   }
+});
+
+test('an address the core parsed is answered as its text is (embedded database, random addresses of every family and form)', async (t) => {
+  const lookup = await openCountryLookup();
+  t.after(() => lookup.close());
+  let seed = 7;
+  const next = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0);
+  const hex = (): string => (next() & 0xffff).toString(16);
+  let answered = 0;
+  for (let i = 0; i < 20_000; i++) {
+    const v4 = `${next() >>> 24}.${next() >>> 24}.${next() >>> 24}.${next() >>> 24}`;
+    const v6 = `2${(next() % 0xfff).toString(16).padStart(3, '0')}:${hex()}:${hex()}:${hex()}::${hex()}`;
+    for (const text of [v4, `::ffff:${v4}`, v6, `64:ff9b::${v4}`, `2002:${hex()}:${hex()}::1`]) {
+      const c = clientAddress(text);
+      assert.ok(c !== null, text);
+      const want = lookup.country(text);
+      assert.equal(lookup.country(c.text, c.ip), want, text);
+      if (want !== null) answered++;
+    }
+  }
+  assert.ok(answered > 50_000, `${answered} answered: the sample reaches the database`);
 });
 
 test('record shapes: country.iso_code and country_code, upper-cased; records without a country', async (t) => {
@@ -119,6 +144,10 @@ test('an IPv4-only database answers IPv4 (and mapped) addresses and nothing for 
   assert.equal(lookup.country('::ffff:8.8.8.8'), 'US');
   // 2001:4860:: starts with the bits of 32.1.72.96: an IPv4 tree would say XX.
   assert.equal(lookup.country('2001:4860::1'), null);
+  for (const [ip, want] of [['8.8.8.8', 'US'], ['::ffff:8.8.8.8', 'US'], ['2001:4860::1', null]] as const) {
+    const c = clientAddress(ip);
+    assert.equal(c === null ? undefined : lookup.country(c.text, c.ip), want, `${ip}, parsed`);
+  }
 });
 
 test('a database that cannot be used is a coded error naming the file and the problem', async (t) => {

@@ -26,12 +26,18 @@ import { createRequire } from 'node:module';
 import { basename, dirname, join, resolve } from 'node:path';
 import { asError, countryCode, loadDatabase, stampOf, type LoadedDatabase } from './database.js';
 import { GeoDatabaseError, GeoWatchError } from './errors.js';
-import { lookupAddress } from './special.js';
+import type { ParsedIp } from '../core/ip.js';
+import { lookupAddress, lookupParsed } from './special.js';
 
 /** What Doorman asks about a client address. */
 export interface CountryLookup {
-  /** Upper-case ISO 3166-1 alpha-2 code, or null (special-purpose, unknown, not an address). Never throws. */
-  country(ip: string): string | null;
+  /**
+   * Upper-case ISO 3166-1 alpha-2 code, or null (special-purpose, unknown,
+   * not an address). Never throws. `parsed`: the same address as the core
+   * parsed it (core/ip.ts), read instead of `ip`'s text by the
+   * special-purpose check; `ip` must then be its canonical text.
+   */
+  country(ip: string, parsed?: ParsedIp): string | null;
   /** Where the answers come from, for logs and status. */
   readonly source: string;
   /** Stops watching for updates. country() answers null afterwards. */
@@ -102,10 +108,11 @@ export class MmdbCountryLookup implements CountryLookup {
     return lookup;
   }
 
-  country(ip: string): string | null {
+  country(ip: string, parsed?: ParsedIp): string | null {
     const db = this.db;
     if (db === null) return null;
-    const key = lookupAddress(ip);
+    // The reader (mmdb-lib's Reader.get) takes only text, which it parses itself: it is given the canonical text.
+    const key = parsed === undefined ? lookupAddress(ip) : lookupParsed(parsed, ip);
     if (key === null) return null;
     // An IPv4-only tree would answer an IPv6 address from its first 32 bits.
     if (db.ipv4Only && key.indexOf(':') !== -1) return null;

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { isIP } from 'node:net';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { NOT_AN_ADDRESS, SPECIAL_BLOCKS, embeddedIPv4, isIPAddress, lookupAddress, specialPurpose, type SpecialBlock } from './special.js';
+import { canonicalText, parseIp } from '../core/ip.js';
+import { NOT_AN_ADDRESS, SPECIAL_BLOCKS, embeddedIPv4, isIPAddress, lookupAddress, lookupParsed, specialPurpose, type SpecialBlock } from './special.js';
 
 // ---- a slow reference: BigInt values, most specific block of the table --------
 
@@ -249,6 +250,47 @@ test('lookupAddress: the address to ask a country database about', () => {
   for (const ip of ['10.1.2.3', '::1', '::ffff:10.0.0.1', '2001:db8::1', '2002:a00:1::', 'fe80::1%eth0', 'ff02::1', '', 'x', '8.8.8']) {
     assert.equal(lookupAddress(ip), null, ip);
   }
+});
+
+/** lookupParsed() of `s` as the core parses it, given its canonical text; undefined when the core does not take `s` (a zone, say). */
+function lookupAsParsed(s: string): string | null | undefined {
+  const ip = parseIp(s);
+  return ip === null ? undefined : lookupParsed(ip, canonicalText(s, ip));
+}
+
+test('lookupParsed: an address the core parsed is looked up as its text is, without reading the text', () => {
+  const cases = ['8.8.8.8', '2001:4860:4860::8888', '::ffff:8.8.8.8', '::FFFF:77.88.8.8', '::ffff:4d58:808', '::8.8.8.8', '64:ff9b::8.8.8.8', '2002:808:808::8.8.4.4', '2001:0:4136:e378:8000:63bf:f7f7:f7f7'];
+  for (const ip of cases) assert.equal(lookupAsParsed(ip), lookupAddress(ip), ip);
+  for (const ip of ['10.1.2.3', '::1', '::', '::ffff:10.0.0.1', '2001:db8::1', '2002:a00:1::', 'fe80::1', 'ff02::1', '64:ff9b::a00:1']) assert.equal(lookupAsParsed(ip), null, ip);
+  // A global IPv6 address is looked up by the canonical text it is given; the embedded IPv4 forms by their IPv4 address.
+  assert.equal(lookupAsParsed('2001:4860:4860:0:0:0:0:8888'), '2001:4860:4860::8888');
+  assert.equal(lookupAsParsed('::ffff:4d58:808'), '77.88.8.8');
+});
+
+test('property: lookupParsed agrees with lookupAddress on every form the core parses', () => {
+  const nearBlock = fc
+    .tuple(fc.constantFrom(...REF), fc.bigInt({ min: -300n, max: 300n }), fc.boolean())
+    .map(([r, delta, fromEnd]) => {
+      const w = width(r.family);
+      const size = 1n << BigInt(w - r.length);
+      const v = (fromEnd ? r.base + size - 1n : r.base) + delta;
+      const max = (1n << BigInt(w)) - 1n;
+      return { family: r.family, value: v < 0n ? 0n : v > max ? max : v };
+    });
+  const anyV4 = fc.bigInt({ min: 0n, max: 0xffffffffn }).map((value) => ({ family: 4 as const, value }));
+  const anyV6 = fc.bigInt({ min: 0n, max: (1n << 128n) - 1n }).map((value) => ({ family: 6 as const, value }));
+  fc.assert(
+    fc.property(fc.oneof(nearBlock, anyV4, anyV6), ({ family, value }) => {
+      for (const text of textForms(family, value)) {
+        const ip = parseIp(text);
+        assert.ok(ip !== null, text);
+        const key = lookupAddress(text);
+        // lookupAddress answers a global IPv6 address with the text it was given; lookupParsed with the canonical text it is given.
+        assert.equal(lookupParsed(ip, canonicalText(text, ip)), key !== null && key.includes(':') ? canonicalText(text, ip) : key, text);
+      }
+    }),
+    { numRuns: 20_000 },
+  );
 });
 
 test('strings that are not addresses', () => {

@@ -19,7 +19,11 @@
  * Accepted text: dotted-quad IPv4 without leading zeros, and RFC 4291 IPv6
  * (any case, "::", a dotted IPv4 tail, a "%zone" suffix) — exactly what
  * node:net's isIP() accepts, which is what a socket's remoteAddress looks like.
+ * An address the core has parsed already (core/ip.ts's ParsedIp: the guard
+ * proxy's, the gatekeeper's) is judged by its words, with no text read:
+ * lookupParsed().
  */
+import type { ParsedIp } from '../core/ip.js';
 import { SPECIAL_BLOCKS, type EmbeddedIPv4 } from './special-blocks.js';
 
 export { SPECIAL_BLOCKS, type EmbeddedIPv4, type SpecialBlock } from './special-blocks.js';
@@ -270,6 +274,11 @@ function judge(ip: string): number {
   const family = parse(ip);
   if (family === 4) return classify4(v4);
   if (family === 0) return INVALID;
+  return judge6();
+}
+
+/** judge() of the IPv6 address in w0..w3 (embedKind already cleared). */
+function judge6(): number {
   const block = classify6();
   if (block < 0) return block;
   const how = EMBEDS[block] as number;
@@ -326,6 +335,27 @@ export function lookupAddress(ip: string): string | null {
     return ip.slice(ip.lastIndexOf(':', end) + 1, end);
   }
   return formatV4(v4);
+}
+
+/**
+ * lookupAddress() of an address the core parsed: `ip`'s words are judged as
+ * they are, and `text`, which must be its canonical text (core/ip.ts's
+ * formatIp or canonicalText), is what a global address is looked up by. The
+ * forms that carry an IPv4 address are looked up by that address, dotted
+ * (IPv4-mapped ones are family 4 in the core, their canonical text dotted
+ * already). Allocates nothing but for the IPv6 forms that carry one.
+ */
+export function lookupParsed(ip: ParsedIp, text: string): string | null {
+  embedKind = EMBED_NONE;
+  const w = ip.words;
+  // Family 4 is [0, 0, 0xffff, v4]: the mapped block, whose IPv4 address is judged.
+  if (ip.family === 4) return classify4(w[3] | 0) === GLOBAL ? text : null;
+  w0 = w[0] | 0;
+  w1 = w[1] | 0;
+  w2 = w[2] | 0;
+  w3 = w[3] | 0;
+  if (judge6() !== GLOBAL) return null;
+  return embedKind === EMBED_NONE ? text : formatV4(v4);
 }
 
 /** True when `ip` is an IPv4 or IPv6 address in the text forms this module accepts (those of node:net isIP). */

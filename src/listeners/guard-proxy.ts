@@ -13,26 +13,27 @@
  *      reached gets the client a temporary failure, not a hang
  * and when the relay closes, for whatever reason, the counts are given back.
  *
- * Idle connections are found by one sweep per listener that compares byte
- * counters, so relaying costs no timer reset per chunk.
+ * The listener is a StreamListener (./stream-listener.ts) like the other
+ * front-ends', with sockets accepted paused and a client over the cap
+ * refused in words. Idle connections are found by its one sweep, which
+ * compares byte counters, so relaying costs no timer reset per chunk.
  */
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Protocol } from '../core/rules.js';
 import type { ConnectionRegistry } from '../core/connections.js';
 import type { DoorEventBus } from '../core/events.js';
 import type { Admission, Gatekeeper } from '../core/gate.js';
-import { parseIp } from '../core/ip.js';
+import { clientAddress, type ClientAddress } from '../core/ip.js';
 import type { NetworkSet } from '../core/networks.js';
-import { then } from '../core/awaitable.js';
-import { ListenError, ProtocolError } from '../errors.js';
+import type { ProtocolError } from '../errors.js';
 import { encodeProxyV1, encodeProxyV2, ProxyHeaderParser } from '../protocols/proxy-protocol.js';
 import { IMPLICIT_TLS, goodbyeLine, refusalKindOf, refusalLine, refusalText, type RefusalKind, type RefusalTexts } from '../protocols/refusals.js';
 import type { Owner } from '../core/ports.js';
 import { NO_TIMER, type DecisionTimer } from '../observability/latency.js';
 import { decisionRecorder, type DecisionRecorder } from '../observability/decisions.js';
 import { destroySocket, LINGER_MS, Relay, type RelayHost } from './relay.js';
-import { describeEndpoint, parseEndpoint, type Endpoint } from './stream-listener.js';
+import { StreamListener, describeEndpoint, parseEndpoint, type Endpoint, type Session } from './stream-listener.js';
 
 export interface GuardOptions {
   readonly service: string;
@@ -54,20 +55,6 @@ export interface GuardOptions {
   readonly timer?: DecisionTimer;
 }
 
-/** A connection between accept and the relay's start. */
-interface Pending {
-  readonly socket: Socket;
-  /** The client as judged, and where it connected to. */
-  address: string;
-  port: number;
-  /** Where the client connected to, from a trusted proxy's header; null: ask the socket (a getsockname) when the header is built. */
-  localAddress: string | null;
-  localPort: number;
-  early: Buffer | null;
-  /** The decision timer's start mark. */
-  started: number;
-}
-
 /**
  * A session one side has ended while the other stays silent is closed after
  * this long (or idle_timeout, if shorter): a client that vanished behind a
@@ -75,8 +62,77 @@ interface Pending {
  */
 const HALF_CLOSED_IDLE_MS = 60_000;
 
-/** At most one "listener full" warning per minute. */
-const FULL_WARNING_MS = 60_000;
+/** The session of a socket: set on the socket, for the close handler every socket shares. */
+const SESSION = Symbol('doorman.guard');
+type SessionSocket = Socket & { [SESSION]?: GuardSession };
+
+function forgetSession(this: Socket): void {
+  const s = (this as SessionSocket)[SESSION];
+  if (s !== undefined) s.guard.listener.remove(s);
+}
+
+/**
+ * One accepted client, from accept until its socket closes: judged, then
+ * refused or relayed.
+ */
+class GuardSession implements Session {
+  readonly guard: GuardListener;
+  readonly socket: Socket;
+  /**
+   * The client as judged: parsed once, where it came in (the socket, or a
+   * trusted proxy's header); the text as it came when it is no IP address,
+   * which the gatekeeper leaves unjudged.
+   */
+  client: ClientAddress | string = '';
+  /** The client's port. */
+  port = 0;
+  /** Where the client connected to, from a trusted proxy's header; null: ask the socket (a getsockname) when the header is built. */
+  localAddress: string | null = null;
+  localPort = 0;
+  /** What the client sent before the relay began (after a trusted proxy's header). */
+  early: Buffer | null = null;
+  /** The decision timer's start mark. */
+  started = 0;
+  /** Once admitted. */
+  relay: Relay | null = null;
+
+  constructor(guard: GuardListener, socket: Socket) {
+    this.guard = guard;
+    this.socket = socket;
+    (socket as SessionSocket)[SESSION] = this;
+    socket.on('close', forgetSession);
+    // Never an unhandled 'error' (a reset while the decision is pending): the relay adds its own.
+    socket.on('error', destroySocket);
+  }
+
+  /** The client's address as text (a log line's). */
+  get address(): string {
+    const c = this.client;
+    return typeof c === 'string' ? c : c.text;
+  }
+
+  checkIdle(now: number): void {
+    const r = this.relay;
+    if (r === null) return;
+    const a = r.activity();
+    if (a !== r.idleMark) {
+      r.idleMark = a;
+      r.idleSince = now;
+      return;
+    }
+    r.quiet();
+    const idle = this.guard.opts.idleTimeoutMs;
+    if (now - r.idleSince >= (r.halfClosed() ? Math.min(HALF_CLOSED_IDLE_MS, idle) : idle)) {
+      r.kick(`idle for ${Math.round((now - r.idleSince) / 1000)} s`, 'Idle for too long, closing the connection');
+    }
+  }
+
+  /** The listener closes: a relayed session is told goodbye where it can be; any other goes at once. */
+  destroy(): void {
+    if (this.relay !== null) this.relay.kick('shutdown', this.guard.goodbyeText);
+    else this.socket.destroy();
+  }
+}
 
 export class GuardListener implements RelayHost {
   readonly opts: GuardOptions;
@@ -90,19 +146,15 @@ export class GuardListener implements RelayHost {
   private readonly owner: Owner;
   private readonly implicitTls: boolean;
   private readonly where: string;
-  private server: Server | null = null;
-  /** Sockets accepted and not yet closed, relayed or not: the cap counts them all. */
-  readonly sockets = new Set<Socket>();
-  /** Sessions being relayed; each Relay carries its id, keys, start and address. */
-  private readonly relays = new Set<Relay>();
-  private sweep: NodeJS.Timeout | null = null;
+  /**
+   * The socket, its cap and idle sweep. Its sessions are every socket
+   * accepted and not yet closed, relayed or not: the cap counts them all.
+   */
+  readonly listener: StreamListener<GuardSession>;
+  /** What relayed clients are told when the listener closes. */
+  goodbyeText = 'Service shutting down, try again later';
   private readonly refusals = new Map<string, Buffer | null>();
-  private lastFullWarning = 0;
   private readonly timer: DecisionTimer;
-  /** Connections refused since start because max_connections were connected. */
-  full = 0;
-  /** The TCP port bound (port 0 picks one). */
-  port = 0;
   /**
    * The address bound, as a PROXY header names it, when it is one address:
    * every client connected to it, so no getsockname per connection. Null for
@@ -123,72 +175,83 @@ export class GuardListener implements RelayHost {
     this.log = log.child({ service: opts.service, listen: opts.listen });
     this.owner = gate.createOwner(`proxy ${opts.service} ${opts.listen}`);
     this.timer = opts.timer ?? NO_TIMER;
+    const setting = `services.${opts.service}.proxy.max_connections`;
+    this.listener = new StreamListener<GuardSession>(
+      {
+        name: 'proxy',
+        endpoint: parseEndpoint(opts.listen),
+        maxClients: opts.maxConnections,
+        idleTimeoutMs: opts.idleTimeoutMs,
+        // Four sweeps per idle period, so a session goes at most a quarter late; within 250 ms and a minute.
+        sweepMs: Math.max(250, Math.min(60_000, Math.floor(opts.idleTimeoutMs / 4))),
+        pauseOnConnect: true,
+        allowHalfOpen: true,
+        noDelay: true,
+        backlog: 4096,
+        words: {
+          title: `proxy for ${opts.service}`,
+          listening: 'proxy listening',
+          listeningFields: { backend: describeEndpoint(this.backend), proxy_protocol: opts.proxyProtocol },
+          full: `proxy full (${setting}): new clients told to try later`,
+          fullFields: { max_connections: opts.maxConnections },
+        },
+        onFull: (socket) => this.acceptFull(socket),
+      },
+      this.log,
+      (socket) => this.accept(socket),
+    );
+  }
+
+  /** The TCP port bound (port 0 picks one). */
+  get port(): number {
+    return this.listener.port;
   }
 
   /** host:port with the port bound. */
   get address(): string {
-    return describeEndpoint({ host: parseEndpoint(this.opts.listen).host, port: this.port });
+    return this.listener.address;
   }
 
-  /** Connections being relayed now. */
-  get size(): number {
-    return this.relays.size;
+  /** Connections refused since start because max_connections were connected. */
+  get full(): number {
+    return this.listener.full;
   }
 
   async listen(): Promise<void> {
-    const e = parseEndpoint(this.opts.listen);
-    const server = createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }, (s) => this.accept(s));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (err) => reject(new ListenError('DOORMAN_ERR_LISTEN', `proxy for ${this.opts.service} on ${this.opts.listen}: ${err.message}`, { cause: err })));
-      server.listen({ port: e.port, host: e.host, backlog: 4096 }, () => resolve());
-    });
-    server.on('error', (err) => this.log.error({ err }, 'proxy: server error'));
-    this.server = server;
-    const addr = server.address();
-    if (addr !== null && typeof addr === 'object') {
-      this.port = addr.port;
-      this.boundAddress = addr.address === '0.0.0.0' || addr.address === '::' ? null : unmapped(addr.address);
-    }
-    const every = Math.max(250, Math.min(60_000, Math.floor(this.opts.idleTimeoutMs / 4)));
-    this.sweep = setInterval(() => this.sweepIdle(), every);
-    this.sweep.unref();
-    this.log.info({ address: e.host, port: this.port, backend: describeEndpoint(this.backend), proxy_protocol: this.opts.proxyProtocol }, 'proxy listening');
+    await this.listener.listen();
+    const bound = this.listener.boundAddress;
+    this.boundAddress = bound === '0.0.0.0' || bound === '::' ? null : unmapped(bound);
   }
 
-  private accept(socket: Socket): void {
-    this.sockets.add(socket);
-    (socket as ListenerSocket)[LISTENER] = this;
-    socket.on('close', forgetSocket);
-    // Never an unhandled 'error' (a reset while the decision is pending): the relay adds its own.
-    socket.on('error', destroySocket);
+  private accept(socket: Socket): GuardSession {
+    const session = new GuardSession(this, socket);
     const remote = socket.remoteAddress;
     if (remote === undefined) {
       socket.destroy();
-      return;
+      return session;
     }
-    if (this.sockets.size > this.opts.maxConnections) {
-      this.full++;
-      const now = Date.now();
-      if (now - this.lastFullWarning >= FULL_WARNING_MS) {
-        this.lastFullWarning = now;
-        this.log.warn({ max_connections: this.opts.maxConnections }, `proxy full (services.${this.opts.service}.proxy.max_connections): new clients told to try later`);
-      }
-      this.refuse(socket, 'unavailable', true, null);
-      return;
+    session.port = socket.remotePort ?? 0;
+    // Parsed here, once: the trusted-proxy match and the gatekeeper take it as it is.
+    const client = clientAddress(remote) ?? remote;
+    session.client = client;
+    if (this.opts.trusted.size > 0 && typeof client !== 'string' && this.opts.trusted.match(client.ip) !== null) {
+      this.readHeader(session);
+      return session;
     }
-    const p: Pending = { socket, address: remote, port: socket.remotePort ?? 0, localAddress: null, localPort: 0, early: null, started: 0 };
-    if (this.opts.trusted.size > 0) {
-      const ip = parseIp(remote);
-      if (ip !== null && this.opts.trusted.match(ip) !== null) {
-        this.readHeader(p);
-        return;
-      }
-    }
-    this.judge(p);
+    this.judge(session);
+    return session;
+  }
+
+  /** A client over max_connections: told the service is unavailable, in its protocol's words. */
+  private acceptFull(socket: Socket): GuardSession {
+    const session = new GuardSession(this, socket);
+    if (socket.remoteAddress === undefined) socket.destroy();
+    else this.refuse(socket, 'unavailable', true, null);
+    return session;
   }
 
   /** A trusted load balancer's connection: its PROXY header first. */
-  private readHeader(p: Pending): void {
+  private readHeader(p: GuardSession): void {
     const s = p.socket;
     const parser = new ProxyHeaderParser();
     // A deadline from accept, not an inactivity timeout: a header sent a byte
@@ -213,7 +276,8 @@ export class GuardListener implements RelayHost {
       s.pause();
       const h = r.header;
       if (h.proxied && h.source !== undefined && h.destination !== undefined) {
-        p.address = h.source.address;
+        // The header's source is where this client came in: parsed once, here.
+        p.client = clientAddress(h.source.address) ?? h.source.address;
         p.port = h.source.port;
         p.localAddress = h.destination.address;
         p.localPort = h.destination.port;
@@ -225,11 +289,11 @@ export class GuardListener implements RelayHost {
     s.resume();
   }
 
-  private judge(p: Pending): void {
+  private judge(p: GuardSession): void {
     let a: ReturnType<Gatekeeper['admit']>;
     p.started = this.timer.start();
     try {
-      a = this.gate.admit(this.opts.service, p.address, this.owner);
+      a = this.gate.admit(this.opts.service, p.client, this.owner);
     } catch (err) {
       this.timer.stop(p.started);
       this.log.error({ err, client: p.address }, 'proxy: decision failed; client told to try later');
@@ -248,7 +312,7 @@ export class GuardListener implements RelayHost {
     } else this.decided(p, a);
   }
 
-  private decided(p: Pending, a: Admission): void {
+  private decided(p: GuardSession, a: Admission): void {
     this.timer.stop(p.started);
     const d = a.decision;
     const s = p.socket;
@@ -270,7 +334,7 @@ export class GuardListener implements RelayHost {
     relay.keys = a.keys;
     relay.startedAt = startedAt;
     relay.address = a.address;
-    this.relays.add(relay);
+    p.relay = relay;
     relay.idleMark = 0;
     relay.idleSince = startedAt;
     this.registry.add(
@@ -293,14 +357,14 @@ export class GuardListener implements RelayHost {
     }
   }
 
-  private header(address: string, p: Pending): Buffer | null {
+  private header(address: string, p: GuardSession): Buffer | null {
     const v = this.opts.proxyProtocol;
     if (v === 'none') return null;
     let dst = p.localAddress;
     let dport = p.localPort;
     if (dst === null) {
       dst = this.boundAddress ?? unmapped(p.socket.localAddress ?? '');
-      dport = this.port;
+      dport = this.listener.port;
     }
     return v === 'v2' ? encodeProxyV2(address, p.port, dst, dport) : encodeProxyV1(address, p.port, dst, dport);
   }
@@ -338,7 +402,6 @@ export class GuardListener implements RelayHost {
   }
 
   closed(c: Relay, why: string): void {
-    if (!this.relays.delete(c)) return;
     this.registry.remove(c.id);
     void this.gate.leave(c.keys, this.owner);
     if (this.events.listenerCount('disconnect') > 0) {
@@ -353,54 +416,21 @@ export class GuardListener implements RelayHost {
     return goodbyeLine(this.opts.protocol, this.opts.hostname, text);
   }
 
-  private sweepIdle(): void {
-    const now = Date.now();
-    for (const r of this.relays) {
-      const a = r.activity();
-      if (a !== r.idleMark) {
-        r.idleMark = a;
-        r.idleSince = now;
-        continue;
-      }
-      r.quiet();
-      if (now - r.idleSince >= (r.halfClosed() ? Math.min(HALF_CLOSED_IDLE_MS, this.opts.idleTimeoutMs) : this.opts.idleTimeoutMs)) {
-        r.kick(`idle for ${Math.round((now - r.idleSince) / 1000)} s`, 'Idle for too long, closing the connection');
-      }
-    }
-  }
-
   /**
    * Stops accepting, then closes every live session with a goodbye where one
    * can be sent; resolves when all are closed and their counts given back.
    */
   async close(reason = 'Service shutting down, try again later'): Promise<void> {
-    const server = this.server;
-    this.server = null;
-    if (server === null) return;
-    if (this.sweep !== null) clearInterval(this.sweep);
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    const relayed = new Set<Socket>();
-    for (const r of [...this.relays]) {
-      relayed.add(r.client);
-      r.kick('shutdown', reason);
-    }
-    for (const s of [...this.sockets]) if (!relayed.has(s)) s.destroy();
+    if (!this.listener.open) return;
+    this.goodbyeText = reason;
     // Goodbyes get LINGER_MS to be read; then what is left goes.
     const deadline = setTimeout(() => {
-      for (const s of this.sockets) s.destroy();
+      for (const s of this.listener.sessions) s.socket.destroy();
     }, LINGER_MS);
-    await closed;
+    await this.listener.close();
     clearTimeout(deadline);
     await this.gate.closeOwner(this.owner);
   }
-}
-
-/** The listener of an accepted socket, for the close handler every socket shares. */
-const LISTENER = Symbol('doorman.listener');
-type ListenerSocket = Socket & { [LISTENER]?: GuardListener };
-
-function forgetSocket(this: Socket): void {
-  (this as ListenerSocket)[LISTENER]?.sockets.delete(this);
 }
 
 /** A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; PROXY headers carry the plain form. */
