@@ -18,6 +18,7 @@
  * refused in words. Idle connections are found by its one sweep, which
  * compares byte counters, so relaying costs no timer reset per chunk.
  */
+import type { Ban } from '../core/bans.js';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Protocol } from '../core/rules.js';
@@ -334,6 +335,7 @@ export class GuardListener implements RelayHost {
     relay.keys = a.keys;
     relay.startedAt = startedAt;
     relay.address = a.address;
+    relay.headerBytes = s.bytesRead - (p.early?.length ?? 0);
     p.relay = relay;
     relay.idleMark = 0;
     relay.idleSince = startedAt;
@@ -404,11 +406,31 @@ export class GuardListener implements RelayHost {
   closed(c: Relay, why: string): void {
     this.registry.remove(c.id);
     void this.gate.leave(c.keys, this.owner);
+    // A client that closed or reset having sent nothing (a scanner, a banner grabber): early_leavers.
+    if (c.bytesIn() === c.headerBytes && (why === 'client closed' || why.startsWith('client error')) && this.earlyLeavers) this.leftEarly(c);
     if (this.events.listenerCount('disconnect') > 0) {
       this.events.emit('disconnect', { id: c.id, service: this.opts.service, address: c.address, why, bytesIn: c.bytesIn(), bytesOut: c.bytesOut() });
     }
     if (this.log.isLevelEnabled('debug')) {
       this.log.debug({ id: c.id, client: c.address, why, seconds: (Date.now() - c.startedAt) / 1000, bytes_in: c.bytesIn(), bytes_out: c.bytesOut() }, 'proxy: connection closed');
+    }
+  }
+
+  /** Whether the service bans early leavers (read per session: a reload may turn it on or off). */
+  private get earlyLeavers(): boolean {
+    return this.gate.rules.service(this.opts.service).earlyLeavers !== null;
+  }
+
+  private leftEarly(c: Relay): void {
+    const done = (ban: Ban | null) => {
+      if (ban !== null) this.log.warn({ service: this.opts.service, client: c.address, until: new Date(ban.until).toISOString(), reason: ban.reason }, 'banned');
+    };
+    try {
+      const r = this.gate.leftEarly(this.opts.service, c.address, c.id);
+      if (r instanceof Promise) r.then(done, (err: unknown) => this.log.error({ err, client: c.address }, 'proxy: an early leaver was not counted'));
+      else done(r);
+    } catch (err) {
+      this.log.error({ err, client: c.address }, 'proxy: an early leaver was not counted');
     }
   }
 

@@ -269,6 +269,8 @@ export class Relay implements ConnectionHandle {
   /** Activity mark for the listener's idle sweep. */
   idleMark = 0;
   idleSince = 0;
+  /** Bytes of the client's socket that were a trusted proxy's PROXY header, not the client's own. */
+  headerBytes = 0;
   /** The listener's record of the session: registry id, engine keys held, start, client address. */
   id = '';
   keys: readonly string[] = [];

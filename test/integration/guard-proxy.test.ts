@@ -386,3 +386,29 @@ test('IPv6: a client on ::1 is judged and passed on as ::1', async (t) => {
   assert.equal(await count(d, 'imap:::1'), 1);
   c.destroy();
 });
+
+test('early_leavers: an address whose sessions end with nothing sent is banned past the count; one that speaks is not counted', async (t) => {
+  const b = await backend(true, '* OK ready');
+  const { d, lines } = await guard(t, { imap: { proxy: proxyConf(b), early_leavers: { sessions: 2, window: '10m', ban: '1h' } } });
+  const port = d.proxies[0]?.port ?? 0;
+  const leave = async (address: string, say?: string) => {
+    const c = await RawClient.open(port, { localAddress: address });
+    await c.waitFor(/^\* OK ready/);
+    if (say !== undefined) c.write(say);
+    c.destroy();
+  };
+  // One that speaks each time is never counted.
+  for (let i = 0; i < 4; i++) await leave('127.0.0.41', 'a1 NOOP\r\n');
+  for (let i = 0; i < 3; i++) await leave('127.0.0.40');
+  await until('the ban on 127.0.0.40', () => d.control.bans().some((x) => x.target === '127.0.0.40'));
+  const ban = d.control.bans().find((x) => x.target === '127.0.0.40');
+  assert.deepEqual([ban?.origin, ban?.reason], ['auto', '3 sessions that sent nothing within 10 min, over the limit of 2 (early leavers)']);
+  assert.ok(lines.some((l) => l['msg'] === 'banned' && l['client'] === '127.0.0.40'));
+  const refused = await RawClient.open(port, { localAddress: '127.0.0.40' });
+  await refused.closed();
+  assert.equal(refused.received, '* BYE [UNAVAILABLE] Your address is temporarily blocked, try again later\r\n');
+  assert.equal(d.control.bans().some((x) => x.target === '127.0.0.41'), false);
+  const speaker = await RawClient.open(port, { localAddress: '127.0.0.41' });
+  await speaker.waitFor(/^\* OK ready/);
+  speaker.destroy();
+});
