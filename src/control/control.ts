@@ -23,7 +23,7 @@ import type { DoorEventBus } from '../core/events.js';
 import type { Gatekeeper } from '../core/gate.js';
 import { parseIp } from '../core/ip.js';
 import type { KeySnapshot } from '../core/metrics.js';
-import { parseNetwork, type Network } from '../core/networks.js';
+import { isNetworkText, parseNetwork, type Network } from '../core/networks.js';
 import type { Peak, PeakName } from '../core/peaks.js';
 import type { CountryRuleInput, Rules, RulePhase } from '../core/rules.js';
 import { ControlInputError, GuardrailError } from '../errors.js';
@@ -188,7 +188,7 @@ export class Control {
     const one = this.d.registry.get(a.target);
     let hits: ConnectionView[] = [];
     if (one !== null) hits = a.service !== undefined && one.service !== a.service ? [] : [one];
-    else if (isNetwork(a.target)) hits = this.d.registry.list(a.service !== undefined ? { address: a.target, service: a.service } : { address: a.target });
+    else if (isNetworkText(a.target)) hits = this.d.registry.list(a.service !== undefined ? { address: a.target, service: a.service } : { address: a.target });
     for (const h of hits) this.d.registry.kick(h.id, a.reason);
     if (hits.length > 0) this.d.events.emit('kick', { target: a.target, kicked: hits.length, ban: null, reason: a.reason });
     return { kicked: hits.length, ids: hits.map((h) => h.id) };
@@ -209,7 +209,7 @@ export class Control {
     let one = this.connection(target);
     let missing: string[] = [];
     // An id held by another node: ask the fleet which one holds it.
-    if (one === null && fleet !== null && !isNetwork(target)) {
+    if (one === null && fleet !== null && !isNetworkText(target)) {
       const r = await fleet.ask<FleetConnectionView | null>('connection', { id: target });
       for (const a of r.answers.values()) if (typeof a?.id === 'string') one ??= a;
       missing = [...r.missing];
@@ -417,14 +417,6 @@ function network(target: string): Network {
   }
 }
 
-function isNetwork(target: string): boolean {
-  try {
-    parseNetwork(target);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function checkedFilter(f: ConnectionFilter): ConnectionFilter {
   if (f.address !== undefined) network(f.address);

@@ -31,6 +31,16 @@ export function parseNetwork(text: string): Network {
   return { text, words: maskWords(p.words, bits), bits };
 }
 
+/** Whether `text` is an address or a network parseNetwork takes. */
+export function isNetworkText(text: string): boolean {
+  try {
+    parseNetwork(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * A single-address network (/32, /128 or a bare address) as the canonical
  * address text the gatekeeper keys clients by (mapped IPv4 as dotted); null

@@ -10,7 +10,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { parseNetwork } from '../core/networks.js';
+import { isNetworkText } from '../core/networks.js';
 import { writeFileAtomic } from '../state/atomic-file.js';
 import type { SnapshotBan } from './decision-set.js';
 
@@ -44,7 +44,7 @@ export class CrowdsecCache {
       this.log.warn({ file: this.path }, 'crowdsec: the saved ban list is not one; waiting for the Local API');
       return null;
     }
-    return parsed.data.bans.filter((b) => b.u > now && isTarget(b.t));
+    return parsed.data.bans.filter((b) => b.u > now && isNetworkText(b.t));
   }
 
   /** Replaces the file with `list` (atomically: a crash leaves the old one or the new one). */
@@ -58,14 +58,5 @@ function safeJson(text: string): unknown {
     return JSON.parse(text);
   } catch {
     return null;
-  }
-}
-
-function isTarget(t: string): boolean {
-  try {
-    parseNetwork(t);
-    return true;
-  } catch {
-    return false;
   }
 }

@@ -26,7 +26,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { BanList } from '../core/bans.js';
 import type { Clock } from '../core/clock.js';
-import { parseNetwork } from '../core/networks.js';
+import { isNetworkText } from '../core/networks.js';
 import type { FleetBus } from '../fleet/bus.js';
 import type { RedisClient } from '../store/redis-client.js';
 import type { FleetLink, PollHealth, Role } from './bouncer.js';
@@ -166,7 +166,7 @@ export class CrowdsecFleet implements FleetLink {
     if (text === null) return;
     const doc = listSchema.parse(JSON.parse(text));
     const now = this.o.clock.now();
-    const bans = doc.bans.filter((b) => isTarget(b.t));
+    const bans = doc.bans.filter((b) => isNetworkText(b.t));
     const first = this.loaded < 0;
     this.loaded = doc.version;
     if (first) {
@@ -181,14 +181,5 @@ export class CrowdsecFleet implements FleetLink {
   async close(): Promise<void> {
     if (this.leaseUntil > 0) await this.redis.doormanCrowdsecRelease(1, this.keys.lease, this.o.node).catch(() => undefined);
     this.leaseUntil = 0;
-  }
-}
-
-function isTarget(t: string): boolean {
-  try {
-    parseNetwork(t);
-    return true;
-  } catch {
-    return false;
   }
 }
