@@ -14,7 +14,7 @@
  */
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.js';
-import type { Ban, BanOrigin } from '../core/bans.js';
+import type { Ban, BanLayer, BanOrigin } from '../core/bans.js';
 import type { Clock } from '../core/clock.js';
 import type { ConnectionFilter, ConnectionRegistry, ConnectionView } from '../core/connections.js';
 import { normaliseCountry, badCountryMessage } from '../core/country-codes.js';
@@ -31,8 +31,9 @@ import type { FleetBus } from '../fleet/bus.js';
 import type { AuditSink } from '../state/audit-log.js';
 import type { RuntimeState, RuntimeStateStore } from '../state/runtime-state.js';
 import { ChangeLog } from './changes.js';
+import { banLift } from './lift.js';
 import { serveFleet, type KickArgs, type ListArgs } from './fleet-rpc.js';
-import { banRefusal, countryBlocked, countryRuleRefusal, sameTarget } from './guardrails.js';
+import { banRefusal, countryBlocked, countryRuleRefusal } from './guardrails.js';
 import { ruleInput, rulesWith, withBlocked, withUnblocked } from './overlay.js';
 
 export type { CountryRuleInput } from '../core/rules.js';
@@ -297,10 +298,15 @@ export class Control {
     return this.changes.exclusive(async () => {
       const net = network(target);
       const now = this.d.clock.now();
-      const key = this.d.gate.bans.list(now, 'local').find((b) => sameTarget(b.target, net))?.target;
+      // The ban held on this very network, however it was written: one lookup per layer, not a scan of CrowdSec's thousands.
+      const held = (layer: BanLayer) => {
+        const b = this.d.gate.bans.get(net.text, layer);
+        return b !== null && b.until > now ? b : null;
+      };
+      const key = held('local')?.target;
       if (key === undefined) {
-        const theirs = this.d.gate.bans.list(now, 'crowdsec').find((b) => sameTarget(b.target, net));
-        if (theirs !== undefined) throw new ControlInputError('DOORMAN_ERR_CROWDSEC_BAN', `the ban on ${theirs.target} is CrowdSec's (${theirs.reason}): lift it there with \`cscli decisions delete --${theirs.target.includes('/') ? 'range' : 'ip'} ${theirs.target}\`, and Doorman follows within one poll`);
+        const theirs = held('crowdsec');
+        if (theirs !== null) throw new ControlInputError('DOORMAN_ERR_CROWDSEC_BAN', `the ban on ${theirs.target} is CrowdSec's (${theirs.reason}): lift it there with \`${banLift(theirs).command}\`, and Doorman follows within one poll`);
         return false;
       }
       await this.changes.unban(net, key, caller.address, () => this.d.gate.bans.remove(key));

@@ -106,8 +106,14 @@ function goodLoginKey(address: string): string {
   return `${BOOKKEEPING_PREFIX}good:${address}`;
 }
 
-function ignoreStoreFailure(err: unknown): void {
-  if (!(err instanceof StoreUnavailableError)) throw err;
+/** A shared store failure turned into "nothing happened" (null, or nothing); anything else is thrown on. */
+function unlessStoreFails<T>(v: Awaitable<T>, none: T): Awaitable<T> {
+  return v instanceof Promise
+    ? v.catch((err: unknown) => {
+        if (!(err instanceof StoreUnavailableError)) throw err;
+        return none;
+      })
+    : v;
 }
 
 /** A decision for an address that is not an IP: nothing can be judged, so nothing is refused. */
@@ -514,9 +520,8 @@ export class Gatekeeper {
     const ip = typeof address === 'string' ? parseIp(address) : address.ip;
     if (ip === null) return undefined;
     const text = typeof address === 'string' ? canonicalText(address, ip) : address.text;
-    const done = then(this.engine.touchMember(goodLoginKey(text), login.slice(0, MAX_LOGIN), ms), () => undefined);
     // Not recorded without the store: the failures that follow may ban, as without the rule.
-    return done instanceof Promise ? done.catch(ignoreStoreFailure) : done;
+    return unlessStoreFails(then(this.engine.touchMember(goodLoginKey(text), login.slice(0, MAX_LOGIN), ms), () => undefined), undefined);
   }
 
   /**
@@ -545,7 +550,7 @@ export class Gatekeeper {
   authSucceeded(serviceName: string, address: string | ClientAddress, login: string): Awaitable<Decision> {
     const f = this.facts(serviceName, address);
     if (f === null) return unjudged(address);
-    const good = this.goodLogin(serviceName, f.facts.address, login);
+    const good = this.goodLogin(serviceName, { ip: f.ip, text: f.facts.address }, login);
     const travel = f.facts.service.maxCountriesPerLogin;
     const country = f.facts.country;
     if (travel === null || country === null || login === '' || f.facts.exception !== null) {
@@ -591,12 +596,7 @@ export class Gatekeeper {
       );
     }) as Awaitable<Ban | null>;
     // Without the store the failure is not counted; nothing else is lost.
-    return counted instanceof Promise
-      ? counted.catch((err: unknown) => {
-          if (!(err instanceof StoreUnavailableError)) throw err;
-          return null;
-        })
-      : counted;
+    return unlessStoreFails(counted, null);
   }
 
   /**
@@ -615,12 +615,7 @@ export class Gatekeeper {
       const reason = `${m.size} sessions that sent nothing within ${Math.round(rule.windowMs / 60_000)} min, over the limit of ${rule.sessions} (early leavers)`;
       return this.autoBan(f.facts, rule.banMs, reason);
     });
-    return counted instanceof Promise
-      ? counted.catch((err: unknown) => {
-          ignoreStoreFailure(err);
-          return null;
-        })
-      : counted;
+    return unlessStoreFails(counted, null);
   }
 
   /** At AUTH (Postfix: a request with sasl_username): the AUTH-phase country rule, bans and rates. */

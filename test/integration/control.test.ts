@@ -205,3 +205,22 @@ test('repeat offenders: the history outlives a restart, so the next ban after it
   const again = d.control.bans().find((b) => b.target === '192.0.2.51');
   assert.deepEqual([again?.strike, again && again.until - again.createdAt], [2, 1_800_000]);
 });
+
+test('unban lifts the operator\'s ban on a network however it is written, and refuses CrowdSec\'s, naming the cscli command', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'doorman-control-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const d = await start(dir, 1);
+  t.after(() => d.stop());
+  await d.control.ban('198.51.100.0/24', 600_000, 'scanner', OPERATOR);
+  d.gate.bans.add('198.51.100.0/24', 600_000, 'crowdsecurity/ssh-bf', Date.now(), { origin: 'crowdsec' });
+  d.gate.bans.add('203.0.113.9', 600_000, 'crowdsecurity/postfix-spam', Date.now(), { origin: 'crowdsec' });
+  assert.equal(await d.control.unban('198.51.100.7/24', OPERATOR), true, 'the same network, written from another address in it');
+  assert.deepEqual(d.control.bans().map((b) => [b.target, b.origin]).sort(), [['198.51.100.0/24', 'crowdsec'], ['203.0.113.9', 'crowdsec']]);
+  await assert.rejects(d.control.unban('203.0.113.9', OPERATOR), (e: unknown) => {
+    assert.ok(e instanceof ControlInputError);
+    assert.equal(e.code, 'DOORMAN_ERR_CROWDSEC_BAN');
+    assert.match(e.message, /lift it there with `cscli decisions delete --ip 203\.0\.113\.9`/);
+    return true;
+  });
+  assert.equal(await d.control.unban('192.0.2.1', OPERATOR), false, 'nothing held there');
+});
